@@ -1,0 +1,113 @@
+/** Typed errors of ipre. Every error carries the facts a user needs to act on it. */
+import { errnoName } from "./ffi/libc.ts";
+
+/** Base class: `err instanceof IpreError` catches everything ipre throws on purpose. */
+export class IpreError extends Error {
+  override name = "IpreError";
+}
+
+/** A KVM (or libc) call failed. */
+export class KvmError extends IpreError {
+  override name = "KvmError";
+  readonly errnoName: string;
+  constructor(readonly operation: string, readonly errno: number, detail?: string) {
+    super(`${operation} failed: ${errnoName(errno)}${detail ? ` (${detail})` : ""}`);
+    this.errnoName = errnoName(errno);
+  }
+}
+
+/** The ELF image cannot be loaded; `reason` says why. */
+export class ElfError extends IpreError {
+  override name = "ElfError";
+}
+
+/** A guest address or range outside the machine's memory was passed to a host helper. */
+export class GuestMemoryError extends IpreError {
+  override name = "GuestMemoryError";
+  constructor(readonly address: number, readonly length: number, message?: string) {
+    super(message ?? `guest range 0x${address.toString(16)}+${length} is outside guest memory`);
+  }
+}
+
+export const VECTOR_NAMES: readonly string[] = [
+  "#DE divide error", "#DB debug", "NMI", "#BP breakpoint", "#OF overflow", "#BR bound range",
+  "#UD invalid opcode", "#NM device not available", "#DF double fault", "coprocessor overrun",
+  "#TS invalid TSS", "#NP segment not present", "#SS stack fault", "#GP general protection",
+  "#PF page fault", "reserved 15", "#MF x87 FP error", "#AC alignment check", "#MC machine check",
+  "#XM SIMD FP error", "#VE virtualization", "#CP control protection", "reserved 22",
+  "reserved 23", "reserved 24", "reserved 25", "reserved 26", "reserved 27", "#HV hypervisor injection",
+  "#VC VMM communication", "#SX security", "reserved 31",
+];
+
+export interface FaultInfo {
+  vector: number;
+  rip: number;
+  /** Faulting address (CR2) for #PF, otherwise 0. */
+  cr2: number;
+  errorCode: number;
+  rsp: number;
+}
+
+function describePageFault(errorCode: number): string {
+  const what = errorCode & 16 ? "instruction fetch" : errorCode & 2 ? "write" : "read";
+  const why = errorCode & 1 ? "protection violation" : "page not present";
+  return `${what}, ${why}${errorCode & 4 ? ", user mode" : ", supervisor mode"}`;
+}
+
+/** The guest raised a CPU exception. */
+export class GuestFault extends IpreError implements FaultInfo {
+  override name = "GuestFault";
+  readonly vector: number;
+  readonly vectorName: string;
+  readonly rip: number;
+  readonly cr2: number;
+  readonly errorCode: number;
+  readonly rsp: number;
+  constructor(info: FaultInfo, context = "guest") {
+    const vectorName = VECTOR_NAMES[info.vector] ?? `vector ${info.vector}`;
+    let msg = `${context} fault ${vectorName} at rip=0x${info.rip.toString(16)}`;
+    if (info.vector === 14) msg += ` addr=0x${info.cr2.toString(16)} (${describePageFault(info.errorCode)})`;
+    else if (info.errorCode) msg += ` error=0x${info.errorCode.toString(16)}`;
+    super(msg);
+    this.vector = info.vector;
+    this.vectorName = vectorName;
+    this.rip = info.rip;
+    this.cr2 = info.cr2;
+    this.errorCode = info.errorCode;
+    this.rsp = info.rsp;
+  }
+}
+
+/** The guest stopped in a way that is not a CPU exception (shutdown, internal error, bad exit). */
+export class GuestCrash extends IpreError {
+  override name = "GuestCrash";
+}
+
+/** A call was attempted into a remote entry point that is not allowed, or no remote is connected there. */
+export class RemoteAccessError extends IpreError {
+  override name = "RemoteAccessError";
+  constructor(readonly address: number, message: string) {
+    super(message);
+  }
+}
+
+/** A CPU exception happened while a remote function was running; the call was ended. */
+export class RemoteFault extends GuestFault {
+  override name = "RemoteFault";
+  constructor(info: FaultInfo, readonly remoteName: string) {
+    super(info, `remote ${remoteName}`);
+  }
+}
+
+/** The guest ran longer than its timeout. */
+export class TimeoutError extends IpreError {
+  override name = "TimeoutError";
+  constructor(readonly timeoutMs: number, readonly elapsedMs: number, where = "guest") {
+    super(`${where} timed out after ${elapsedMs.toFixed(1)} ms (timeout ${timeoutMs} ms)`);
+  }
+}
+
+/** The machine is closed, or must be reset before it can be used again. */
+export class MachineStateError extends IpreError {
+  override name = "MachineStateError";
+}

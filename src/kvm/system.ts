@@ -1,0 +1,137 @@
+/** `/dev/kvm`: the system handle (API version, capabilities, supported CPUID, VM creation). */
+import { libc } from "../ffi/index.ts";
+import { NativeBuffer, O_CLOEXEC, O_RDWR } from "../ffi/native.ts";
+import { KvmError } from "../errors.ts";
+import { CAP, type CapName, KVM, SIZEOF } from "./abi.ts";
+
+export const KVM_DEVICE = "/dev/kvm";
+/** The only stable KVM API version (KVM_GET_API_VERSION). */
+export const KVM_API_VERSION = 12;
+
+export type KvmFlavour = "hardware" | "pvm" | "unknown";
+
+/** Check a libc result: throw a KvmError naming the operation and errno when it is negative. */
+export function check(result: number, operation: string, detail?: string): number {
+  if (result < 0) throw new KvmError(operation, libc.errno(), detail);
+  return result;
+}
+
+/** Issue an ioctl and throw a KvmError (`KVM_<name>`, errno) when it fails. */
+export function kvmIoctl(fd: number, name: keyof typeof KVM, arg: number): number {
+  return check(libc.ioctl(fd, KVM[name], arg), `KVM_${name}`);
+}
+
+/** Which kind of KVM module backs /dev/kvm (hardware VMX/SVM or PVM's paravirtual shadow MMU). */
+export function kvmFlavour(): KvmFlavour {
+  const modules = readSysModules();
+  if (modules.includes("kvm_pvm")) return "pvm";
+  if (modules.includes("kvm_intel") || modules.includes("kvm_amd")) return "hardware";
+  return "unknown";
+}
+
+const O_DIRECTORY = 0x10000;
+
+/** Names among kvm_pvm/kvm_intel/kvm_amd that have a directory under /sys/module. */
+function readSysModules(): string[] {
+  using buf = NativeBuffer.alloc(4096);
+  return ["kvm_pvm", "kvm_intel", "kvm_amd"].filter((name) => {
+    const fd = libc.open(buf.writeCString(0, `/sys/module/${name}`), O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0) return false;
+    libc.close(fd);
+    return true;
+  });
+}
+
+/** An open `/dev/kvm`. One owner; `close()` is idempotent. */
+export class Kvm {
+  #fd: number;
+  private constructor(fd: number) {
+    this.#fd = fd;
+  }
+
+  /** Open /dev/kvm and check the API version. */
+  static open(path = KVM_DEVICE): Kvm {
+    using buf = NativeBuffer.alloc(4096);
+    const fd = libc.open(buf.writeCString(0, path), O_RDWR | O_CLOEXEC);
+    if (fd < 0) {
+      const errno = libc.errno();
+      throw new KvmError(`open(${path})`, errno, kvmOpenHint(errno));
+    }
+    const kvm = new Kvm(fd);
+    const api = kvm.apiVersion();
+    if (api !== KVM_API_VERSION) {
+      kvm.close();
+      throw new KvmError("KVM_GET_API_VERSION", 22, `API version ${api}, expected ${KVM_API_VERSION}`);
+    }
+    return kvm;
+  }
+
+  get fd(): number {
+    if (this.#fd < 0) throw new KvmError("use of closed /dev/kvm", 9);
+    return this.#fd;
+  }
+
+  /** KVM_GET_API_VERSION */
+  apiVersion(): number {
+    return kvmIoctl(this.fd, "GET_API_VERSION", 0);
+  }
+
+  /** KVM_CHECK_EXTENSION: 0 when absent, otherwise a capability-specific positive value. */
+  checkExtension(cap: CapName | number): number {
+    const n = typeof cap === "number" ? cap : CAP[cap];
+    return kvmIoctl(this.fd, "CHECK_EXTENSION", n);
+  }
+
+  /** KVM_GET_VCPU_MMAP_SIZE: size of the kvm_run mapping. */
+  vcpuMmapSize(): number {
+    return kvmIoctl(this.fd, "GET_VCPU_MMAP_SIZE", 0);
+  }
+
+  /**
+   * KVM_GET_SUPPORTED_CPUID into a new native buffer (`struct kvm_cpuid2` + entries), ready for
+   * KVM_SET_CPUID2. The caller owns (and closes) the buffer.
+   */
+  supportedCpuid(): NativeBuffer {
+    for (let n = 64; n <= 4096; n *= 2) {
+      const buf = NativeBuffer.alloc(SIZEOF.kvm_cpuid2 + n * SIZEOF.kvm_cpuid_entry2);
+      buf.view.setUint32(0, n, true);
+      const r = libc.ioctl(this.fd, KVM.GET_SUPPORTED_CPUID, buf.address);
+      if (r >= 0) return buf;
+      const errno = libc.errno();
+      buf.close();
+      if (errno !== 7 /* E2BIG */) throw new KvmError("KVM_GET_SUPPORTED_CPUID", errno);
+    }
+    throw new KvmError("KVM_GET_SUPPORTED_CPUID", 7, "more than 4096 entries");
+  }
+
+  /** KVM_CREATE_VM: the raw VM fd (wrapped by `Vm`). */
+  createVmFd(): number {
+    return kvmIoctl(this.fd, "CREATE_VM", 0);
+  }
+
+  close(): void {
+    if (this.#fd >= 0) {
+      libc.close(this.#fd);
+      this.#fd = -1;
+    }
+  }
+  [Symbol.dispose](): void {
+    this.close();
+  }
+}
+
+/** A one-line fix for the usual reasons /dev/kvm cannot be opened. */
+export function kvmOpenHint(errno: number): string {
+  switch (errno) {
+    case 2:
+      return "no /dev/kvm: load the module (`modprobe kvm_intel` or `modprobe kvm_amd`) or enable nested virtualization for this VM";
+    case 13:
+    case 1:
+      return "no permission: add yourself to the kvm group (`sudo usermod -aG kvm $USER`, then log in again) or `sudo chmod 666 /dev/kvm`";
+    case 6:
+    case 19:
+      return "/dev/kvm exists but no KVM module backs it: load kvm_intel/kvm_amd (or kvm_pvm)";
+    default:
+      return "check that KVM is enabled on this machine";
+  }
+}

@@ -1,0 +1,149 @@
+/**
+ * A vCPU: its fd and mmapped `struct kvm_run`. General registers are read and written through
+ * KVM_CAP_SYNC_REGS (in the kvm_run page), so the exit loop issues exactly one ioctl per exit.
+ */
+import { libc } from "../ffi/index.ts";
+import { MAP_SHARED, NativeBuffer, PROT_READ, PROT_WRITE } from "../ffi/native.ts";
+import { KvmError } from "../errors.ts";
+import { KVM, MSR_ENTRY, REGS, type RegName, RUN, SIZEOF, SYNC } from "./abi.ts";
+import { check, kvmIoctl } from "./system.ts";
+
+const TWO32 = 2 ** 32;
+
+export class Vcpu {
+  #fd: number;
+  readonly runAddress: number;
+  readonly runSize: number;
+  /** The kvm_run page as 32-bit words (aligned fields only). */
+  readonly #u32: Uint32Array;
+  readonly run: DataView;
+  #sregs = NativeBuffer.alloc(SIZEOF.kvm_sregs);
+  #regs = NativeBuffer.alloc(SIZEOF.kvm_regs);
+
+  constructor(fd: number, runSize: number) {
+    this.#fd = fd;
+    this.runSize = runSize;
+    const addr = libc.mmap(0, runSize, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    if (addr === -1) throw new KvmError("mmap(kvm_run)", libc.errno());
+    this.runAddress = addr;
+    const buf = libc.view(addr, runSize);
+    this.#u32 = new Uint32Array(buf);
+    this.run = new DataView(buf);
+    // Ask KVM to store the general registers in kvm_run on every exit.
+    this.#u32[RUN.kvm_valid_regs >> 2] = SYNC.REGS;
+  }
+
+  get fd(): number {
+    if (this.#fd < 0) throw new KvmError("use of closed vCPU", 9);
+    return this.#fd;
+  }
+
+  /**
+   * KVM_RUN, the hot path: returns the exit reason, or -errno when the ioctl failed (e.g. -4 for
+   * EINTR when a timeout signal arrived). Allocates nothing.
+   */
+  runOnce(): number {
+    const r = libc.ioctl(this.#fd, KVM.RUN, 0);
+    if (r < 0) return -libc.errno();
+    return this.#u32[RUN.exit_reason >> 2]!;
+  }
+
+  /** Port of the last KVM_EXIT_IO. */
+  get ioPort(): number {
+    return this.run.getUint16(RUN.io_port, true);
+  }
+
+  /** A general register as an unsigned number (exact below 2^53), from the sync-regs area. */
+  reg(name: RegName): number {
+    const i = (RUN.sync_regs + REGS[name]) >> 2;
+    return this.#u32[i]! + this.#u32[i + 1]! * TWO32;
+  }
+  /** A general register as a signed 64-bit value converted to number (exact within ±2^53). */
+  regSigned(name: RegName): number {
+    const i = (RUN.sync_regs + REGS[name]) >> 2;
+    return this.#u32[i]! + (this.#u32[i + 1]! | 0) * TWO32;
+  }
+  regBigInt(name: RegName): bigint {
+    return this.run.getBigUint64(RUN.sync_regs + REGS[name], true);
+  }
+  /** Set a general register for the next KVM_RUN (negative numbers are two's complement). */
+  setReg(name: RegName, value: number): void {
+    const i = (RUN.sync_regs + REGS[name]) >> 2;
+    const hi = Math.floor(value / TWO32);
+    this.#u32[i] = value - hi * TWO32;
+    this.#u32[i + 1] = hi; // ToUint32 wraps negative values to two's complement
+    this.#u32[RUN.kvm_dirty_regs >> 2] = SYNC.REGS;
+  }
+  setRegBigInt(name: RegName, value: bigint): void {
+    this.run.setBigUint64(RUN.sync_regs + REGS[name], BigInt.asUintN(64, value), true);
+    this.#u32[RUN.kvm_dirty_regs >> 2] = SYNC.REGS;
+  }
+
+  /** KVM_GET_REGS into the sync area (used once, before the first run fills it). */
+  loadRegs(): void {
+    kvmIoctl(this.fd, "GET_REGS", this.#regs.address);
+    new Uint8Array(this.run.buffer, RUN.sync_regs, SIZEOF.kvm_regs).set(this.#regs.bytes.subarray(0, SIZEOF.kvm_regs));
+  }
+  /** KVM_SET_REGS from the sync area (setup only). */
+  storeRegs(): void {
+    this.#regs.bytes.set(new Uint8Array(this.run.buffer, RUN.sync_regs, SIZEOF.kvm_regs));
+    kvmIoctl(this.fd, "SET_REGS", this.#regs.address);
+    this.#u32[RUN.kvm_dirty_regs >> 2] = 0;
+  }
+
+  /** KVM_GET_SREGS: a DataView over the vCPU's special registers (struct kvm_sregs). */
+  getSregs(): DataView {
+    kvmIoctl(this.fd, "GET_SREGS", this.#sregs.address);
+    return this.#sregs.view;
+  }
+  /** KVM_SET_SREGS from the view returned by getSregs(). */
+  setSregs(): void {
+    kvmIoctl(this.fd, "SET_SREGS", this.#sregs.address);
+  }
+
+  /** KVM_SET_MSRS */
+  setMsrs(msrs: ReadonlyArray<readonly [number, bigint]>): void {
+    using buf = NativeBuffer.alloc(SIZEOF.kvm_msrs + msrs.length * SIZEOF.kvm_msr_entry);
+    buf.view.setUint32(0, msrs.length, true);
+    msrs.forEach(([index, value], i) => {
+      const off = SIZEOF.kvm_msrs + i * SIZEOF.kvm_msr_entry;
+      buf.view.setUint32(off + MSR_ENTRY.index, index, true);
+      buf.view.setBigUint64(off + MSR_ENTRY.data, value, true);
+    });
+    const n = kvmIoctl(this.fd, "SET_MSRS", buf.address);
+    if (n !== msrs.length) throw new KvmError("KVM_SET_MSRS", 22, `only ${n} of ${msrs.length} MSRs set (first rejected: 0x${msrs[n]![0].toString(16)})`);
+  }
+
+  /** KVM_SET_CPUID2 with a buffer from Kvm.supportedCpuid(). */
+  setCpuid(cpuid: NativeBuffer): void {
+    kvmIoctl(this.fd, "SET_CPUID2", cpuid.address);
+  }
+
+  /**
+   * KVM_SET_SIGNAL_MASK: the signal mask in force while this vCPU is inside KVM_RUN
+   * (`struct kvm_signal_mask { u32 len = 8; u8 sigset[8]; }`); null removes it.
+   */
+  setSignalMask(mask: bigint | null): void {
+    using buf = NativeBuffer.alloc(16);
+    if (mask === null) {
+      check(libc.ioctl(this.fd, KVM.SET_SIGNAL_MASK, 0), "KVM_SET_SIGNAL_MASK");
+      return;
+    }
+    buf.view.setUint32(0, 8, true);
+    buf.view.setBigUint64(4, mask, true);
+    check(libc.ioctl(this.fd, KVM.SET_SIGNAL_MASK, buf.address), "KVM_SET_SIGNAL_MASK");
+  }
+
+  close(): void {
+    if (this.#fd >= 0) {
+      libc.munmap(this.runAddress, this.runSize);
+      libc.close(this.#fd);
+      this.#fd = -1;
+      this.#sregs.close();
+      this.#regs.close();
+    }
+  }
+  [Symbol.dispose](): void {
+    this.close();
+  }
+}

@@ -1,0 +1,131 @@
+/**
+ * GDT, TSS and IDT builders (Intel SDM Vol. 3A §3.4.5 segment descriptors, §7.2.3 64-bit TSS
+ * descriptor, §7.7 64-bit TSS, §6.14.1 64-bit IDT gates). Pure functions over Uint8Array.
+ */
+
+/** Selectors of the fixed GDT. User data sits before user code as SYSRET/MSR_STAR require. */
+export const SELECTOR = {
+  KERNEL_CODE: 0x08,
+  KERNEL_DATA: 0x10,
+  USER_DATA: 0x18 | 3,
+  USER_CODE: 0x20 | 3,
+  TSS: 0x28,
+} as const;
+
+export const GDT_ENTRIES = 7; // null, kcode, kdata, udata, ucode, tss (2 slots)
+export const GDT_LIMIT = GDT_ENTRIES * 8 - 1;
+
+export interface SegmentSpec {
+  base?: number;
+  limit?: number;
+  /** 4-bit type field: code 0xA/0xB (execute/read), data 0x2/0x3 (read/write), TSS 0x9. */
+  type: number;
+  /** 1 for code/data, 0 for system segments. */
+  s: 0 | 1;
+  dpl: 0 | 1 | 2 | 3;
+  /** 64-bit code segment. */
+  l?: 0 | 1;
+  /** Default operand size 32-bit (must be 0 when l=1). */
+  db?: 0 | 1;
+  /** Limit in 4 KiB units. */
+  g?: 0 | 1;
+}
+
+/** Encode one 8-byte segment descriptor as [low32, high32]. */
+export function segmentDescriptor(spec: SegmentSpec): [number, number] {
+  const base = spec.base ?? 0;
+  const limit = spec.limit ?? 0xfffff;
+  const low = ((base & 0xffff) << 16) | (limit & 0xffff);
+  const high =
+    ((base >>> 16) & 0xff) |
+    ((spec.type & 0xf) << 8) |
+    (spec.s << 12) |
+    (spec.dpl << 13) |
+    (1 << 15) | // present
+    (((limit >>> 16) & 0xf) << 16) |
+    ((spec.l ?? 0) << 21) |
+    ((spec.db ?? 0) << 22) |
+    ((spec.g ?? 1) << 23) |
+    (((base >>> 24) & 0xff) << 24);
+  return [low >>> 0, high >>> 0];
+}
+
+export const TSS_SIZE = 104;
+
+/** The GDT of every ipre machine, with the TSS at `tssBase`. */
+export function buildGdt(tssBase: number): Uint8Array {
+  const gdt = new Uint8Array(GDT_ENTRIES * 8);
+  const dv = new DataView(gdt.buffer);
+  const put = (index: number, [lo, hi]: [number, number]) => {
+    dv.setUint32(index * 8, lo, true);
+    dv.setUint32(index * 8 + 4, hi, true);
+  };
+  put(SELECTOR.KERNEL_CODE >> 3, segmentDescriptor({ type: 0xb, s: 1, dpl: 0, l: 1 }));
+  put(SELECTOR.KERNEL_DATA >> 3, segmentDescriptor({ type: 0x3, s: 1, dpl: 0, db: 1 }));
+  put(SELECTOR.USER_DATA >> 3, segmentDescriptor({ type: 0x3, s: 1, dpl: 3, db: 1 }));
+  put(SELECTOR.USER_CODE >> 3, segmentDescriptor({ type: 0xb, s: 1, dpl: 3, l: 1 }));
+  // 64-bit TSS descriptor: 16 bytes, type 9 (available), byte granularity.
+  put(SELECTOR.TSS >> 3, segmentDescriptor({ base: tssBase % 2 ** 32, limit: TSS_SIZE - 1, type: 0x9, s: 0, dpl: 0, g: 0 }));
+  dv.setUint32((SELECTOR.TSS >> 3) * 8 + 8, Math.floor(tssBase / 2 ** 32), true);
+  return gdt;
+}
+
+/**
+ * MSR_STAR consistent with the GDT: kernel CS in [47:32]; user SS = [63:48]+8 and user CS =
+ * [63:48]+16 (SYSRET). PVM derives the user selectors of its own transitions from it (DESIGN §5).
+ */
+export function starMsr(): bigint {
+  const sysretBase = BigInt(SELECTOR.USER_DATA & ~3) - 8n;
+  return (sysretBase << 48n) | (BigInt(SELECTOR.KERNEL_CODE) << 32n);
+}
+
+export interface TssSpec {
+  rsp0: number;
+  /** ist[1..7]; index 0 unused. */
+  ist: number[];
+}
+
+/** 64-bit TSS: RSP0 at 4, IST1..7 at 36.., I/O map base past the end (no I/O bitmap). */
+export function buildTss(spec: TssSpec): Uint8Array {
+  const tss = new Uint8Array(TSS_SIZE);
+  const dv = new DataView(tss.buffer);
+  const put64 = (off: number, v: number) => {
+    dv.setUint32(off, v % 2 ** 32, true);
+    dv.setUint32(off + 4, Math.floor(v / 2 ** 32), true);
+  };
+  put64(4, spec.rsp0);
+  for (let i = 1; i <= 7; i++) put64(36 + (i - 1) * 8, spec.ist[i] ?? 0);
+  dv.setUint16(102, TSS_SIZE, true);
+  return tss;
+}
+
+export interface GateSpec {
+  offset: number;
+  selector?: number;
+  /** IST index 0..7 (0 = no stack switch unless the privilege level changes). */
+  ist: number;
+  dpl?: 0 | 3;
+  /** 0xE interrupt gate (IF cleared), 0xF trap gate. */
+  type?: 0xe | 0xf;
+}
+
+/** One 16-byte 64-bit IDT gate. */
+export function idtGate(spec: GateSpec): Uint8Array {
+  const g = new Uint8Array(16);
+  const dv = new DataView(g.buffer);
+  const off = spec.offset;
+  dv.setUint16(0, off & 0xffff, true);
+  dv.setUint16(2, spec.selector ?? SELECTOR.KERNEL_CODE, true);
+  dv.setUint8(4, spec.ist & 7);
+  dv.setUint8(5, 0x80 | ((spec.dpl ?? 0) << 5) | (spec.type ?? 0xe));
+  dv.setUint16(6, Math.floor(off / 0x10000) & 0xffff, true);
+  dv.setUint32(8, Math.floor(off / 2 ** 32), true);
+  return g;
+}
+
+/** An IDT of `count` gates built from `gate(vector)`. */
+export function buildIdt(count: number, gate: (vector: number) => GateSpec): Uint8Array {
+  const idt = new Uint8Array(count * 16);
+  for (let v = 0; v < count; v++) idt.set(idtGate(gate(v)), v * 16);
+  return idt;
+}

@@ -1,0 +1,61 @@
+/**
+ * Runs a scenario script under Bun or Deno from a vitest test (which itself runs on Node).
+ * Scenario scripts print their result as one JSON line on stdout (the last line).
+ */
+import { spawn } from "node:child_process";
+import { constants } from "node:os";
+import { fileURLToPath } from "node:url";
+
+export const repoRoot = fileURLToPath(new URL("..", import.meta.url));
+
+export type ScenarioRuntime = "bun" | "deno";
+
+export interface ScenarioResult {
+  code: number;
+  stdout: string;
+  stderr: string;
+  /** The last non-empty stdout line parsed as JSON, or undefined. A killed child gets code 128 + signal. */
+  json: any;
+}
+
+export function runtimeCommand(runtime: ScenarioRuntime, script: string, args: string[] = []): [string, string[]] {
+  return runtime === "bun"
+    ? [`${repoRoot}node_modules/.bin/bun`, [script, ...args]]
+    : [`${repoRoot}node_modules/.bin/deno`, ["run", "--allow-all", script, ...args]];
+}
+
+export function runScenario(
+  runtime: ScenarioRuntime,
+  script: string,
+  args: string[] = [],
+  options: { timeoutMs?: number } = {},
+): Promise<ScenarioResult> {
+  const [command, argv] = runtimeCommand(runtime, script, args);
+  return new Promise((resolve, reject) => {
+    const child = spawn(command, argv, {
+      cwd: repoRoot,
+      env: { ...process.env, NO_COLOR: "1", DENO_NO_UPDATE_CHECK: "1", DENO_NO_PROMPT: "1" },
+      stdio: ["ignore", "pipe", "pipe"],
+    });
+    let stdout = "";
+    let stderr = "";
+    child.stdout.setEncoding("utf8").on("data", (d: string) => (stdout += d));
+    child.stderr.setEncoding("utf8").on("data", (d: string) => (stderr += d));
+    const timer = setTimeout(() => child.kill("SIGKILL"), options.timeoutMs ?? 55_000);
+    child.on("error", (e) => {
+      clearTimeout(timer);
+      reject(e);
+    });
+    child.on("close", (code, signal) => {
+      clearTimeout(timer);
+      const last = stdout.trimEnd().split("\n").pop() ?? "";
+      let json: unknown;
+      try {
+        json = last ? JSON.parse(last) : undefined;
+      } catch {
+        json = undefined;
+      }
+      resolve({ code: code ?? (signal ? 128 + (constants.signals[signal] ?? 0) : -1), stdout, stderr, json });
+    });
+  });
+}
