@@ -1,0 +1,157 @@
+/*
+ * ipre guest runtime: the ring-0 side of every machine.
+ *
+ * Linked at offset 0 and copied to window base + RT.CODE (src/guest/layout.ts); position
+ * independent (RIP-relative data). Guest programs run in ring 3 and reach the host only by
+ * faulting: every exception vector 0-31 enters a stub here on the IST1 stack, the stub records
+ * CR2 and exits to the VMM with `out PORT_VECTOR_BASE+vector` (ring-3 `out`, `int n` and
+ * `syscall` are not usable on PVM, DESIGN.md §5). The host reads registers through
+ * KVM_CAP_SYNC_REGS and the frame from IST1, edits them, and resumes the vCPU, which then runs
+ * `resume`: apply the page-table writes and the CR3/FSBASE loads the host left in the mailbox
+ * (so a shadow-paging hypervisor sees them), then `iretq`.
+ *
+ * Invariant: whenever the vCPU is parked (stopped after an `out`), RSP = IST1_TOP - 48 and the
+ * frame there is [error, rip, cs, rflags, rsp, ss]; all general registers hold guest values.
+ */
+	.intel_syntax noprefix
+	.code64
+	.text
+
+#define PORT_BOOT 0xd0
+#define PORT_SERVICE 0xd1
+#define PORT_VECTOR_BASE 0xe0
+#define MAILBOX_PT_WRITES 240
+
+	.globl runtime_start
+runtime_start:
+
+/* First instruction the vCPU runs (ring 0); the host set RSP = IST1_TOP - 48. */
+	.globl boot
+boot:
+	out PORT_BOOT, al
+	jmp resume
+
+.macro STUB vec, has_error
+	.balign 16
+	.globl stub_\vec
+stub_\vec:
+.if \has_error == 0
+	push 0
+.endif
+	push rax
+	mov rax, cr2
+	mov [rip + mb_cr2], rax
+	pop rax
+	out PORT_VECTOR_BASE + \vec, al
+	jmp resume
+.endm
+
+	STUB 0, 0
+	STUB 1, 0
+	STUB 2, 0
+	STUB 3, 0
+	STUB 4, 0
+	STUB 5, 0
+	STUB 6, 0
+	STUB 7, 0
+	STUB 8, 1
+	STUB 9, 0
+	STUB 10, 1
+	STUB 11, 1
+	STUB 12, 1
+	STUB 13, 1
+	STUB 14, 1
+	STUB 15, 0
+	STUB 16, 0
+	STUB 17, 1
+	STUB 18, 0
+	STUB 19, 0
+	STUB 20, 0
+	STUB 21, 1
+	STUB 22, 0
+	STUB 23, 0
+	STUB 24, 0
+	STUB 25, 0
+	STUB 26, 0
+	STUB 27, 0
+	STUB 28, 0
+	STUB 29, 1
+	STUB 30, 1
+	STUB 31, 0
+
+/* Apply what the host asked for, then return to the frame on IST1. */
+	.balign 16
+	.globl resume
+resume:
+	push rax
+	mov rax, [rip + mb_pt_count]
+	test rax, rax
+	jnz apply_pt_writes
+after_pt_writes:
+	mov rax, [rip + mb_cr3]
+	test rax, rax
+	jz 1f
+	mov cr3, rax                 /* also flushes non-global TLB entries (no PCID) */
+	mov qword ptr [rip + mb_cr3], 0
+1:
+	mov rax, [rip + mb_fsbase_set]
+	test rax, rax
+	jz 2f
+	mov rax, [rip + mb_fsbase]
+	wrfsbase rax
+	mov qword ptr [rip + mb_fsbase_set], 0
+2:
+	mov rax, [rip + mb_service]
+	test rax, rax
+	jnz service
+	pop rax
+	add rsp, 8                   /* the normalised error code */
+	iretq
+
+/* A service run: the host only wanted the mailbox applied; park again. */
+service:
+	mov qword ptr [rip + mb_service], 0
+	pop rax
+	out PORT_SERVICE, al
+	jmp resume
+
+apply_pt_writes:
+	push rbx
+	push rcx
+	push rdx
+	mov rcx, [rip + mb_pt_count]
+	lea rdx, [rip + mb_pt_writes]
+3:
+	mov rbx, [rdx]
+	mov rax, [rdx + 8]
+	mov [rbx], rax
+	add rdx, 16
+	dec rcx
+	jnz 3b
+	mov qword ptr [rip + mb_pt_count], 0
+	pop rdx
+	pop rcx
+	pop rbx
+	jmp after_pt_writes
+
+/* The mailbox: written by the host while the vCPU is parked, read by `resume`. */
+	.balign 4096
+	.globl mailbox
+mailbox:
+	.globl mb_cr2
+mb_cr2:         .quad 0     /* CR2 saved by the last stub */
+	.globl mb_cr3
+mb_cr3:         .quad 0     /* nonzero: load into CR3 */
+	.globl mb_fsbase_set
+mb_fsbase_set:  .quad 0     /* nonzero: load mb_fsbase into FSBASE */
+	.globl mb_fsbase
+mb_fsbase:      .quad 0
+	.globl mb_service
+mb_service:     .quad 0     /* nonzero: exit on PORT_SERVICE instead of iretq */
+	.globl mb_pt_count
+mb_pt_count:    .quad 0     /* number of (address, value) pairs in mb_pt_writes */
+	.balign 16
+	.globl mb_pt_writes
+mb_pt_writes:   .fill MAILBOX_PT_WRITES * 2, 8, 0
+	.globl runtime_end
+runtime_end:

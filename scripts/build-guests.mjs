@@ -1,0 +1,339 @@
+#!/usr/bin/env node
+/**
+ * Builds the guest artefacts that are committed to the repository:
+ *
+ *  (a) guests/runtime/runtime.S  -> src/guest/runtime.generated.ts
+ *      (flat binary linked at address 0, base64, plus every defined symbol as an offset)
+ *  (b) guests/examples/*.c       -> guests/examples/*.elf
+ *      kvstore.c (IPRE remote, window 1) first, then its global symbols into
+ *      guests/examples/kvstore.syms.ld, then kvcaller.c (window 0) linked against them.
+ *
+ * Usage:  node scripts/build-guests.mjs            build and write the files
+ *         node scripts/build-guests.mjs --check    build into a temp dir, compare with the
+ *                                                  committed files, exit 1 listing differences
+ *         --quiet                                  print only the result
+ *
+ * Exit codes: 0 ok; 1 (--check) committed files differ from a fresh build; 2 build failed;
+ * 3 (--check) the build succeeded but the toolchain differs from the one recorded in
+ * guests/toolchain.txt, so the bytes cannot be compared (another gcc/binutils version emits
+ * different code; that is not an error in the committed files).
+ *
+ * Needs gcc, ld, objcopy, nm and readelf (GNU binutils). No npm dependencies.
+ * The output is reproducible: no build ids, no .comment, no debug info, and every path given to
+ * the tools is relative to the repository root (STT_FILE symbols name the source as given).
+ */
+import { spawnSync } from "node:child_process";
+import { createHash } from "node:crypto";
+import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync, copyFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { dirname, join, relative, resolve } from "node:path";
+import { fileURLToPath } from "node:url";
+
+const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), "..");
+const check = process.argv.includes("--check");
+const verbose = !process.argv.includes("--quiet");
+
+const RUNTIME_DIR = "guests/runtime";
+const RUNTIME_SRC = `${RUNTIME_DIR}/runtime.S`;
+const RUNTIME_LD = `${RUNTIME_DIR}/runtime.ld`;
+const RUNTIME_OUT = "src/guest/runtime.generated.ts";
+const EXAMPLES = "guests/examples";
+const LINKER_SCRIPT = "guests/ipre.ld";
+const LIBC_SRC = "guests/lib/ipre_libc.c";
+const TOOLCHAIN_FILE = "guests/toolchain.txt";
+
+/** Window of each example (0 unless listed). The remote kvstore lives in window 1. */
+const WINDOW_OF = { kvstore: 1 };
+const GIB = 0x40000000;
+/** IPRE pairs: caller -> remote whose symbols it links against. Remotes are built first. */
+const LINKS_AGAINST = { kvcaller: "kvstore" };
+
+/** The compiler flags for every guest C file (documented in guests/ipre.h). */
+const GUEST_CFLAGS = [
+  "-std=gnu11",
+  "-O2",
+  "-Wall",
+  "-Wextra",
+  "-Werror",
+  "-ffreestanding",
+  "-fno-pic",
+  "-fno-stack-protector",
+  "-fcf-protection=none",
+  "-fno-asynchronous-unwind-tables",
+  "-fno-unwind-tables",
+  "-fno-tree-loop-distribute-patterns",
+  "-fno-optimize-sibling-calls",
+  "-mno-red-zone",
+  "-mgeneral-regs-only",
+  "-mcmodel=small",
+];
+const GUEST_LDFLAGS = [
+  "-static",
+  "-no-pie",
+  "-nostdlib",
+  "-Wl,--build-id=none",
+  "-Wl,-z,max-page-size=4096",
+  "-Wl,-z,separate-code",
+  "-Wl,-z,noexecstack",
+  "-Wl,--orphan-handling=error",
+  "-Wl,--fatal-warnings",
+  "-T",
+  LINKER_SCRIPT,
+];
+
+const log = (msg) => {
+  if (verbose) console.log(msg);
+};
+
+function run(cmd, args, opts = {}) {
+  const r = spawnSync(cmd, args, { cwd: ROOT, encoding: opts.encoding ?? "utf8", maxBuffer: 64 << 20 });
+  if (r.error) throw new Error(`cannot run ${cmd}: ${r.error.message}`);
+  if (r.status !== 0) {
+    throw new Error(`${cmd} ${args.join(" ")} failed (exit ${r.status}):\n${r.stderr}${r.stdout ?? ""}`);
+  }
+  if (r.stderr && r.stderr.trim() && opts.quietStderr !== true) process.stderr.write(r.stderr);
+  return r.stdout;
+}
+
+const rel = (p) => relative(ROOT, p) || ".";
+const sha256 = (buf) => createHash("sha256").update(buf).digest("hex");
+
+// ------------------------------------------------------------------------------------ runtime
+
+/** Parses `nm` output into [name, value] pairs of defined symbols, sorted by value then name. */
+function nmSymbols(file) {
+  const out = run("nm", ["--defined-only", "--no-sort", file]);
+  const syms = new Map();
+  for (const line of out.split("\n")) {
+    const m = /^([0-9a-fA-F]+)\s+(\S)\s+(\S+)$/.exec(line.trim());
+    if (!m) continue;
+    const [, hex, type, name] = m;
+    if (type === "U" || type === "w" || type === "v") continue;
+    const value = BigInt(`0x${hex}`);
+    if (value > BigInt(Number.MAX_SAFE_INTEGER)) throw new Error(`${file}: symbol ${name} = 0x${hex} too large`);
+    if (!syms.has(name)) syms.set(name, { value: Number(value), type });
+  }
+  return [...syms.entries()].sort((a, b) => a[1].value - b[1].value || (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0));
+}
+
+function buildRuntime(tmp) {
+  if (!existsSync(join(ROOT, RUNTIME_SRC))) {
+    log(`runtime: ${RUNTIME_SRC} does not exist yet, skipping ${RUNTIME_OUT}`);
+    return [];
+  }
+  const obj = join(tmp, "runtime.o");
+  const elf = join(tmp, "runtime.elf");
+  const bin = join(tmp, "runtime.bin");
+  run("gcc", ["-c", "-x", "assembler-with-cpp", "-I", RUNTIME_DIR, "-Wa,--fatal-warnings", RUNTIME_SRC, "-o", obj]);
+  const ldArgs = existsSync(join(ROOT, RUNTIME_LD))
+    ? ["-T", RUNTIME_LD]
+    : ["-Ttext=0", "-e", "0", "--no-relax"];
+  run("ld", ["-static", "--build-id=none", "-z", "noexecstack", "-z", "max-page-size=4096", ...ldArgs, obj, "-o", elf]);
+  run("objcopy", ["-O", "binary", elf, bin]);
+  const bytes = readFileSync(bin);
+  const symbols = nmSymbols(elf);
+  const ident = /^[A-Za-z_$][A-Za-z0-9_$]*$/;
+  const lines = [
+    `// Generated by scripts/build-guests.mjs from ${RUNTIME_SRC}. Do not edit.`,
+    `export const RUNTIME_BYTES_BASE64 =`,
+    `  "${bytes.toString("base64")}";`,
+    `export const RUNTIME_SYMBOLS = {`,
+    ...symbols.map(([name, { value }]) => `  ${ident.test(name) ? name : JSON.stringify(name)}: 0x${value.toString(16)},`),
+    `} as const;`,
+    `/** sha256 of ${RUNTIME_SRC}, so a test can tell the bytes above are current. */`,
+    `export const RUNTIME_SOURCE_SHA256 = "${sha256(readFileSync(join(ROOT, RUNTIME_SRC)))}";`,
+    ``,
+  ];
+  const out = join(tmp, "runtime.generated.ts");
+  writeFileSync(out, lines.join("\n"));
+  log(`runtime: ${RUNTIME_SRC} -> ${RUNTIME_OUT} (${bytes.length} bytes, ${symbols.length} symbols)`);
+  return [{ built: out, target: RUNTIME_OUT }];
+}
+
+// ------------------------------------------------------------------------------------ examples
+
+/** Runs `readelf -lW` and checks that every PT_LOAD is R E, R or RW, and that none is W+X. */
+function verifySegments(elf, window) {
+  const out = run("readelf", ["-lW", elf]);
+  const loads = [];
+  for (const line of out.split("\n")) {
+    const m = /^\s*LOAD\s+0x([0-9a-f]+)\s+0x([0-9a-f]+)\s+0x([0-9a-f]+)\s+0x([0-9a-f]+)\s+0x([0-9a-f]+)\s+([RWE ]+?)\s+0x([0-9a-f]+)\s*$/.exec(line);
+    if (m) {
+      loads.push({ offset: parseInt(m[1], 16), vaddr: parseInt(m[2], 16), filesz: parseInt(m[4], 16), memsz: parseInt(m[5], 16), flags: m[6].replace(/\s+/g, "") });
+    }
+  }
+  const name = rel(elf);
+  if (loads.length === 0) throw new Error(`${name}: no PT_LOAD segments`);
+  if (loads.filter((l) => l.flags === "RE").length !== 1) throw new Error(`${name}: expected exactly one R E segment`);
+  const lo = window * GIB, hi = lo + GIB - 2 * 1024 * 1024;
+  for (const l of loads) {
+    if (!["RE", "R", "RW"].includes(l.flags)) throw new Error(`${name}: PT_LOAD at 0x${l.vaddr.toString(16)} has flags ${l.flags}`);
+    if (l.vaddr % 4096 !== 0) throw new Error(`${name}: PT_LOAD at 0x${l.vaddr.toString(16)} is not page aligned`);
+    if (l.vaddr < lo + 0x400000 || l.vaddr + l.memsz > hi) throw new Error(`${name}: PT_LOAD at 0x${l.vaddr.toString(16)} is outside window ${window}`);
+  }
+  for (let i = 1; i < loads.length; i++) {
+    const prevEnd = Math.ceil((loads[i - 1].vaddr + loads[i - 1].memsz) / 4096) * 4096;
+    if (loads[i].vaddr < prevEnd) throw new Error(`${name}: PT_LOAD segments share a page`);
+  }
+  return loads;
+}
+
+/** Global FUNC/OBJECT symbols of an ELF (from readelf -sW), excluding ones in `exclude`. */
+function globalSymbols(elf, exclude) {
+  const out = run("readelf", ["-sW", elf]);
+  const syms = [];
+  for (const line of out.split("\n")) {
+    const f = line.trim().split(/\s+/);
+    // Num: Value Size Type Bind Vis Ndx Name
+    if (f.length < 8 || !/^\d+:$/.test(f[0])) continue;
+    const [, value, , type, bind, , ndx, symName] = f;
+    if (!(type === "FUNC" || type === "OBJECT")) continue;
+    if (!(bind === "GLOBAL" || bind === "WEAK")) continue;
+    if (ndx === "UND" || ndx === "ABS") continue;
+    if (exclude.has(symName)) continue;
+    syms.push({ name: symName, value: BigInt(`0x${value}`), type });
+  }
+  return syms.sort((a, b) => (a.value < b.value ? -1 : a.value > b.value ? 1 : 0));
+}
+
+/** Names of FUNC symbols in section .ipre_export. */
+function exportedNames(elf) {
+  const sections = run("readelf", ["-SW", elf]);
+  const m = /\[\s*(\d+)\]\s+\.ipre_export\s/.exec(sections);
+  if (!m) return new Set();
+  const idx = m[1];
+  const out = run("readelf", ["-sW", elf]);
+  const names = new Set();
+  for (const line of out.split("\n")) {
+    const f = line.trim().split(/\s+/);
+    if (f.length >= 8 && f[3] === "FUNC" && (f[4] === "GLOBAL" || f[4] === "WEAK") && f[6] === idx) names.add(f[7]);
+  }
+  return names;
+}
+
+function writeSymsLd(remoteElf, remoteName, out, libcNames) {
+  const exported = exportedNames(remoteElf);
+  const syms = globalSymbols(remoteElf, libcNames);
+  const lines = [
+    `/* Generated by scripts/build-guests.mjs from ${EXAMPLES}/${remoteName}.elf. Do not edit.`,
+    ` * Global FUNC/OBJECT symbols of the remote (minus its private libc), for linking a caller.`,
+    ` * Only the ones marked "exported" (IPRE_EXPORT, section .ipre_export) may be entered. */`,
+    ...syms.map((s) => `${s.name} = 0x${s.value.toString(16)}; /* ${s.type.toLowerCase()}${exported.has(s.name) ? ", exported" : ""} */`),
+    ``,
+  ];
+  writeFileSync(out, lines.join("\n"));
+  return syms.length;
+}
+
+function buildExamples(tmp) {
+  const outputs = [];
+  const sources = readdirSync(join(ROOT, EXAMPLES)).filter((f) => f.endsWith(".c")).map((f) => f.slice(0, -2)).sort();
+  // Remotes first, then callers that link against them.
+  const callers = new Set(Object.keys(LINKS_AGAINST));
+  const order = [...sources.filter((s) => !callers.has(s)), ...sources.filter((s) => callers.has(s))];
+
+  // The private libc, compiled once and linked into every example.
+  const libcObj = join(tmp, "ipre_libc.o");
+  run("gcc", [...GUEST_CFLAGS, "-c", LIBC_SRC, "-o", libcObj]);
+  const libcNames = new Set(nmSymbols(libcObj).map(([name]) => name));
+  log(`libc: ${LIBC_SRC} (${[...libcNames].join(", ")})`);
+
+  const symsFiles = new Map();
+  for (const name of order) {
+    const window = WINDOW_OF[name] ?? 0;
+    const src = `${EXAMPLES}/${name}.c`;
+    const elf = join(tmp, `${name}.elf`);
+    const extra = [];
+    const remote = LINKS_AGAINST[name];
+    if (remote) {
+      const syms = symsFiles.get(remote);
+      if (!syms) throw new Error(`${name} links against ${remote}, which was not built`);
+      extra.push(syms);
+    }
+    const args = [
+      ...GUEST_CFLAGS,
+      ...GUEST_LDFLAGS,
+      `-Wl,--defsym=IPRE_WINDOW_BASE=0x${(window * GIB).toString(16)}`,
+      src,
+      libcObj,
+      ...extra,
+      "-o",
+      elf,
+    ];
+    run("gcc", args);
+    const loads = verifySegments(elf, window);
+    const exported = [...exportedNames(elf)].sort();
+    outputs.push({ built: elf, target: `${EXAMPLES}/${name}.elf` });
+    log(
+      `example: ${src} -> ${EXAMPLES}/${name}.elf (window ${window}; ` +
+        loads.map((l) => `${l.flags} 0x${l.vaddr.toString(16)}+0x${l.memsz.toString(16)}`).join(", ") +
+        (exported.length ? `; exports ${exported.join(", ")}` : "") + ")",
+    );
+    if (Object.values(LINKS_AGAINST).includes(name)) {
+      const symsOut = join(tmp, `${name}.syms.ld`);
+      const n = writeSymsLd(elf, name, symsOut, libcNames);
+      symsFiles.set(name, symsOut);
+      outputs.push({ built: symsOut, target: `${EXAMPLES}/${name}.syms.ld` });
+      log(`symbols: ${EXAMPLES}/${name}.elf -> ${EXAMPLES}/${name}.syms.ld (${n} symbols)`);
+    }
+  }
+  return outputs;
+}
+
+// ------------------------------------------------------------------------------------ main
+
+/** First line of `gcc --version` and `ld --version`: the bytes are reproducible for these. */
+function toolchain() {
+  const first = (cmd) => run(cmd, ["--version"]).split("\n")[0].trim();
+  return `${first("gcc")}\n${first("ld")}\n`;
+}
+
+function main() {
+  log(`gcc flags: ${[...GUEST_CFLAGS, ...GUEST_LDFLAGS].join(" ")}`);
+  const tmp = mkdtempSync(join(tmpdir(), "ipre-guests-"));
+  try {
+    const outputs = [...buildRuntime(tmp), ...buildExamples(tmp)];
+    const tools = toolchain();
+    const toolsFile = join(tmp, "toolchain.txt");
+    writeFileSync(toolsFile, tools);
+    if (check) {
+      const committedTools = join(ROOT, TOOLCHAIN_FILE);
+      if (existsSync(committedTools) && readFileSync(committedTools, "utf8") !== tools) {
+        console.error(
+          `build-guests --check: the guests build, but the toolchain differs from ${TOOLCHAIN_FILE}, so the bytes ` +
+            `cannot be compared.\n  committed: ${readFileSync(committedTools, "utf8").trim().replace(/\n/g, "; ")}` +
+            `\n  here:      ${tools.trim().replace(/\n/g, "; ")}`,
+        );
+        process.exit(3);
+      }
+      const diffs = [];
+      for (const { built, target } of outputs) {
+        const committed = join(ROOT, target);
+        if (!existsSync(committed)) diffs.push(`${target}: missing (run node scripts/build-guests.mjs)`);
+        else if (!readFileSync(committed).equals(readFileSync(built))) diffs.push(`${target}: differs from a fresh build`);
+      }
+      if (diffs.length) {
+        console.error(`build-guests --check: ${diffs.length} file(s) out of date:\n  ${diffs.join("\n  ")}`);
+        process.exit(1);
+      }
+      console.log(`build-guests --check: ${outputs.length} file(s) match a fresh build`);
+    } else {
+      outputs.push({ built: toolsFile, target: TOOLCHAIN_FILE });
+      for (const { built, target } of outputs) {
+        const dest = join(ROOT, target);
+        const same = existsSync(dest) && readFileSync(dest).equals(readFileSync(built));
+        if (!same) copyFileSync(built, dest);
+        log(`${same ? "unchanged" : "wrote"} ${target}`);
+      }
+    }
+  } finally {
+    rmSync(tmp, { recursive: true, force: true });
+  }
+}
+
+try {
+  main();
+} catch (err) {
+  console.error(`build-guests: ${err instanceof Error ? err.message : err}`);
+  process.exit(2);
+}

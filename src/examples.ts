@@ -1,0 +1,7 @@
+/** The example guests shipped (prebuilt) under guests/examples/. */
+import { readFileSync } from "node:fs";
+
+/** Bytes of `guests/examples/<name>.elf` from the installed package. */
+export function exampleElf(name: string): Uint8Array {
+  return new Uint8Array(readFileSync(new URL(`../guests/examples/${name}.elf`, import.meta.url)));
+}

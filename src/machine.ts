@@ -1,0 +1,848 @@
+/**
+ * A Machine: one KVM VM with one vCPU, its guest memory (a memfd), the ring-0 runtime, page
+ * tables, a loaded program, and the exit loop that implements vmcalls, hostcalls and (through
+ * the links that `src/remote.ts` installs) IPRE remote calls.
+ *
+ * Life of a vCPU: it boots once into the runtime and from then on is always *parked* in a ring-0
+ * stub right after an `out` (DESIGN.md §4). A call writes an iret frame and the argument
+ * registers, resumes; the guest runs in ring 3 until it faults into a stub: the exit trap (the
+ * call returned), a hostcall gate, an IPRE entry or return trap, or a real exception.
+ */
+import { libc } from "./ffi/index.ts";
+import { MAP_SHARED, MFD_CLOEXEC, NativeBuffer, PROT_READ, PROT_WRITE } from "./ffi/native.ts";
+import {
+  GuestCrash,
+  GuestFault,
+  GuestMemoryError,
+  IpreError,
+  KvmError,
+  MachineStateError,
+  RemoteAccessError,
+  RemoteFault,
+  type FaultInfo,
+} from "./errors.ts";
+import { CAP, EXIT, EXIT_NAMES, SEGMENT, SREGS, DTABLE, SYNC } from "./kvm/abi.ts";
+import { Kvm, kvmFlavour, type KvmFlavour } from "./kvm/system.ts";
+import { Vm } from "./kvm/vm.ts";
+import type { Vcpu } from "./kvm/vcpu.ts";
+import { parseElf, type ElfImage } from "./guest/elf.ts";
+import {
+  DEFAULT_MEMORY,
+  EXIT_TRAP_OFFSET,
+  FRAME,
+  FRAME_SIZE,
+  HOSTCALL_GATE_COUNT,
+  HOSTCALL_GATE_OFFSET,
+  HOSTCALL_GATE_STRIDE,
+  MAILBOX_PT_WRITES,
+  MAX_MEMORY,
+  MAX_WINDOW,
+  MiB,
+  PAGE_SIZE,
+  PORT,
+  RETURN_TRAP_OFFSET,
+  RT,
+  USER_OFFSET,
+  WINDOW_SIZE,
+  windowBase,
+} from "./guest/layout.ts";
+import { runtimeBytes, runtimeSymbol, stubOffset } from "./guest/runtime.ts";
+import { buildGdt, buildIdt, buildTss, GDT_LIMIT, SELECTOR, starMsr, TSS_SIZE } from "./x86/descriptors.ts";
+import { CR0, CR4, EFER, MSR, RFLAGS_RESERVED } from "./x86/registers.ts";
+import { PERM, type PagePerm, type PtMemory, WindowTables } from "./x86/paging.ts";
+
+/** A JS function the guest can call through a hostcall gate: six integer args, integer result. */
+export type HostcallFn = (
+  a0: number,
+  a1: number,
+  a2: number,
+  a3: number,
+  a4: number,
+  a5: number,
+  machine: Machine,
+) => number | bigint | void;
+
+/** Hostcall gate reserved for `ipre_print(const char *s, unsigned long len)`. */
+export const HOSTCALL_PRINT = 4095;
+
+export type CallArg = number | bigint | boolean | Uint8Array | string;
+
+export interface MachineOptions {
+  /** Guest memory in bytes, runtime area included (default 32 MiB, max 480 MiB). Rounded up to 2 MiB. */
+  memory?: number;
+  /** The 1 GiB window this machine owns (VA = GPA = window * 1 GiB). Default 0. */
+  window?: number;
+  /** Bytes of stack at the top of memory (default 1 MiB); a guard page sits below it. */
+  stackSize?: number;
+  /** Hostcall handlers by gate number (0-4094). */
+  hostcalls?: Record<number, HostcallFn>;
+  /** Where `ipre_print` output goes (default: console.log without the trailing newline). */
+  print?: (text: string) => void;
+  /** A program to load right away: ELF64 bytes. */
+  program?: Uint8Array;
+  /** A name for messages (default "machine@window"). */
+  name?: string;
+}
+
+/** What a Machine knows about a connected remote (installed by `src/remote.ts`). */
+export interface RemoteLink {
+  readonly remote: Machine;
+  readonly window: number;
+  /** Allowed entry addresses. */
+  readonly allow: ReadonlySet<number>;
+  /** GPA of the caller's merged root (its tables + PDPT[window] := remote's entry). */
+  readonly mergedRoot: number;
+  /** Undo the connection (called when either machine closes). */
+  readonly disconnect: () => void;
+}
+
+/** An IPRE call in progress on this vCPU. */
+interface ActiveRemoteCall {
+  link: RemoteLink;
+  returnAddress: number;
+  /** Caller RSP at entry (pointing at the swapped return address). */
+  rsp: number;
+}
+
+const TWO32 = 2 ** 32;
+const PF = 14;
+const DF = 8;
+/** GPA for KVM_SET_TSS_ADDR: inside window 3's trap region, never guest memory. */
+const VMX_TSS_GPA = 3 * WINDOW_SIZE + WINDOW_SIZE - 0x100000;
+
+let kvmShared: Kvm | undefined;
+let kvmUsers = 0;
+
+function acquireKvm(): Kvm {
+  if (!kvmShared) kvmShared = Kvm.open();
+  kvmUsers++;
+  return kvmShared;
+}
+function releaseKvm(): void {
+  if (--kvmUsers === 0 && kvmShared) {
+    kvmShared.close();
+    kvmShared = undefined;
+  }
+}
+
+/** Facts about the KVM this process uses (for `ipre doctor`). */
+export interface KvmInfo {
+  api: number;
+  flavour: KvmFlavour;
+  capabilities: Record<string, number>;
+  vcpuMmapSize: number;
+  cpuidEntries: number;
+}
+
+export function kvmInfo(): KvmInfo {
+  const kvm = acquireKvm();
+  try {
+    const capabilities: Record<string, number> = {};
+    for (const name of Object.keys(CAP) as (keyof typeof CAP)[]) capabilities[name] = kvm.checkExtension(name);
+    using cpuid = kvm.supportedCpuid();
+    return {
+      api: kvm.apiVersion(),
+      flavour: kvmFlavour(),
+      capabilities,
+      vcpuMmapSize: kvm.vcpuMmapSize(),
+      cpuidEntries: cpuid.view.getUint32(0, true),
+    };
+  } finally {
+    releaseKvm();
+  }
+}
+
+export class Machine {
+  readonly name: string;
+  readonly window: number;
+  /** Window base: VA = GPA of the first byte of memory. */
+  readonly base: number;
+  /** Bytes of guest memory (runtime area included). */
+  readonly memorySize: number;
+  readonly stackSize: number;
+  readonly hostcalls: Map<number, HostcallFn>;
+  print: (text: string) => void;
+
+  /** The loaded program, if any. */
+  program: ElfImage | undefined;
+
+  #kvm: Kvm | undefined;
+  #vm: Vm | undefined;
+  #vcpu: Vcpu | undefined;
+  #memfd = -1;
+  #hostAddr = 0;
+  #mem: Uint8Array = new Uint8Array(0);
+  #mem32: Uint32Array = new Uint32Array(0);
+  #dv: DataView = new DataView(new ArrayBuffer(0));
+  #tables: WindowTables;
+  #booted = false;
+  #closed = false;
+  #cpuid: NativeBuffer | undefined;
+  /** Index (in #mem32) of the parked frame and of mailbox words. */
+  readonly #frame: number;
+  readonly #mbCr2: number;
+  readonly #mbCr3: number;
+  readonly #mbService: number;
+  readonly #mbPtCount: number;
+  readonly #mbPtWrites: number;
+  /** Pending page-table writes for the next service run (after boot). */
+  #ptQueue = new Map<number, bigint>();
+  readonly exitTrap: number;
+  readonly returnTrap: number;
+  readonly gateBase: number;
+  /** Root loaded when no remote call is active (the plain root, or one with loans). */
+  normalRoot: number;
+  /** Remote links by window index. */
+  readonly links = new Map<number, RemoteLink>();
+  #active: ActiveRemoteCall | undefined;
+  /** Set while a remote call runs *into* this machine (serialises access to a remote). */
+  busyWith: Machine | undefined;
+  /** Statistics: exits handled since creation. */
+  exits = 0;
+
+  private constructor(options: MachineOptions) {
+    const window = options.window ?? 0;
+    if (!Number.isInteger(window) || window < 0 || window > MAX_WINDOW) throw new RangeError(`window must be an integer in 0..${MAX_WINDOW}`);
+    const requested = options.memory ?? DEFAULT_MEMORY;
+    const memory = Math.ceil(requested / (2 * MiB)) * 2 * MiB;
+    if (!(memory >= 4 * MiB && memory <= MAX_MEMORY)) throw new RangeError(`memory must be between 4 MiB and ${MAX_MEMORY / MiB} MiB (got ${requested})`);
+    const stackSize = Math.ceil((options.stackSize ?? 1 * MiB) / PAGE_SIZE) * PAGE_SIZE;
+    if (stackSize < PAGE_SIZE || stackSize > memory - USER_OFFSET - 2 * PAGE_SIZE) throw new RangeError("stackSize does not fit in memory");
+    this.window = window;
+    this.base = windowBase(window);
+    this.memorySize = memory;
+    this.stackSize = stackSize;
+    this.name = options.name ?? `machine@${window}`;
+    this.hostcalls = new Map(Object.entries(options.hostcalls ?? {}).map(([k, v]) => [Number(k), v]));
+    this.print = options.print ?? ((text) => console.log(text.endsWith("\n") ? text.slice(0, -1) : text));
+    this.#tables = new WindowTables({
+      base: this.base,
+      memory,
+      pml4: this.base + RT.PML4,
+      pdpt: this.base + RT.PDPT,
+      pd: this.base + RT.PD,
+      ptBase: this.base + RT.PT_BASE,
+    });
+    this.#frame = (RT.IST1_TOP - FRAME_SIZE) >> 2;
+    const mb = (s: Parameters<typeof runtimeSymbol>[0]) => (RT.CODE + runtimeSymbol(s)) >> 2;
+    this.#mbCr2 = mb("mb_cr2");
+    this.#mbCr3 = mb("mb_cr3");
+    this.#mbService = mb("mb_service");
+    this.#mbPtCount = mb("mb_pt_count");
+    this.#mbPtWrites = mb("mb_pt_writes");
+    this.exitTrap = this.base + EXIT_TRAP_OFFSET;
+    this.returnTrap = this.base + RETURN_TRAP_OFFSET;
+    this.gateBase = this.base + HOSTCALL_GATE_OFFSET;
+    this.normalRoot = this.base + RT.PML4;
+  }
+
+  /** Create a VM, its memory and vCPU, boot the runtime, and optionally load a program. */
+  static create(options: MachineOptions = {}): Machine {
+    const m = new Machine(options);
+    try {
+      m.#setup();
+      if (options.program) m.load(options.program);
+    } catch (e) {
+      m.close();
+      throw e;
+    }
+    return m;
+  }
+
+  // ---- setup, one step per function ----
+
+  #setup(): void {
+    this.#kvm = acquireKvm();
+    this.#checkCapabilities(this.#kvm);
+    this.#vm = Vm.create(this.#kvm);
+    this.#createMemory();
+    this.#vm.setMemory({ slot: 0, guestPhysAddr: this.base, size: this.memorySize, hostAddr: this.#hostAddr });
+    if (this.#kvm.checkExtension("SET_TSS_ADDR") > 0 && kvmFlavour() !== "pvm") this.#vm.setTssAddr(VMX_TSS_GPA);
+    this.#vcpu = this.#vm.createVcpu(0);
+    this.#cpuid = this.#kvm.supportedCpuid();
+    this.#vcpu.setCpuid(this.#cpuid);
+    this.#writeRuntimeArea();
+    this.#tables.init(this.#directPt);
+    this.#mapStackGuard();
+    this.#setSpecialRegisters(this.#vcpu);
+    this.#boot(this.#vcpu);
+  }
+
+  #checkCapabilities(kvm: Kvm): void {
+    const sync = kvm.checkExtension("SYNC_REGS");
+    if (!(sync & SYNC.REGS)) throw new KvmError("KVM_CAP_SYNC_REGS", 95, "this KVM cannot sync general registers through kvm_run; ipre needs it");
+  }
+
+  #createMemory(): void {
+    using name = NativeBuffer.alloc(64);
+    const fd = libc.memfd_create(name.writeCString(0, `ipre-${this.name}`), MFD_CLOEXEC);
+    if (fd < 0) throw new KvmError("memfd_create", libc.errno());
+    this.#memfd = fd;
+    if (libc.ftruncate(fd, this.memorySize) < 0) throw new KvmError("ftruncate(memfd)", libc.errno());
+    const addr = libc.mmap(0, this.memorySize, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    if (addr === -1) throw new KvmError("mmap(guest memory)", libc.errno());
+    this.#hostAddr = addr;
+    const buf = libc.view(addr, this.memorySize);
+    this.#mem = new Uint8Array(buf);
+    this.#mem32 = new Uint32Array(buf);
+    this.#dv = new DataView(buf);
+  }
+
+  /** GDT, IDT (vector → its stub on IST1; #DF on IST2), TSS and the runtime code. */
+  #writeRuntimeArea(): void {
+    const b = this.base;
+    this.#mem.set(runtimeBytes(), RT.CODE);
+    this.#mem.set(buildGdt(b + RT.TSS), RT.GDT);
+    this.#mem.set(buildTss({ rsp0: b + RT.RSP0_TOP, ist: [0, b + RT.IST1_TOP, b + RT.IST2_TOP] }), RT.TSS);
+    this.#mem.set(buildIdt(32, (v) => ({ offset: b + RT.CODE + stubOffset(v), ist: v === DF ? 2 : 1 })), RT.IDT);
+  }
+
+  /** Unmap the page below the stack, so that a stack overflow faults instead of corrupting data. */
+  #mapStackGuard(): void {
+    this.#tables.setPages(this.#directPt, this.stackGuard, PAGE_SIZE, null);
+  }
+
+  /** Long mode, ring 0, paging on (Intel SDM Vol. 3A §9.8.5), the GDT/IDT/TSS above, MSR_STAR. */
+  #setSpecialRegisters(vcpu: Vcpu): void {
+    const s = vcpu.getSregs();
+    const seg = (off: number, selector: number, code: boolean) => {
+      setU64(s, off + SEGMENT.base, 0);
+      s.setUint32(off + SEGMENT.limit, 0xffffffff, true);
+      s.setUint16(off + SEGMENT.selector, selector, true);
+      s.setUint8(off + SEGMENT.type, code ? 0xb : 0x3);
+      s.setUint8(off + SEGMENT.present, 1);
+      s.setUint8(off + SEGMENT.dpl, 0);
+      s.setUint8(off + SEGMENT.db, code ? 0 : 1);
+      s.setUint8(off + SEGMENT.s, 1);
+      s.setUint8(off + SEGMENT.l, code ? 1 : 0);
+      s.setUint8(off + SEGMENT.g, 1);
+      s.setUint8(off + SEGMENT.unusable, 0);
+    };
+    seg(SREGS.cs, SELECTOR.KERNEL_CODE, true);
+    for (const r of [SREGS.ds, SREGS.es, SREGS.fs, SREGS.gs, SREGS.ss]) seg(r, SELECTOR.KERNEL_DATA, false);
+    // Task register: a busy 64-bit TSS (type 0xB).
+    setU64(s, SREGS.tr + SEGMENT.base, this.base + RT.TSS);
+    s.setUint32(SREGS.tr + SEGMENT.limit, TSS_SIZE - 1, true);
+    s.setUint16(SREGS.tr + SEGMENT.selector, SELECTOR.TSS, true);
+    s.setUint8(SREGS.tr + SEGMENT.type, 0xb);
+    s.setUint8(SREGS.tr + SEGMENT.present, 1);
+    s.setUint8(SREGS.tr + SEGMENT.s, 0);
+    s.setUint8(SREGS.tr + SEGMENT.g, 0);
+    s.setUint8(SREGS.tr + SEGMENT.l, 0);
+    s.setUint8(SREGS.tr + SEGMENT.db, 0);
+    s.setUint8(SREGS.tr + SEGMENT.unusable, 0);
+    s.setUint8(SREGS.ldt + SEGMENT.unusable, 1);
+    setU64(s, SREGS.gdt + DTABLE.base, this.base + RT.GDT);
+    s.setUint16(SREGS.gdt + DTABLE.limit, GDT_LIMIT, true);
+    setU64(s, SREGS.idt + DTABLE.base, this.base + RT.IDT);
+    s.setUint16(SREGS.idt + DTABLE.limit, 32 * 16 - 1, true);
+    setU64(s, SREGS.cr0, (CR0.PE | CR0.MP | CR0.ET | CR0.NE | CR0.WP | CR0.PG) >>> 0); // PG is bit 31: keep it unsigned
+    setU64(s, SREGS.cr3, this.#tables.root);
+    setU64(s, SREGS.cr4, CR4.PAE | CR4.OSFXSR | CR4.OSXMMEXCPT | CR4.FSGSBASE);
+    setU64(s, SREGS.efer, EFER.LME | EFER.LMA | EFER.NXE | EFER.SCE);
+    vcpu.setSregs();
+    vcpu.setMsrs([
+      [MSR.STAR, starMsr()],
+      [MSR.LSTAR, 0n],
+      [MSR.SFMASK, 0n],
+      [MSR.FS_BASE, 0n],
+      [MSR.GS_BASE, 0n],
+      [MSR.KERNEL_GS_BASE, 0n],
+    ]);
+  }
+
+  /** Run the runtime's boot entry until it parks (first `out`). */
+  #boot(vcpu: Vcpu): void {
+    vcpu.loadRegs();
+    for (const r of ["rax", "rbx", "rcx", "rdx", "rsi", "rdi", "rbp", "r8", "r9", "r10", "r11", "r12", "r13", "r14", "r15"] as const) vcpu.setReg(r, 0);
+    vcpu.setReg("rip", this.base + RT.CODE + runtimeSymbol("boot"));
+    vcpu.setReg("rsp", this.base + RT.IST1_TOP - FRAME_SIZE);
+    vcpu.setReg("rflags", RFLAGS_RESERVED);
+    vcpu.storeRegs();
+    this.#expectPark(vcpu, PORT.BOOT, "boot");
+    this.#booted = true;
+  }
+
+  #expectPark(vcpu: Vcpu, port: number, what: string): void {
+    const reason = vcpu.runOnce();
+    if (reason !== EXIT.IO || vcpu.ioPort !== port) throw this.#crash(reason, `during ${what}`);
+  }
+
+  // ---- page tables: direct stores before boot, the stub's mailbox after ----
+
+  readonly #directPt: PtMemory = {
+    read64: (gpa) => this.#dv.getBigUint64(gpa - this.base, true),
+    write64: (gpa, v) => this.#dv.setBigUint64(gpa - this.base, v, true),
+  };
+
+  /** Page-table memory that queues writes for the stub (DESIGN.md §4): use for live tables. */
+  readonly pt: PtMemory = {
+    read64: (gpa) => this.#ptQueue.get(gpa) ?? this.#directPt.read64(gpa),
+    write64: (gpa, v) => {
+      if (!this.#booted) this.#directPt.write64(gpa, v);
+      else this.#ptQueue.set(gpa, v);
+    },
+  };
+
+  /**
+   * Let the ring-0 stub apply the queued page-table writes and then reload CR3 with `root`
+   * (which flushes the TLB), in service runs of up to MAILBOX_PT_WRITES writes.
+   */
+  flushPageTables(root = this.normalRoot): void {
+    const vcpu = this.#requireVcpu();
+    const entries = [...this.#ptQueue];
+    this.#ptQueue.clear();
+    let i = 0;
+    do {
+      const n = Math.min(MAILBOX_PT_WRITES, entries.length - i);
+      for (let j = 0; j < n; j++) {
+        const [gpa, v] = entries[i + j]!;
+        const w = this.#mbPtWrites + j * 4;
+        this.#setU64At(w, gpa);
+        this.#mem32[w + 2] = Number(v & 0xffffffffn);
+        this.#mem32[w + 3] = Number(v >> 32n);
+      }
+      this.#mem32[this.#mbPtCount] = n;
+      this.#mem32[this.#mbPtCount + 1] = 0;
+      i += n;
+      if (i >= entries.length) this.#setU64At(this.#mbCr3, root);
+      this.#mem32[this.#mbService] = 1;
+      this.#expectPark(vcpu, PORT.SERVICE, "page-table service run");
+    } while (i < entries.length);
+  }
+
+  /** Change user page permissions (null unmaps), applied through the stub. */
+  protect(address: number, length: number, perm: PagePerm | null): void {
+    this.#tables.setPages(this.pt, address, length, perm);
+    this.flushPageTables();
+  }
+
+  get tables(): WindowTables {
+    return this.#tables;
+  }
+
+  // ---- memory ----
+
+  /** Host address of guest memory (for memslots of callers that connect to this machine). */
+  get hostAddress(): number {
+    return this.#hostAddr;
+  }
+  get memfd(): number {
+    return this.#memfd;
+  }
+  /** First user address and the end of memory. */
+  get userStart(): number {
+    return this.base + USER_OFFSET;
+  }
+  get memoryEnd(): number {
+    return this.base + this.memorySize;
+  }
+  get stackTop(): number {
+    return this.memoryEnd;
+  }
+  get stackGuard(): number {
+    return this.memoryEnd - this.stackSize - PAGE_SIZE;
+  }
+
+  #offset(address: number, length: number, userOnly: boolean): number {
+    const lo = userOnly ? this.userStart : this.base;
+    if (!(Number.isFinite(address) && length >= 0 && address >= lo && address + length <= this.memoryEnd)) {
+      throw new GuestMemoryError(address, length, `${this.name}: range 0x${address.toString(16)}+${length} is outside ${userOnly ? "user memory" : "guest memory"} [0x${lo.toString(16)}, 0x${this.memoryEnd.toString(16)})`);
+    }
+    return address - this.base;
+  }
+
+  /** A zero-copy view of guest user memory [address, address+length); throws GuestMemoryError when out of range. */
+  bytes(address: number, length: number): Uint8Array {
+    const off = this.#offset(address, length, true);
+    return this.#mem.subarray(off, off + length);
+  }
+  read(address: number, length: number): Uint8Array {
+    return this.bytes(address, length).slice();
+  }
+  write(address: number, data: Uint8Array | string): void {
+    const bytes = typeof data === "string" ? new TextEncoder().encode(data) : data;
+    this.bytes(address, bytes.length).set(bytes);
+  }
+  readU64(address: number): bigint {
+    return this.#dv.getBigUint64(this.#offset(address, 8, true), true);
+  }
+  writeU64(address: number, value: bigint | number): void {
+    this.#dv.setBigUint64(this.#offset(address, 8, true), BigInt.asUintN(64, BigInt(value)), true);
+  }
+  readI64(address: number): number {
+    return Number(BigInt.asIntN(64, this.readU64(address)));
+  }
+  /** A NUL-terminated string (at most maxLength bytes). */
+  readCString(address: number, maxLength = 4096): string {
+    const off = this.#offset(address, 1, true);
+    const end = Math.min(this.#mem.length, off + maxLength);
+    let i = off;
+    while (i < end && this.#mem[i] !== 0) i++;
+    return new TextDecoder().decode(this.#mem.subarray(off, i));
+  }
+  /** Guest memory of the whole window, runtime area included (host-side tooling and tests). */
+  rawMemory(): Uint8Array {
+    return this.#mem;
+  }
+
+  #getU64At(i: number): number {
+    return this.#mem32[i]! + this.#mem32[i + 1]! * TWO32;
+  }
+  #setU64At(i: number, v: number): void {
+    const hi = Math.floor(v / TWO32);
+    this.#mem32[i] = v - hi * TWO32;
+    this.#mem32[i + 1] = hi;
+  }
+
+  // ---- programs ----
+
+  /** Load a static ELF64 executable linked for this machine's window. */
+  load(image: Uint8Array | ElfImage): ElfImage {
+    this.#requireUsable();
+    if (this.callers.size > 0) throw new MachineStateError(`${this.name} is connected as a remote; disconnect its callers before loading a program (their VMs cache its page tables)`);
+    const elf = image instanceof Uint8Array ? parseElf(image) : image;
+    for (const seg of elf.segments) {
+      const end = seg.vaddr + seg.memsz;
+      if (seg.vaddr < this.userStart || end > this.stackGuard) {
+        const w = Math.floor(seg.vaddr / WINDOW_SIZE);
+        const hint = w !== this.window ? ` (the program is linked for window ${w}; this machine is window ${this.window})` : ` (user memory is [0x${this.userStart.toString(16)}, 0x${this.stackGuard.toString(16)}) below the stack)`;
+        throw new GuestMemoryError(seg.vaddr, seg.memsz, `ELF segment 0x${seg.vaddr.toString(16)}+0x${seg.memsz.toString(16)} does not fit this machine${hint}`);
+      }
+    }
+    for (const seg of elf.segments) {
+      const off = seg.vaddr - this.base;
+      this.#mem.set(seg.data, off);
+      this.#mem.fill(0, off + seg.filesz, off + seg.memsz);
+      const perm: PagePerm = seg.executable ? PERM.RX : seg.writable ? PERM.RW : PERM.R;
+      if (perm !== PERM.RW) this.#tables.setPages(this.pt, seg.vaddr, seg.memsz, perm);
+    }
+    this.flushPageTables();
+    this.program = elf;
+    return elf;
+  }
+
+  /** Address of a symbol of the loaded program. */
+  symbol(name: string): number {
+    const s = this.program?.symbols.get(name);
+    if (!s) throw new IpreError(this.program ? `${this.name}: no symbol "${name}" in the loaded program` : `${this.name}: no program loaded`);
+    return s.value;
+  }
+
+  // ---- calls ----
+
+  /**
+   * vmcall: run `fn(args…)` in ring 3 until it returns; the result (RAX) as a signed number.
+   * Integer args go in registers; Uint8Array and string args are copied to the guest stack and
+   * passed as pointers (strings NUL-terminated).
+   */
+  call(fn: string | number, ...args: CallArg[]): number {
+    this.#prepareCall(fn, args);
+    this.#runCall();
+    return this.#vcpu!.regSigned("rax");
+  }
+
+  /** Like call(), with the full 64-bit result as a bigint. */
+  callBigInt(fn: string | number, ...args: CallArg[]): bigint {
+    this.#prepareCall(fn, args);
+    this.#runCall();
+    return BigInt.asIntN(64, this.#vcpu!.regBigInt("rax"));
+  }
+
+  static readonly #ARG_REGS = ["rdi", "rsi", "rdx", "rcx", "r8", "r9"] as const;
+
+  #prepareCall(fn: string | number, args: CallArg[]): void {
+    this.#requireUsable();
+    if (this.busyWith) throw new MachineStateError(`${this.name} is inside a remote call from ${this.busyWith.name}`);
+    if (args.length > 6) throw new RangeError("at most 6 arguments");
+    const target = typeof fn === "number" ? fn : this.symbol(fn);
+    const vcpu = this.#vcpu!;
+    let sp = this.stackTop;
+    for (let i = 0; i < args.length; i++) {
+      const a = args[i]!;
+      const reg = Machine.#ARG_REGS[i]!;
+      if (typeof a === "number") vcpu.setReg(reg, a);
+      else if (typeof a === "bigint") vcpu.setRegBigInt(reg, a);
+      else if (typeof a === "boolean") vcpu.setReg(reg, a ? 1 : 0);
+      else {
+        const bytes = typeof a === "string" ? new TextEncoder().encode(a + "\0") : a;
+        sp = Math.floor((sp - bytes.length) / 16) * 16;
+        if (sp < this.memoryEnd - this.stackSize / 2) throw new RangeError("arguments take more than half of the stack");
+        this.#mem.set(bytes, sp - this.base);
+        vcpu.setReg(reg, sp);
+      }
+    }
+    // Return address = the exit trap; RSP ≡ 8 (mod 16) at function entry (SysV ABI).
+    sp -= 8;
+    this.#setU64At((sp - this.base) >> 2, this.exitTrap);
+    this.#writeFrame(target, sp);
+  }
+
+  /** Resume the parked vCPU into ring 3 at rip with rsp (iret frame on IST1). */
+  #writeFrame(rip: number, rsp: number): void {
+    const f = this.#frame;
+    this.#setU64At(f + (FRAME.error >> 2), 0);
+    this.#setU64At(f + (FRAME.rip >> 2), rip);
+    this.#setU64At(f + (FRAME.cs >> 2), SELECTOR.USER_CODE);
+    this.#setU64At(f + (FRAME.rflags >> 2), RFLAGS_RESERVED);
+    this.#setU64At(f + (FRAME.rsp >> 2), rsp);
+    this.#setU64At(f + (FRAME.ss >> 2), SELECTOR.USER_DATA);
+  }
+
+  /** The exit loop: one KVM_RUN per exit, no allocation on the hostcall/IPRE paths. */
+  #runCall(): void {
+    const vcpu = this.#vcpu!;
+    const mem32 = this.#mem32;
+    const f = this.#frame;
+    const ripIdx = f + (FRAME.rip >> 2);
+    const rspIdx = f + (FRAME.rsp >> 2);
+    try {
+      for (;;) {
+        const reason = vcpu.runOnce();
+        this.exits++;
+        if (reason !== EXIT.IO) throw this.#crash(reason, "while running a call");
+        const vector = vcpu.ioPort - PORT.VECTOR_BASE;
+        if (vector === PF) {
+          const cr2 = mem32[this.#mbCr2]! + mem32[this.#mbCr2 + 1]! * TWO32;
+          const rip = mem32[ripIdx]! + mem32[ripIdx + 1]! * TWO32;
+          if (rip === cr2) {
+            // An instruction fetch from a trap address: a request, not an error.
+            if (cr2 === this.exitTrap && this.#active === undefined) return;
+            const rsp = mem32[rspIdx]! + mem32[rspIdx + 1]! * TWO32;
+            if (this.#fetchFault(cr2, rsp, ripIdx, rspIdx)) continue;
+          }
+        }
+        if (vector < 0 || vector > 31) throw this.#crash(reason, `unexpected exit on port 0x${vcpu.ioPort.toString(16)}`);
+        throw this.#fault(vector);
+      }
+    } catch (e) {
+      this.#abortRemoteCall();
+      throw e;
+    }
+  }
+
+  /** Handle a fetch fault at a trap address; false when it is a genuine fault. */
+  #fetchFault(cr2: number, rsp: number, ripIdx: number, rspIdx: number): boolean {
+    const window = Math.floor(cr2 / WINDOW_SIZE);
+    const offset = cr2 - window * WINDOW_SIZE;
+    // Hostcall gate of this machine or of the remote whose code is running.
+    if (offset >= HOSTCALL_GATE_OFFSET && offset < HOSTCALL_GATE_OFFSET + HOSTCALL_GATE_COUNT * HOSTCALL_GATE_STRIDE) {
+      const owner = window === this.window ? this : this.#active?.link.window === window ? this.#active.link.remote : undefined;
+      if (!owner || (offset - HOSTCALL_GATE_OFFSET) % HOSTCALL_GATE_STRIDE !== 0) return false;
+      this.#hostcall(owner, (offset - HOSTCALL_GATE_OFFSET) / HOSTCALL_GATE_STRIDE, rsp, ripIdx, rspIdx);
+      return true;
+    }
+    if (cr2 === this.returnTrap && this.#active !== undefined) {
+      const a = this.#active;
+      if (rsp !== a.rsp + 8) return false;
+      this.#setU64At(ripIdx, a.returnAddress);
+      this.#setU64At(this.#mbCr3, this.normalRoot);
+      a.link.remote.busyWith = undefined;
+      this.#active = undefined;
+      return true;
+    }
+    const link = this.links.get(window);
+    if (link !== undefined && cr2 >= link.remote.base && cr2 < link.remote.memoryEnd) {
+      this.#enterRemote(link, cr2, rsp);
+      return true;
+    }
+    return false;
+  }
+
+  #hostcall(owner: Machine, gate: number, rsp: number, ripIdx: number, rspIdx: number): void {
+    const vcpu = this.#vcpu!;
+    const fn = owner.hostcalls.get(gate);
+    let result: number | bigint | void;
+    if (fn !== undefined) {
+      result = fn(vcpu.regSigned("rdi"), vcpu.regSigned("rsi"), vcpu.regSigned("rdx"), vcpu.regSigned("rcx"), vcpu.regSigned("r8"), vcpu.regSigned("r9"), owner);
+    } else if (gate === HOSTCALL_PRINT) {
+      owner.print(new TextDecoder().decode(this.#guestBytes(vcpu.reg("rdi"), vcpu.reg("rsi"))));
+      result = vcpu.reg("rsi");
+    } else {
+      throw new IpreError(`${owner.name}: hostcall ${gate} called at 0x${this.#callerOf(rsp).toString(16)} has no handler`);
+    }
+    if (typeof result === "bigint") vcpu.setRegBigInt("rax", result);
+    else vcpu.setReg("rax", result ?? 0);
+    // Emulate `ret`: pop the return address the guest's call pushed.
+    this.#setU64At(ripIdx, this.#stackU64(rsp));
+    this.#setU64At(rspIdx, rsp + 8);
+  }
+
+  /** Read the u64 at a guest stack address (the stack is this machine's memory). */
+  #stackU64(rsp: number): number {
+    const off = rsp - this.base;
+    if (off < USER_OFFSET || off + 8 > this.memorySize || off % 8 !== 0) throw new GuestMemoryError(rsp, 8, `${this.name}: guest stack pointer 0x${rsp.toString(16)} is outside its memory`);
+    return this.#getU64At(off >> 2);
+  }
+  #callerOf(rsp: number): number {
+    try {
+      return this.#stackU64(rsp);
+    } catch {
+      return 0;
+    }
+  }
+
+  /** Bytes a guest pointer designates in this machine or a connected remote (for hostcalls). */
+  #guestBytes(address: number, length: number): Uint8Array {
+    const w = Math.floor(address / WINDOW_SIZE);
+    const owner = w === this.window ? this : this.links.get(w)?.remote;
+    if (!owner) throw new GuestMemoryError(address, length);
+    return owner.bytes(address, length);
+  }
+
+  // ---- IPRE (the links are built by src/remote.ts) ----
+
+  #enterRemote(link: RemoteLink, entry: number, rsp: number): void {
+    if (this.#active !== undefined) {
+      throw new RemoteAccessError(entry, `${this.name}: nested remote call to 0x${entry.toString(16)} in ${link.remote.name} while a call into ${this.#active.link.remote.name} is running (nested remote calls are not supported)`);
+    }
+    if (!link.allow.has(entry)) {
+      const syms = [...(link.remote.program?.symbols.values() ?? [])].filter((s) => s.value === entry);
+      const sym = (syms.find((s) => s.type === "func") ?? syms[0])?.name;
+      throw new RemoteAccessError(entry, `${this.name}: 0x${entry.toString(16)}${sym ? ` (${sym})` : ""} is not an allowed entry point of ${link.remote.name}`);
+    }
+    if (link.remote.busyWith !== undefined) throw new RemoteAccessError(entry, `${link.remote.name} is busy with a call from ${link.remote.busyWith.name}`);
+    if (link.remote.#closed) throw new MachineStateError(`${link.remote.name} is closed`);
+    const returnAddress = this.#stackU64(rsp);
+    this.#setU64At((rsp - this.base) >> 2, this.returnTrap);
+    this.#setU64At(this.#mbCr3, link.mergedRoot);
+    link.remote.busyWith = this;
+    this.#active = { link, returnAddress, rsp };
+    this.onRemoteEntry?.(entry);
+  }
+
+  /** Called on every IPRE entry (after the checks, before the remote runs); for tracing and benchmarks. */
+  onRemoteEntry: ((entry: number) => void) | undefined;
+
+  /**
+   * One KVM_RUN that does nothing but re-enter the parked runtime, which exits again at once
+   * (`out` from ring 0): the raw exit round-trip floor of this machine, for benchmarks.
+   */
+  serviceRun(): void {
+    const vcpu = this.#requireVcpu();
+    this.#mem32[this.#mbService] = 1;
+    this.#expectPark(vcpu, PORT.SERVICE, "service run");
+  }
+
+  /** A call ended by an exception: undo the merge so that the next resume runs unmerged. */
+  #abortRemoteCall(): void {
+    const a = this.#active;
+    if (a === undefined) return;
+    this.#setU64At(this.#mbCr3, this.normalRoot);
+    a.link.remote.busyWith = undefined;
+    this.#active = undefined;
+  }
+
+  /** Whether an IPRE call is in progress (e.g. from inside a hostcall). */
+  get inRemoteCall(): boolean {
+    return this.#active !== undefined;
+  }
+
+  /** @internal Used by src/remote.ts: map (size > 0) or unmap (size 0) a remote's memory in this VM. */
+  setMemslot(slot: number, gpa: number, size: number, hostAddr: number): void {
+    this.#requireVm().setMemory({ slot, guestPhysAddr: gpa, size, hostAddr });
+  }
+
+  #rootPairs: boolean[] = new Array<boolean>(RT.ROOT_POOL_PAIRS).fill(false);
+  /** @internal A free (PML4, PDPT) page pair of the runtime area for an extra root. */
+  allocRoot(): { pml4: number; pdpt: number; index: number } {
+    const index = this.#rootPairs.indexOf(false);
+    if (index < 0) throw new IpreError(`${this.name}: no free page-table root (at most ${RT.ROOT_POOL_PAIRS})`);
+    this.#rootPairs[index] = true;
+    const pml4 = this.base + RT.ROOT_POOL + index * 2 * PAGE_SIZE;
+    return { pml4, pdpt: pml4 + PAGE_SIZE, index };
+  }
+  /** @internal */
+  freeRoot(index: number): void {
+    this.#rootPairs[index] = false;
+  }
+  /** Callers currently connected to this machine as a remote. */
+  readonly callers = new Set<Machine>();
+
+  // ---- faults and crashes ----
+
+  #fault(vector: number): GuestFault {
+    const f = this.#frame;
+    const info: FaultInfo = {
+      vector,
+      rip: this.#getU64At(f + (FRAME.rip >> 2)),
+      cr2: vector === PF ? this.#getU64At(this.#mbCr2) : 0,
+      errorCode: this.#getU64At(f + (FRAME.error >> 2)),
+      rsp: this.#getU64At(f + (FRAME.rsp >> 2)),
+    };
+    if (vector === DF) {
+      this.#broken = "double fault";
+      return new GuestFault(info);
+    }
+    const a = this.#active;
+    if (a !== undefined && info.rip >= a.link.remote.base && info.rip < a.link.remote.base + WINDOW_SIZE) return new RemoteFault(info, a.link.remote.name);
+    return new GuestFault(info, this.name);
+  }
+
+  #broken: string | undefined;
+
+  #crash(reason: number, when: string): IpreError {
+    this.#broken = reason < 0 ? `KVM_RUN failed` : EXIT_NAMES[reason] ?? `exit ${reason}`;
+    if (reason < 0) return new KvmError("KVM_RUN", -reason, when);
+    const vcpu = this.#vcpu!;
+    const detail = reason === EXIT.IO ? ` port=0x${vcpu.ioPort.toString(16)}` : "";
+    return new GuestCrash(`${this.name}: ${EXIT_NAMES[reason] ?? `exit ${reason}`}${detail} ${when} (rip=0x${vcpu.reg("rip").toString(16)}); the machine reboots its vCPU on the next call`);
+  }
+
+  /** Bring a vCPU that stopped abnormally (shutdown, double fault) back to the parked state. */
+  #recover(): void {
+    const vcpu = this.#vcpu!;
+    this.#writeRuntimeArea();
+    this.#setSpecialRegisters(vcpu);
+    this.#active = undefined;
+    this.#mem32.fill(0, this.#mbCr3, this.#mbCr3 + 2);
+    this.#booted = false;
+    this.#boot(vcpu);
+    this.#broken = undefined;
+  }
+
+  #requireVcpu(): Vcpu {
+    if (this.#closed || !this.#vcpu) throw new MachineStateError(`${this.name} is closed`);
+    return this.#vcpu;
+  }
+  #requireVm(): Vm {
+    if (this.#closed || !this.#vm) throw new MachineStateError(`${this.name} is closed`);
+    return this.#vm;
+  }
+  #requireUsable(): void {
+    this.#requireVcpu();
+    if (this.#broken !== undefined) this.#recover();
+  }
+
+  get closed(): boolean {
+    return this.#closed;
+  }
+
+  /** Release the vCPU, VM, memory and fds. Idempotent. */
+  close(): void {
+    if (this.#closed) return;
+    // Callers map this memory: unmap it from their VMs before it goes away.
+    for (const caller of [...this.callers]) caller.links.get(this.window)?.disconnect();
+    for (const link of [...this.links.values()]) link.disconnect();
+    this.#closed = true;
+    this.#vcpu?.close();
+    this.#vm?.close();
+    this.#cpuid?.close();
+    if (this.#hostAddr) libc.munmap(this.#hostAddr, this.memorySize);
+    if (this.#memfd >= 0) libc.close(this.#memfd);
+    this.#hostAddr = 0;
+    this.#memfd = -1;
+    this.#mem = new Uint8Array(0);
+    this.#mem32 = new Uint32Array(0);
+    if (this.#kvm) releaseKvm();
+    this.#kvm = undefined;
+  }
+  [Symbol.dispose](): void {
+    this.close();
+  }
+}
+
+function setU64(dv: DataView, off: number, v: number): void {
+  dv.setUint32(off, v % TWO32, true);
+  dv.setUint32(off + 4, Math.floor(v / TWO32), true);
+}

@@ -1,0 +1,32 @@
+/**
+ * ipre: Inter-Process Remote Execution over raw KVM ioctls, from Bun, Deno and Node (koffi).
+ *
+ * ```ts
+ * import { Machine, connect } from "ipre";
+ * using m = Machine.create({ program: elfBytes });
+ * m.call("add", 2, 40); // 42
+ * ```
+ */
+export { Machine, kvmInfo, HOSTCALL_PRINT } from "./machine.ts";
+export type { MachineOptions, HostcallFn, CallArg, KvmInfo, RemoteLink } from "./machine.ts";
+export { connect, Connection } from "./remote.ts";
+export type { ConnectOptions, LoanMode } from "./remote.ts";
+export {
+  IpreError,
+  KvmError,
+  ElfError,
+  GuestFault,
+  GuestCrash,
+  GuestMemoryError,
+  RemoteAccessError,
+  RemoteFault,
+  TimeoutError,
+  MachineStateError,
+  VECTOR_NAMES,
+} from "./errors.ts";
+export type { FaultInfo } from "./errors.ts";
+export { parseElf, isElf } from "./guest/elf.ts";
+export type { ElfImage, ElfSegment, ElfSymbol } from "./guest/elf.ts";
+export { libc } from "./ffi/index.ts";
+export type { Libc, RuntimeName } from "./ffi/index.ts";
+export * as layout from "./guest/layout.ts";
