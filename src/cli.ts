@@ -97,9 +97,8 @@ function run(flags: Flags): number {
   const memory = numberOption(flags, "memory", 32) * MiB;
   using m = Machine.create({ window, memory, name: path.split("/").pop() ?? path });
   m.load(elf);
-  const timeoutMs = flags.options.has("timeout-ms") ? numberOption(flags, "timeout-ms", 0) : undefined;
-  const args = rest.map(parseIntArg);
-  const result = timeoutMs === undefined ? m.callBigInt(fn, ...args) : m.callBigInt(fn, ...args);
+  const timeoutMs = flags.options.has("timeout-ms") ? numberOption(flags, "timeout-ms", 0) : 0;
+  const result = m.invokeBigInt(fn, rest.map(parseIntArg), { timeoutMs });
   out(String(result));
   return 0;
 }

@@ -9,7 +9,7 @@
  * call returned), a hostcall gate, an IPRE entry or return trap, or a real exception.
  */
 import { libc } from "./ffi/index.ts";
-import { MAP_SHARED, MFD_CLOEXEC, NativeBuffer, PROT_READ, PROT_WRITE } from "./ffi/native.ts";
+import { MADV_DONTNEED, MAP_FIXED, MAP_PRIVATE, MAP_SHARED, MFD_CLOEXEC, NativeBuffer, PROT_READ, PROT_WRITE } from "./ffi/native.ts";
 import {
   GuestCrash,
   GuestFault,
@@ -19,8 +19,10 @@ import {
   MachineStateError,
   RemoteAccessError,
   RemoteFault,
+  TimeoutError,
   type FaultInfo,
 } from "./errors.ts";
+import { Watchdog } from "./watchdog.ts";
 import { CAP, EXIT, EXIT_NAMES, SEGMENT, SREGS, DTABLE, SYNC } from "./kvm/abi.ts";
 import { Kvm, kvmFlavour, type KvmFlavour } from "./kvm/system.ts";
 import { Vm } from "./kvm/vm.ts";
@@ -82,6 +84,48 @@ export interface MachineOptions {
   program?: Uint8Array;
   /** A name for messages (default "machine@window"). */
   name?: string;
+  /** Default execution timeout of every call, in ms (remote calls made inside it included). */
+  timeoutMs?: number;
+}
+
+export interface CallOptions {
+  /** Stop the guest and throw TimeoutError after this many ms (overrides the machine default; 0 = none). */
+  timeoutMs?: number;
+}
+
+/**
+ * A frozen state of a machine (memory in a memfd) to reset to, or to fork copy-on-write VMs
+ * from. Owned by the machine that took it (closed with it); `close()` earlier is allowed and only
+ * stops new forks: existing forks keep their copy-on-write mappings.
+ */
+export class Snapshot {
+  #fd: number;
+  constructor(
+    fd: number,
+    readonly window: number,
+    readonly memorySize: number,
+    readonly stackSize: number,
+    readonly program: ElfImage | undefined,
+    readonly source: string,
+  ) {
+    this.#fd = fd;
+  }
+  get fd(): number {
+    if (this.#fd < 0) throw new MachineStateError(`snapshot of ${this.source} is closed`);
+    return this.#fd;
+  }
+  get closed(): boolean {
+    return this.#fd < 0;
+  }
+  close(): void {
+    if (this.#fd >= 0) {
+      libc.close(this.#fd);
+      this.#fd = -1;
+    }
+  }
+  [Symbol.dispose](): void {
+    this.close();
+  }
 }
 
 /** What a Machine knows about a connected remote (installed by `src/remote.ts`). */
@@ -106,6 +150,7 @@ interface ActiveRemoteCall {
 
 const TWO32 = 2 ** 32;
 const PF = 14;
+const EINTR = 4;
 const DF = 8;
 /** GPA for KVM_SET_TSS_ADDR: inside window 3's trap region, never guest memory. */
 const VMX_TSS_GPA = 3 * WINDOW_SIZE + WINDOW_SIZE - 0x100000;
@@ -199,6 +244,15 @@ export class Machine {
   busyWith: Machine | undefined;
   /** Statistics: exits handled since creation. */
   exits = 0;
+  /** Default timeout of calls in ms (0: none). */
+  timeoutMs: number;
+  /** Why the machine must be reset before the next call (a timeout inside a remote call). */
+  #mustReset: string | undefined;
+  /** Thread id whose watchdog mask is installed on this vCPU (KVM_SET_SIGNAL_MASK). */
+  #signalMaskTid = -1;
+  /** The state reset() returns to, and the snapshots this machine owns. */
+  #snapshot: Snapshot | undefined;
+  #snapshots: Snapshot[] = [];
 
   private constructor(options: MachineOptions) {
     const window = options.window ?? 0;
@@ -234,6 +288,7 @@ export class Machine {
     this.returnTrap = this.base + RETURN_TRAP_OFFSET;
     this.gateBase = this.base + HOSTCALL_GATE_OFFSET;
     this.normalRoot = this.base + RT.PML4;
+    this.timeoutMs = options.timeoutMs ?? 0;
   }
 
   /** Create a VM, its memory and vCPU, boot the runtime, and optionally load a program. */
@@ -249,23 +304,65 @@ export class Machine {
     return m;
   }
 
+  /**
+   * A new VM whose memory is a copy-on-write view of `snapshot` (same window, program and page
+   * tables); it boots in microseconds-to-milliseconds and resets to the snapshot.
+   */
+  static fork(snapshot: Snapshot, options: Pick<MachineOptions, "hostcalls" | "print" | "name" | "timeoutMs"> = {}): Machine {
+    const m = new Machine({ ...options, window: snapshot.window, memory: snapshot.memorySize, stackSize: snapshot.stackSize, name: options.name ?? `fork of ${snapshot.source}` });
+    try {
+      m.#setup(snapshot);
+      m.program = snapshot.program;
+      m.#snapshot = snapshot;
+    } catch (e) {
+      m.close();
+      throw e;
+    }
+    return m;
+  }
+
   // ---- setup, one step per function ----
 
-  #setup(): void {
+  #setup(from?: Snapshot): void {
     this.#kvm = acquireKvm();
     this.#checkCapabilities(this.#kvm);
     this.#vm = Vm.create(this.#kvm);
-    this.#createMemory();
+    if (from) this.#mapSnapshot(from);
+    else this.#createMemory();
     this.#vm.setMemory({ slot: 0, guestPhysAddr: this.base, size: this.memorySize, hostAddr: this.#hostAddr });
     if (this.#kvm.checkExtension("SET_TSS_ADDR") > 0 && kvmFlavour() !== "pvm") this.#vm.setTssAddr(VMX_TSS_GPA);
     this.#vcpu = this.#vm.createVcpu(0);
     this.#cpuid = this.#kvm.supportedCpuid();
     this.#vcpu.setCpuid(this.#cpuid);
-    this.#writeRuntimeArea();
-    this.#tables.init(this.#directPt);
-    this.#mapStackGuard();
+    if (from) {
+      this.#clearMailbox();
+    } else {
+      this.#writeRuntimeArea();
+      this.#tables.init(this.#directPt);
+      this.#mapStackGuard();
+    }
     this.#setSpecialRegisters(this.#vcpu);
     this.#boot(this.#vcpu);
+  }
+
+  /** Guest memory as a private (copy-on-write) mapping of a snapshot's memfd. */
+  #mapSnapshot(snapshot: Snapshot): void {
+    const addr = libc.mmap(0, this.memorySize, PROT_READ | PROT_WRITE, MAP_PRIVATE, snapshot.fd, 0);
+    if (addr === -1) throw new KvmError("mmap(snapshot)", libc.errno());
+    this.#adoptMemory(addr);
+  }
+
+  #adoptMemory(addr: number): void {
+    this.#hostAddr = addr;
+    const buf = libc.view(addr, this.memorySize);
+    this.#mem = new Uint8Array(buf);
+    this.#mem32 = new Uint32Array(buf);
+    this.#dv = new DataView(buf);
+  }
+
+  #clearMailbox(): void {
+    for (const i of [this.#mbCr3, this.#mbService, this.#mbPtCount]) this.#setU64At(i, 0);
+    this.#setU64At((RT.CODE + runtimeSymbol("mb_fsbase_set")) >> 2, 0);
   }
 
   #checkCapabilities(kvm: Kvm): void {
@@ -281,11 +378,7 @@ export class Machine {
     if (libc.ftruncate(fd, this.memorySize) < 0) throw new KvmError("ftruncate(memfd)", libc.errno());
     const addr = libc.mmap(0, this.memorySize, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
     if (addr === -1) throw new KvmError("mmap(guest memory)", libc.errno());
-    this.#hostAddr = addr;
-    const buf = libc.view(addr, this.memorySize);
-    this.#mem = new Uint8Array(buf);
-    this.#mem32 = new Uint32Array(buf);
-    this.#dv = new DataView(buf);
+    this.#adoptMemory(addr);
   }
 
   /** GDT, IDT (vector → its stub on IST1; #DF on IST2), TSS and the runtime code. */
@@ -337,7 +430,7 @@ export class Machine {
     setU64(s, SREGS.idt + DTABLE.base, this.base + RT.IDT);
     s.setUint16(SREGS.idt + DTABLE.limit, 32 * 16 - 1, true);
     setU64(s, SREGS.cr0, (CR0.PE | CR0.MP | CR0.ET | CR0.NE | CR0.WP | CR0.PG) >>> 0); // PG is bit 31: keep it unsigned
-    setU64(s, SREGS.cr3, this.#tables.root);
+    setU64(s, SREGS.cr3, this.normalRoot);
     setU64(s, SREGS.cr4, CR4.PAE | CR4.OSFXSR | CR4.OSXMMEXCPT | CR4.FSGSBASE);
     setU64(s, SREGS.efer, EFER.LME | EFER.LMA | EFER.NXE | EFER.SCE);
     vcpu.setSregs();
@@ -538,14 +631,27 @@ export class Machine {
    */
   call(fn: string | number, ...args: CallArg[]): number {
     this.#prepareCall(fn, args);
-    this.#runCall();
+    this.#runCall(this.timeoutMs);
     return this.#vcpu!.regSigned("rax");
   }
 
   /** Like call(), with the full 64-bit result as a bigint. */
   callBigInt(fn: string | number, ...args: CallArg[]): bigint {
     this.#prepareCall(fn, args);
-    this.#runCall();
+    this.#runCall(this.timeoutMs);
+    return BigInt.asIntN(64, this.#vcpu!.regBigInt("rax"));
+  }
+
+  /** call() with options, e.g. `invoke("spin", [], { timeoutMs: 50 })`. */
+  invoke(fn: string | number, args: CallArg[] = [], options: CallOptions = {}): number {
+    this.#prepareCall(fn, args);
+    this.#runCall(options.timeoutMs ?? this.timeoutMs);
+    return this.#vcpu!.regSigned("rax");
+  }
+  /** invoke() with the full 64-bit result as a bigint. */
+  invokeBigInt(fn: string | number, args: CallArg[] = [], options: CallOptions = {}): bigint {
+    this.#prepareCall(fn, args);
+    this.#runCall(options.timeoutMs ?? this.timeoutMs);
     return BigInt.asIntN(64, this.#vcpu!.regBigInt("rax"));
   }
 
@@ -590,17 +696,25 @@ export class Machine {
   }
 
   /** The exit loop: one KVM_RUN per exit, no allocation on the hostcall/IPRE paths. */
-  #runCall(): void {
+  #runCall(timeoutMs: number): void {
     const vcpu = this.#vcpu!;
     const mem32 = this.#mem32;
     const f = this.#frame;
     const ripIdx = f + (FRAME.rip >> 2);
     const rspIdx = f + (FRAME.rsp >> 2);
+    const watchdog = timeoutMs > 0 ? this.#armWatchdog(timeoutMs) : undefined;
+    const start = watchdog ? performance.now() : 0;
     try {
       for (;;) {
         const reason = vcpu.runOnce();
         this.exits++;
-        if (reason !== EXIT.IO) throw this.#crash(reason, "while running a call");
+        if (reason !== EXIT.IO) {
+          if (reason === -EINTR) {
+            if (watchdog?.drain() && performance.now() - start >= timeoutMs * 0.999) throw this.#timedOut(timeoutMs, performance.now() - start);
+            continue; // another signal interrupted KVM_RUN: resume
+          }
+          throw this.#crash(reason, "while running a call");
+        }
         const vector = vcpu.ioPort - PORT.VECTOR_BASE;
         if (vector === PF) {
           const cr2 = mem32[this.#mbCr2]! + mem32[this.#mbCr2 + 1]! * TWO32;
@@ -618,7 +732,35 @@ export class Machine {
     } catch (e) {
       this.#abortRemoteCall();
       throw e;
+    } finally {
+      if (watchdog) {
+        watchdog.disarm();
+        watchdog.drain(); // the timer may have fired after the last exit
+      }
     }
+  }
+
+  #armWatchdog(timeoutMs: number): Watchdog {
+    const w = Watchdog.forThisThread();
+    if (this.#signalMaskTid !== w.tid) {
+      this.#vcpu!.setSignalMask(w.kvmMask);
+      this.#signalMaskTid = w.tid;
+    }
+    w.arm(timeoutMs);
+    return w;
+  }
+
+  /** The vCPU was stopped mid-guest: it must reboot; inside a remote call both machines need a reset. */
+  #timedOut(timeoutMs: number, elapsedMs: number): TimeoutError {
+    this.#broken = "timeout";
+    const a = this.#active;
+    if (a !== undefined) {
+      const why = `a timeout inside a remote call from ${this.name} into ${a.link.remote.name}`;
+      this.#mustReset = why;
+      a.link.remote.#mustReset = why;
+      return new TimeoutError(timeoutMs, elapsedMs, `remote call from ${this.name} into ${a.link.remote.name}`);
+    }
+    return new TimeoutError(timeoutMs, elapsedMs, this.name);
   }
 
   /** Handle a fetch fault at a trap address; false when it is a genuine fault. */
@@ -811,6 +953,64 @@ export class Machine {
   }
   #requireUsable(): void {
     this.#requireVcpu();
+    if (this.#mustReset !== undefined) throw new MachineStateError(`${this.name} must be reset before it is used again (${this.#mustReset})`);
+    if (this.#broken !== undefined) this.#recover();
+  }
+
+  /** Why the machine refuses calls until reset(), or undefined. */
+  get needsReset(): string | undefined {
+    return this.#mustReset;
+  }
+
+  // ---- snapshot, reset ----
+
+  /**
+   * Freeze the current state: memory is copied into a new memfd, and this machine continues on a
+   * copy-on-write private mapping of it, so reset() can drop its changes and fork() can share it.
+   */
+  snapshot(): Snapshot {
+    this.#requireUsable();
+    if (this.#active || this.busyWith) throw new MachineStateError(`${this.name} is inside a remote call`);
+    using name = NativeBuffer.alloc(64);
+    const fd = libc.memfd_create(name.writeCString(0, `ipre-snapshot-${this.name}`), MFD_CLOEXEC);
+    if (fd < 0) throw new KvmError("memfd_create", libc.errno());
+    try {
+      if (libc.ftruncate(fd, this.memorySize) < 0) throw new KvmError("ftruncate(snapshot)", libc.errno());
+      const tmp = libc.mmap(0, this.memorySize, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+      if (tmp === -1) throw new KvmError("mmap(snapshot)", libc.errno());
+      new Uint8Array(libc.view(tmp, this.memorySize)).set(this.#mem);
+      libc.munmap(tmp, this.memorySize);
+      // Same host address, so the memslots of this VM and of connected callers stay valid;
+      // KVM's MMU notifiers drop the old pages.
+      const addr = libc.mmap(this.#hostAddr, this.memorySize, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_FIXED, fd, 0);
+      if (addr !== this.#hostAddr) throw new KvmError("mmap(MAP_FIXED snapshot)", libc.errno());
+    } catch (e) {
+      libc.close(fd);
+      throw e;
+    }
+    if (this.#memfd >= 0) {
+      libc.close(this.#memfd);
+      this.#memfd = -1;
+    }
+    const snap = new Snapshot(fd, this.window, this.memorySize, this.stackSize, this.program, this.name);
+    this.#snapshots.push(snap);
+    this.#snapshot = snap;
+    return snap;
+  }
+
+  /**
+   * Return user memory to the last snapshot (MADV_DONTNEED on the private mapping: only the
+   * pages the guest dirtied are dropped), and the vCPU and runtime state to parked. The runtime
+   * area is not reverted: the host owns it. Clears a pending "must reset".
+   */
+  reset(): void {
+    this.#requireVcpu();
+    if (!this.#snapshot) throw new MachineStateError(`${this.name} has no snapshot to reset to: call snapshot() first`);
+    if (this.#active) this.#abortRemoteCall();
+    if (libc.madvise(this.#hostAddr + USER_OFFSET, this.memorySize - USER_OFFSET, MADV_DONTNEED) < 0) throw new KvmError("madvise(MADV_DONTNEED)", libc.errno());
+    this.program = this.#snapshot.program;
+    this.#mustReset = undefined;
+    this.busyWith = undefined;
     if (this.#broken !== undefined) this.#recover();
   }
 
@@ -825,6 +1025,8 @@ export class Machine {
     for (const caller of [...this.callers]) caller.links.get(this.window)?.disconnect();
     for (const link of [...this.links.values()]) link.disconnect();
     this.#closed = true;
+    for (const snap of this.#snapshots) snap.close();
+    this.#snapshots = [];
     this.#vcpu?.close();
     this.#vm?.close();
     this.#cpuid?.close();
