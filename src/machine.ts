@@ -603,6 +603,8 @@ export class Machine {
         throw new GuestMemoryError(seg.vaddr, seg.memsz, `ELF segment 0x${seg.vaddr.toString(16)}+0x${seg.memsz.toString(16)} does not fit this machine${hint}`);
       }
     }
+    // Pages of a previous program go back to the default (RW, no-exec) first.
+    for (const seg of this.program?.segments ?? []) this.#tables.setPages(this.pt, seg.vaddr, seg.memsz, PERM.RW);
     for (const seg of elf.segments) {
       const off = seg.vaddr - this.base;
       this.#mem.set(seg.data, off);

@@ -30,3 +30,7 @@ export type { ElfImage, ElfSegment, ElfSymbol } from "./guest/elf.ts";
 export { libc } from "./ffi/index.ts";
 export type { Libc, RuntimeName } from "./ffi/index.ts";
 export * as layout from "./guest/layout.ts";
+export { exampleElf } from "./examples.ts";
+export { Snapshot } from "./machine.ts";
+export type { CallOptions } from "./machine.ts";
+export { Watchdog, TIMEOUT_SIGNAL } from "./watchdog.ts";
