@@ -244,6 +244,8 @@ export class Machine {
   busyWith: Machine | undefined;
   /** Statistics: exits handled since creation. */
   exits = 0;
+  /** A call is running on this vCPU (a hostcall handler may not start another). */
+  #inCall = false;
   /** Default timeout of calls in ms (0: none). */
   timeoutMs: number;
   /** Why the machine must be reset before the next call (a timeout inside a remote call). */
@@ -538,6 +540,7 @@ export class Machine {
   }
 
   #offset(address: number, length: number, userOnly: boolean): number {
+    if (this.#closed) throw new MachineStateError(`${this.name} is closed`);
     const lo = userOnly ? this.userStart : this.base;
     if (!(Number.isFinite(address) && length >= 0 && address >= lo && address + length <= this.memoryEnd)) {
       throw new GuestMemoryError(address, length, `${this.name}: range 0x${address.toString(16)}+${length} is outside ${userOnly ? "user memory" : "guest memory"} [0x${lo.toString(16)}, 0x${this.memoryEnd.toString(16)})`);
@@ -662,6 +665,7 @@ export class Machine {
   #prepareCall(fn: string | number, args: CallArg[]): void {
     this.#requireUsable();
     if (this.busyWith) throw new MachineStateError(`${this.name} is inside a remote call from ${this.busyWith.name}`);
+    if (this.#inCall) throw new MachineStateError(`${this.name} is already running a call (call() from inside one of its hostcalls is not supported)`);
     if (args.length > 6) throw new RangeError("at most 6 arguments");
     const target = typeof fn === "number" ? fn : this.symbol(fn);
     const vcpu = this.#vcpu!;
@@ -706,10 +710,10 @@ export class Machine {
     const rspIdx = f + (FRAME.rsp >> 2);
     const watchdog = timeoutMs > 0 ? this.#armWatchdog(timeoutMs) : undefined;
     const start = watchdog ? performance.now() : 0;
+    this.#inCall = true;
     try {
       for (;;) {
         const reason = vcpu.runOnce();
-        this.exits++;
         if (reason !== EXIT.IO) {
           if (reason === -EINTR) {
             if (watchdog?.drain() && performance.now() - start >= timeoutMs * 0.999) throw this.#timedOut(timeoutMs, performance.now() - start);
@@ -717,6 +721,7 @@ export class Machine {
           }
           throw this.#crash(reason, "while running a call");
         }
+        this.exits++;
         const vector = vcpu.ioPort - PORT.VECTOR_BASE;
         if (vector === PF) {
           const cr2 = mem32[this.#mbCr2]! + mem32[this.#mbCr2 + 1]! * TWO32;
@@ -735,6 +740,7 @@ export class Machine {
       this.#abortRemoteCall();
       throw e;
     } finally {
+      this.#inCall = false;
       if (watchdog) {
         watchdog.disarm();
         watchdog.drain(); // the timer may have fired after the last exit
@@ -1038,6 +1044,7 @@ export class Machine {
     this.#memfd = -1;
     this.#mem = new Uint8Array(0);
     this.#mem32 = new Uint32Array(0);
+    this.#dv = new DataView(new ArrayBuffer(0));
     if (this.#kvm) releaseKvm();
     this.#kvm = undefined;
   }

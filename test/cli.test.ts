@@ -1,0 +1,178 @@
+/**
+ * The `ipre` command line on Node (the compiled bin/ipre.js, as npm users run it), Bun and Deno
+ * (src/cli.ts directly), against the real /dev/kvm. All commands start at once in beforeAll
+ * (a few at a time); the tests then check each runtime's results with the same assertions.
+ */
+import { spawn, spawnSync } from "node:child_process";
+import { existsSync, readdirSync, statSync } from "node:fs";
+import { join } from "node:path";
+import { beforeAll, describe, expect, it } from "vitest";
+import { repoRoot } from "./harness.ts";
+import { describeKvm } from "./kvm.ts";
+
+const RUNTIMES = ["node", "bun", "deno"] as const;
+type Runtime = (typeof RUNTIMES)[number];
+
+function cliCommand(rt: Runtime, args: string[]): [string, string[]] {
+  if (rt === "node") return [process.execPath, ["bin/ipre.js", ...args]];
+  if (rt === "bun") return [`${repoRoot}node_modules/.bin/bun`, ["src/cli.ts", ...args]];
+  return [`${repoRoot}node_modules/.bin/deno`, ["run", "--allow-all", "src/cli.ts", ...args]];
+}
+
+interface CliResult {
+  code: number | null;
+  signal: string | null;
+  stdout: string;
+  stderr: string;
+  lastLine: string;
+}
+
+function runCli(rt: Runtime, args: string[]): Promise<CliResult> {
+  const [cmd, argv] = cliCommand(rt, args);
+  return new Promise((resolve, reject) => {
+    const child = spawn(cmd, argv, {
+      cwd: repoRoot,
+      env: { ...process.env, NO_COLOR: "1", DENO_NO_UPDATE_CHECK: "1", DENO_NO_PROMPT: "1" },
+      stdio: ["ignore", "pipe", "pipe"],
+    });
+    let stdout = "", stderr = "";
+    child.stdout.setEncoding("utf8").on("data", (d: string) => (stdout += d));
+    child.stderr.setEncoding("utf8").on("data", (d: string) => (stderr += d));
+    const timer = setTimeout(() => child.kill("SIGKILL"), 90_000);
+    child.on("error", reject);
+    child.on("close", (code, signal) => {
+      clearTimeout(timer);
+      resolve({ code, signal, stdout, stderr, lastLine: stdout.trimEnd().split("\n").pop() ?? "" });
+    });
+  });
+}
+
+/** Newest modification time under a directory (recursive), for the dist/ freshness check. */
+function newest(dir: string): number {
+  let t = 0;
+  for (const e of readdirSync(dir, { withFileTypes: true })) {
+    const p = join(dir, e.name);
+    t = Math.max(t, e.isDirectory() ? newest(p) : statSync(p).mtimeMs);
+  }
+  return t;
+}
+
+/** Node runs the compiled CLI: build dist/ unless it is newer than every source file. */
+function ensureDist(): void {
+  const cli = `${repoRoot}dist/cli.js`;
+  if (existsSync(cli) && statSync(cli).mtimeMs >= newest(`${repoRoot}src`) && newest(`${repoRoot}dist`) >= newest(`${repoRoot}src`)) return;
+  const r = spawnSync(process.execPath, [`${repoRoot}node_modules/typescript/bin/tsc`, "-p", "tsconfig.json"], { cwd: repoRoot, encoding: "utf8" });
+  if (r.status !== 0) throw new Error(`tsc -p tsconfig.json failed (exit ${r.status}):\n${r.stdout}\n${r.stderr}`);
+}
+
+/** Run jobs with at most `limit` at a time. */
+async function pool<T>(jobs: Array<() => Promise<T>>, limit: number): Promise<T[]> {
+  const out = new Array<T>(jobs.length);
+  let next = 0;
+  const worker = async () => {
+    while (next < jobs.length) {
+      const i = next++;
+      out[i] = await jobs[i]!();
+    }
+  };
+  await Promise.all(Array.from({ length: limit }, worker));
+  return out;
+}
+
+const rand = (lo: number, hi: number) => lo + Math.floor(Math.random() * (hi - lo + 1));
+const A = rand(-1e12, 1e12), B = rand(-1e12, 1e12);
+const BIG = 2n ** 62n + BigInt(rand(0, 1e9));
+const KEY = rand(0, 1e6), VALUE = rand(-1e6, 1e6);
+
+const COMMANDS = {
+  demo: ["demo"],
+  doctor: ["doctor", "--json"],
+  add: ["run", "guests/examples/add.elf", "add", "2", "40"],
+  addRandom: ["run", "guests/examples/add.elf", "add", String(A), String(B)],
+  addWrap: ["run", "guests/examples/add.elf", "add", String(BIG), String(BIG)],
+  window1: ["run", "guests/examples/kvstore.elf", "kv_insert", String(KEY), String(VALUE)],
+  divide: ["run", "guests/examples/faults.elf", "divide", "1", "0"],
+  unknown: ["no-such-command"],
+} as const;
+type CommandName = keyof typeof COMMANDS;
+
+describeKvm("ipre CLI on Node, Bun and Deno", () => {
+  const results = new Map<string, CliResult>();
+  beforeAll(async () => {
+    ensureDist();
+    const jobs: Array<() => Promise<void>> = [];
+    for (const name of Object.keys(COMMANDS) as CommandName[]) {
+      for (const rt of RUNTIMES) jobs.push(async () => void results.set(`${rt}:${name}`, await runCli(rt, [...COMMANDS[name]])));
+    }
+    await pool(jobs, 6);
+  }, 180_000);
+  const res = (rt: Runtime, name: CommandName): CliResult => {
+    const r = results.get(`${rt}:${name}`);
+    if (!r) throw new Error(`${rt} ${name}: did not run`);
+    return r;
+  };
+  const ok = (r: CliResult) => {
+    expect(r.signal).toBeNull();
+    expect(r.stderr).toBe("");
+    expect(r.code, r.stderr).toBe(0);
+  };
+
+  describe.each(RUNTIMES)("%s", (rt) => {
+    it("doctor --json reports the runtime, the FFI backend and a usable KVM", () => {
+      const r = res(rt, "doctor");
+      ok(r);
+      const j = JSON.parse(r.lastLine);
+      expect(j.runtime).toBe(rt);
+      expect(typeof j.ffi).toBe("string");
+      expect(j.ffi).toMatch(rt === "node" ? /^koffi/ : rt === "bun" ? /^bun:ffi/ : /^Deno\.dlopen/);
+      expect(j.ok).toBe(true);
+      expect(j.kvm.api).toBe(12);
+      expect(["hardware", "pvm", "unknown"]).toContain(j.kvm.flavour);
+      expect(j.kvm.capabilities.SYNC_REGS & 1).toBe(1);
+      expect(j.kvm.vcpuMmapSize).toBeGreaterThan(0);
+    });
+    it("all runtimes agree on the KVM flavour", () => {
+      const flavours = RUNTIMES.map((x) => JSON.parse(res(x, "doctor").lastLine).kvm.flavour);
+      expect(new Set(flavours).size).toBe(1);
+    });
+    it("run add.elf add 2 40 prints 42", () => {
+      const r = res(rt, "add");
+      ok(r);
+      expect(r.lastLine).toBe("42");
+    });
+    it("run with random and 64-bit arguments prints the guest's result", () => {
+      const r = res(rt, "addRandom");
+      ok(r);
+      expect(r.lastLine).toBe(String(A + B));
+      const w = res(rt, "addWrap");
+      ok(w);
+      expect(w.lastLine).toBe(String(BigInt.asIntN(64, BIG + BIG)));
+    });
+    it("run picks the window an ELF is linked for (kvstore.elf: window 1)", () => {
+      const r = res(rt, "window1");
+      ok(r);
+      expect(r.lastLine).toBe("1"); // kv_insert: a new key
+    });
+    it("run of a faulting function exits 1 and names GuestFault and #DE on stderr", () => {
+      const r = res(rt, "divide");
+      expect(r.signal).toBeNull();
+      expect(r.code).toBe(1);
+      expect(r.stderr).toContain("GuestFault");
+      expect(r.stderr).toContain("#DE");
+      expect(r.stdout).toBe("");
+    });
+    it("an unknown command exits 2 with the usage", () => {
+      const r = res(rt, "unknown");
+      expect(r.code).toBe(2);
+      expect(r.stderr).toContain("no-such-command");
+      expect(r.stderr).toContain("usage: ipre");
+    });
+    it("demo exits 0 and prints demo ok", () => {
+      const r = res(rt, "demo");
+      ok(r);
+      expect(r.stdout).toContain("demo ok");
+      expect(r.stdout).toContain(`ipre demo on ${rt}`);
+      expect(r.stdout).not.toContain("FAILED");
+    });
+  });
+});
