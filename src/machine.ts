@@ -230,6 +230,9 @@ export class Machine {
   readonly #mbService: number;
   readonly #mbPtCount: number;
   readonly #mbPtWrites: number;
+  readonly #mbFsbase: number;
+  readonly #mbFsbaseSet: number;
+  #fsBase = 0;
   /** Pending page-table writes for the next service run (after boot). */
   #ptQueue = new Map<number, bigint>();
   readonly exitTrap: number;
@@ -286,6 +289,8 @@ export class Machine {
     this.#mbService = mb("mb_service");
     this.#mbPtCount = mb("mb_pt_count");
     this.#mbPtWrites = mb("mb_pt_writes");
+    this.#mbFsbase = mb("mb_fsbase");
+    this.#mbFsbaseSet = mb("mb_fsbase_set");
     this.exitTrap = this.base + EXIT_TRAP_OFFSET;
     this.returnTrap = this.base + RETURN_TRAP_OFFSET;
     this.gateBase = this.base + HOSTCALL_GATE_OFFSET;
@@ -787,6 +792,7 @@ export class Machine {
       if (rsp !== a.rsp + 8) return false;
       this.#setU64At(ripIdx, a.returnAddress);
       this.#setU64At(this.#mbCr3, this.normalRoot);
+      if (a.link.remote.#fsBase !== this.#fsBase) this.#loadFsBase(this.#fsBase);
       a.link.remote.busyWith = undefined;
       this.#active = undefined;
       return true;
@@ -858,6 +864,7 @@ export class Machine {
     this.#setU64At(this.#mbCr3, link.mergedRoot);
     link.remote.busyWith = this;
     this.#active = { link, returnAddress, rsp };
+    if (link.remote.#fsBase !== this.#fsBase) this.#loadFsBase(link.remote.#fsBase);
     this.onRemoteEntry?.(entry);
   }
 
@@ -874,11 +881,25 @@ export class Machine {
     this.#expectPark(vcpu, PORT.SERVICE, "service run");
   }
 
+  /** FSBASE (the thread pointer of guest TLS), loaded by the stub at the next resume. */
+  get fsBase(): number {
+    return this.#fsBase;
+  }
+  set fsBase(value: number) {
+    this.#fsBase = value;
+    this.#loadFsBase(value);
+  }
+  #loadFsBase(value: number): void {
+    this.#setU64At(this.#mbFsbase, value);
+    this.#setU64At(this.#mbFsbaseSet, 1);
+  }
+
   /** A call ended by an exception: undo the merge so that the next resume runs unmerged. */
   #abortRemoteCall(): void {
     const a = this.#active;
     if (a === undefined) return;
     this.#setU64At(this.#mbCr3, this.normalRoot);
+    if (a.link.remote.#fsBase !== this.#fsBase) this.#loadFsBase(this.#fsBase);
     a.link.remote.busyWith = undefined;
     this.#active = undefined;
   }

@@ -130,7 +130,7 @@ describe("parseElf on the built examples", () => {
   it("kvstore.elf: window 1, exports only IPRE_EXPORT functions, .bss beyond the file bytes", () => {
     const img = parseElf(load("kvstore"));
     expect(img.exports).toEqual([
-      "call_back", "checksum", "kv_count", "kv_insert", "kv_lookup", "remote_fault", "remote_hostcall",
+      "call_back", "checksum", "kv_count", "kv_insert", "kv_lookup", "remote_fault", "remote_fsbase", "remote_hostcall",
       "remote_spin", "vec_scale",
     ]);
     expect(img.symbols.get("kv_secret")).toMatchObject({ type: "func", section: ".text", bind: "global" });

@@ -21,7 +21,7 @@ const GIB = 2 ** 30;
 const CACHE = 256;
 
 /** kvstore.c's IPRE_EXPORT functions: what a default connect() must allow, and nothing else. */
-const EXPORTS = ["call_back", "checksum", "kv_count", "kv_insert", "kv_lookup", "remote_fault", "remote_hostcall", "remote_spin", "vec_scale"];
+const EXPORTS = ["call_back", "checksum", "kv_count", "kv_insert", "kv_lookup", "remote_fault", "remote_fsbase", "remote_hostcall", "remote_spin", "vec_scale"];
 
 function expectError(o: Outcome, cls: string): void {
   expect(o.ok, `expected ${cls}, got ${JSON.stringify(o)}`).toBe(false);
@@ -303,6 +303,11 @@ describeKvm("IPRE remote calls on Node, Bun and Deno", () => {
     it("disconnect() unmaps the remote; reconnecting works", () => checkDisconnect(report(rt)));
     it("nested calls run inside the merged space; a busy remote refuses a second caller", () => checkNested(report(rt)));
     it("closing the remote (or the caller) first disconnects cleanly", () => checkCloseOrder(report(rt)));
+    it("the remote runs with its own FSBASE; the caller's is restored on return", () => {
+      const f = report(rt).fsbase;
+      expect(f.caller).not.toBe(f.remote);
+      expect(f.seen).toEqual([f.caller, f.remote, f.caller]);
+    });
     it("a call() on the caller from inside a remote hostcall is refused; the outer call completes", () => checkReentrant(report(rt).reentrant, report(rt).sym));
   });
 });

@@ -19,6 +19,7 @@ extern long call_back(long (*fn)(long), long x);
 extern long remote_hostcall(long x);
 extern long remote_fault(void);
 extern long remote_spin(void);
+extern long remote_fsbase(void);
 extern long kv_secret(void);  /* not exported */
 extern long kv_data_marker;   /* not exported, in the remote's .data */
 
@@ -106,3 +107,15 @@ long remote_checksum(const unsigned char *p, long n) { return checksum(p, n); }
 long call_remote_hostcall(long x) { return remote_hostcall(x); }
 long call_remote_fault(void) { return remote_fault(); }
 long call_remote_spin(void) { return remote_spin(); }
+
+/** FSBASE seen by the caller, then by the remote inside a call, then by the caller again. */
+long fsbase_trip(long *out) {
+  unsigned long a, c;
+  __asm__ volatile("rdfsbase %0" : "=r"(a));
+  long b = remote_fsbase();
+  __asm__ volatile("rdfsbase %0" : "=r"(c));
+  out[0] = (long)a;
+  out[1] = b;
+  out[2] = (long)c;
+  return 0;
+}

@@ -89,5 +89,12 @@ IPRE_EXPORT long remote_spin(void) {
   for (;;) ipre_barrier();
 }
 
+/** The thread pointer (FSBASE) the remote runs with: the host switches it on entry. */
+IPRE_EXPORT long remote_fsbase(void) {
+  unsigned long v;
+  __asm__ volatile("rdfsbase %0" : "=r"(v));
+  return (long)v;
+}
+
 /** Global but NOT exported: a caller must not be able to enter it. */
 long kv_secret(void) { return 0x5ec2e7; }

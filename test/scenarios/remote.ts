@@ -38,6 +38,8 @@ export interface RemoteReport {
   vector: Array<{ n: number; k: number; sum: number; elements: number[]; localSum: number }>;
   callbacks: Array<[number, number]>;
   checksum: { bytes: number[]; result: number };
+  /** FSBASE seen by the caller before, by the remote during, and by the caller after a call. */
+  fsbase: { caller: number; remote: number; seen: number[] };
   hostcalls: {
     m: number;
     c: number;
@@ -303,6 +305,15 @@ export function remoteReport(seed: number, serveCount = 10_000): RemoteReport {
 
     const bytes = Uint8Array.from({ length: ri(r, 100, 4000) }, () => ri(r, 0, 255));
     const checksum = { bytes: [...bytes], result: caller.call("remote_checksum", bytes, bytes.length) };
+    const fsCaller = 0x1000 + 0x10 * randInt(r, 1, 1000);
+    const fsRemote = remote.userStart + 0x10 * randInt(r, 1, 1000);
+    caller.fsBase = fsCaller;
+    remote.fsBase = fsRemote;
+    const fsOut = caller.stackGuard - 64;
+    caller.call("fsbase_trip", fsOut);
+    caller.fsBase = 0;
+    remote.fsBase = 0;
+    const fsbase = { caller: fsCaller, remote: fsRemote, seen: [0, 8, 16].map((o) => caller.readI64(fsOut + o)) };
 
     // ---- remote hostcalls reach the remote's handlers ----
     remoteHandler = (x, m) => {
@@ -531,8 +542,9 @@ export function remoteReport(seed: number, serveCount = 10_000): RemoteReport {
       }
     }
 
+
     return {
-      runtime: libc.runtime, seed, sym, allowedNames, fill, serve, callRemoteN, persistence, vector, callbacks, checksum,
+      runtime: libc.runtime, seed, sym, allowedNames, fill, serve, callRemoteN, persistence, vector, callbacks, checksum, fsbase,
       hostcalls, disallowed, allowList, loan, unmerge, unmergeAfter, remoteFault, disconnect, nested,
       closeOrder: { remoteFirst, callerFirst },
       reentrant: reentrantSection(r),
