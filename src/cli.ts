@@ -18,7 +18,7 @@ commands:
   run <elf> <function> [int args...]   load a guest ELF and call a function; prints the result last
       [--memory MiB] [--timeout-ms N]
   demo                                 the IPRE key-value demo (caller VM calls a remote VM's store)
-  bench latency [--json] [--iterations N]
+  bench latency|load|payload [--json]   the paper's experiments on this machine (ipre bench help)
 `;
 
 export interface Flags {

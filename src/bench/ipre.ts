@@ -1,0 +1,110 @@
+/**
+ * The IPRE-side measurements shared by the benchmarks: machines for bench.elf and the
+ * kvcaller -> kvstore pair, and per-call samples taken between consecutive hook invocations.
+ */
+import { Machine } from "../machine.ts";
+import { connect, type Connection } from "../remote.ts";
+import { exampleElf } from "../examples.ts";
+import { MiB } from "../guest/layout.ts";
+
+export interface Pair {
+  caller: Machine;
+  remote: Machine;
+  conn: Connection;
+  close(): void;
+}
+
+/** kvcaller (window 0) connected to kvstore (window 1); caller memory as requested. */
+export function createPair(callerMemory = 32 * MiB): Pair {
+  const remote = Machine.create({ window: 1, program: exampleElf("kvstore"), name: "kvstore", hostcalls: { 1: (a) => a } });
+  let caller: Machine | undefined;
+  try {
+    caller = Machine.create({ window: 0, memory: callerMemory, program: exampleElf("kvcaller"), name: "kvcaller" });
+    const conn = connect(caller, remote);
+    const c = caller;
+    return {
+      caller: c,
+      remote,
+      conn,
+      close() {
+        conn.disconnect();
+        c.close();
+        remote.close();
+      },
+    };
+  } catch (e) {
+    caller?.close();
+    remote.close();
+    throw e;
+  }
+}
+
+/**
+ * Remote-call round trips: a guest loop of remote calls (`call_remote_n`) with a timestamp taken
+ * at every IPRE entry; consecutive entries are one round trip apart (entry fault exit, merge,
+ * remote code, return-trap exit, unmerge, loop). Runs in chunks so that a duration limit can
+ * stop it; the first gap of each chunk is not a round trip and is skipped. Samples in ns.
+ */
+export function remoteCallSamples(caller: Machine, iterations: number, warmup: number, limitMs = Infinity, chunk = 2000): { samples: Float64Array; exitsPerCall: number } {
+  const samples = new Float64Array(iterations);
+  let taken = 0;
+  let toSkip = warmup;
+  let last = -1;
+  caller.onRemoteEntry = () => {
+    const now = performance.now();
+    if (last >= 0) {
+      if (toSkip > 0) toSkip--;
+      else if (taken < iterations) samples[taken++] = (now - last) * 1e6;
+    }
+    last = now;
+  };
+  const start = performance.now();
+  const exits0 = caller.exits;
+  let calls = 0;
+  let chunks = 0;
+  try {
+    while (taken < iterations && performance.now() - start < limitMs) {
+      const n = Math.min(chunk, iterations - taken + toSkip) + 1;
+      last = -1;
+      caller.call("call_remote_n", n);
+      calls += n;
+      chunks++;
+    }
+  } finally {
+    caller.onRemoteEntry = undefined;
+  }
+  // Each chunk is one vmcall (one exit for its end) plus the exits of its remote calls.
+  return { samples: samples.subarray(0, taken), exitsPerCall: calls ? (caller.exits - exits0 - chunks) / calls : NaN };
+}
+
+/**
+ * Remote-call round trips of a *request-driven* caller: the caller thread sleeps `paceUs` (a
+ * timed Atomics.wait, so it blocks in the kernel like the baselines' threads do) before each
+ * request; a request is a vmcall of call_remote_n(2) and the sample is the gap between its two
+ * IPRE entries, i.e. one remote-call round trip started right after a wake-up. Samples in ns.
+ */
+export function remoteCallPacedSamples(caller: Machine, iterations: number, warmup: number, limitMs = Infinity, paceUs = 200): Float64Array {
+  const samples = new Float64Array(iterations);
+  const sleeper = new Int32Array(new SharedArrayBuffer(4));
+  let first = 0;
+  let second = 0;
+  let k = 0;
+  caller.onRemoteEntry = () => {
+    const now = performance.now();
+    if (k++ === 0) first = now;
+    else second = now;
+  };
+  let taken = 0;
+  const start = performance.now();
+  try {
+    for (let i = 0; i < iterations + warmup && performance.now() - start < limitMs; i++) {
+      Atomics.wait(sleeper, 0, 0, paceUs / 1000);
+      k = 0;
+      caller.call("call_remote_n", 2);
+      if (i >= warmup) samples[taken++] = (second - first) * 1e6;
+    }
+  } finally {
+    caller.onRemoteEntry = undefined;
+  }
+  return samples.subarray(0, taken);
+}

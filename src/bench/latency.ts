@@ -1,0 +1,154 @@
+/**
+ * `ipre bench latency`: the paper's per-call latency protocol (10,000 iterations after 100
+ * warm-up) for the four round trips ipre is built from:
+ *
+ *   kvm_run      one raw KVM_RUN of the parked runtime (ring-0 `out` loop): the exit floor
+ *   hostcall     guest -> JS handler -> guest (bench.elf hostcall_loop; time between handler calls)
+ *   vmcall       JS -> guest `nop` -> JS (time around Machine.call)
+ *   remote_call  caller guest -> remote guest -> caller guest (time between IPRE entries)
+ */
+import process from "node:process";
+import type { Flags } from "../cli.ts";
+import { Machine } from "../machine.ts";
+import { exampleElf } from "../examples.ts";
+import { intOption, reporter, writeResults } from "./common.ts";
+import { describeMachine, machineLine } from "./machine-info.ts";
+import { createPair, remoteCallSamples } from "./ipre.ts";
+import { fmtNs, summarize, table, type Summary } from "./stats.ts";
+import { formatNsAxis, linePlot } from "./svg.ts";
+
+export interface LatencyRow extends Summary {
+  name: "kvm_run" | "hostcall" | "vmcall" | "remote_call";
+  /** KVM exits per operation (measured from Machine.exits). */
+  exits_per_op: number;
+  p99_over_p50: number;
+}
+
+function timeJs(iterations: number, warmup: number, op: () => void): Float64Array {
+  for (let i = 0; i < warmup; i++) op();
+  const s = new Float64Array(iterations);
+  for (let i = 0; i < iterations; i++) {
+    const t = performance.now();
+    op();
+    s[i] = (performance.now() - t) * 1e6;
+  }
+  return s;
+}
+
+function row(name: LatencyRow["name"], samples: Float64Array, exitsPerOp: number): LatencyRow {
+  const s = summarize(samples);
+  return { name, ...s, exits_per_op: Math.round(exitsPerOp * 1000) / 1000, p99_over_p50: Math.round((s.p99_ns / s.p50_ns) * 100) / 100 };
+}
+
+export interface LatencyResult {
+  runtime: string;
+  machine: ReturnType<typeof describeMachine>;
+  config: { iterations: number; warmup: number };
+  results: LatencyRow[];
+  ratios: Record<string, number>;
+}
+
+export function measureLatency(iterations: number, warmup: number, progress: (s: string) => void): LatencyRow[] {
+  const rows: LatencyRow[] = [];
+  {
+    const total = iterations + warmup + 1;
+    const stamps = new Float64Array(total);
+    let k = 0;
+    using m = Machine.create({
+      name: "bench",
+      program: exampleElf("bench"),
+      hostcalls: {
+        0: () => {
+          if (k < total) stamps[k++] = performance.now();
+          return 0;
+        },
+      },
+    });
+    progress(`kvm_run: ${iterations} + ${warmup} warm-up raw KVM_RUN round trips`);
+    // serviceRun does not count in Machine.exits: it is one KVM_RUN by construction.
+    rows.push(row("kvm_run", timeJs(iterations, warmup, () => m.serviceRun()), 1));
+
+    progress(`hostcall: ${iterations} + ${warmup} warm-up hostcalls in one guest loop`);
+    let e0 = m.exits;
+    m.call("hostcall_loop", total);
+    const hostExits = (m.exits - e0 - 1) / total;
+    const gaps = new Float64Array(iterations);
+    for (let i = 0; i < iterations; i++) gaps[i] = (stamps[warmup + i + 1]! - stamps[warmup + i]!) * 1e6;
+    rows.push(row("hostcall", gaps, hostExits));
+
+    progress(`vmcall: ${iterations} + ${warmup} warm-up calls of nop()`);
+    e0 = m.exits;
+    rows.push(row("vmcall", timeJs(iterations, warmup, () => m.call("nop")), (m.exits - e0) / (iterations + warmup)));
+  }
+  {
+    const pair = createPair();
+    try {
+      progress(`remote_call: ${iterations} + ${warmup} warm-up remote calls (kvcaller -> kvstore.kv_count)`);
+      const { samples, exitsPerCall } = remoteCallSamples(pair.caller, iterations, warmup);
+      rows.push(row("remote_call", samples, exitsPerCall));
+    } finally {
+      pair.close();
+    }
+  }
+  return rows;
+}
+
+export function latencyRatios(rows: LatencyRow[]): Record<string, number> {
+  const p50 = (n: string) => rows.find((r) => r.name === n)!.p50_ns;
+  const r2 = (v: number) => Math.round(v * 100) / 100;
+  return {
+    remote_call_over_hostcall: r2(p50("remote_call") / p50("hostcall")),
+    remote_call_over_kvm_run: r2(p50("remote_call") / p50("kvm_run")),
+    remote_call_over_vmcall: r2(p50("remote_call") / p50("vmcall")),
+    hostcall_over_kvm_run: r2(p50("hostcall") / p50("kvm_run")),
+    vmcall_over_kvm_run: r2(p50("vmcall") / p50("kvm_run")),
+  };
+}
+
+function latencySvg(rows: LatencyRow[], title: string): string {
+  return linePlot(
+    rows.map((r) => ({
+      name: r.name,
+      points: r.histogram.map((b) => [Math.sqrt(b.lo_ns * b.hi_ns), b.count] as [number, number]).filter((p) => p[1] > 0),
+    })),
+    { title, xLabel: "latency per operation", yLabel: "operations per bucket", logX: true, logY: true, xFormat: formatNsAxis },
+  );
+}
+
+export async function latencyCommand(flags: Flags): Promise<number> {
+  const rep = reporter(flags);
+  const iterations = intOption(flags, "iterations", 10_000);
+  const warmup = intOption(flags, "warmup", 100, 0);
+  const machine = describeMachine();
+  rep.progress(`latency on ${machineLine(machine)}`);
+  const rows = measureLatency(iterations, warmup, rep.progress);
+  const ratios = latencyRatios(rows);
+  const result: LatencyResult = { runtime: machine.runtime, machine, config: { iterations, warmup }, results: rows, ratios };
+
+  const lines: string[] = [];
+  lines.push(`ipre bench latency: ${iterations} iterations after ${warmup} warm-up`);
+  lines.push(machineLine(machine));
+  lines.push("");
+  lines.push(
+    table([
+      ["operation", "n", "p50", "p90", "p99", "max", "mean", "p99/p50", "exits/op"],
+      ...rows.map((r) => [r.name, String(r.n), fmtNs(r.p50_ns), fmtNs(r.p90_ns), fmtNs(r.p99_ns), fmtNs(r.max_ns), fmtNs(r.mean_ns), r.p99_over_p50.toFixed(2), String(r.exits_per_op)]),
+    ]),
+  );
+  lines.push("");
+  lines.push(`remote_call / hostcall = ${ratios.remote_call_over_hostcall!.toFixed(2)} (p50; goal <= 2.2: a remote call is two exits, a hostcall one)`);
+  lines.push(`remote_call / kvm_run  = ${ratios.remote_call_over_kvm_run!.toFixed(2)} (p50; cost over the raw KVM_RUN floor)`);
+  lines.push(`remote_call / vmcall   = ${ratios.remote_call_over_vmcall!.toFixed(2)}, hostcall / kvm_run = ${ratios.hostcall_over_kvm_run!.toFixed(2)}, vmcall / kvm_run = ${ratios.vmcall_over_kvm_run!.toFixed(2)}`);
+  const text = lines.join("\n") + "\n";
+
+  const dir = writeResults(flags, "latency", {
+    "results.json": JSON.stringify(result, null, 2) + "\n",
+    "machine.json": JSON.stringify(machine, null, 2) + "\n",
+    "summary.txt": text,
+    "latency.svg": latencySvg(rows, `ipre latency distribution (${machine.runtime_version}, ${"flavour" in machine.kvm ? machine.kvm.flavour : "no"} KVM)`),
+  });
+  rep.progress(`results written to ${dir}`);
+  if (rep.json) process.stdout.write(JSON.stringify(result) + "\n");
+  else rep.say(text.trimEnd());
+  return 0;
+}
