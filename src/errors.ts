@@ -1,6 +1,12 @@
 /** Typed errors of ipre. Every error carries the facts a user needs to act on it. */
 import { errnoName } from "./ffi/libc.ts";
 
+/** An address as hex; negative numbers are the sign-extended upper half of the address space. */
+export function hex(address: number): string {
+  if (!Number.isInteger(address)) return String(address);
+  return "0x" + (address < 0 ? BigInt.asUintN(64, BigInt(address)) : address).toString(16);
+}
+
 /** Base class: `err instanceof IpreError` catches everything ipre throws on purpose. */
 export class IpreError extends Error {
   override name = "IpreError";
@@ -25,7 +31,7 @@ export class ElfError extends IpreError {
 export class GuestMemoryError extends IpreError {
   override name = "GuestMemoryError";
   constructor(readonly address: number, readonly length: number, message?: string) {
-    super(message ?? `guest range 0x${address.toString(16)}+${length} is outside guest memory`);
+    super(message ?? `guest range ${hex(address)}+${length} is outside guest memory`);
   }
 }
 
@@ -65,8 +71,8 @@ export class GuestFault extends IpreError implements FaultInfo {
   readonly rsp: number;
   constructor(info: FaultInfo, context = "guest") {
     const vectorName = VECTOR_NAMES[info.vector] ?? `vector ${info.vector}`;
-    let msg = `${context} fault ${vectorName} at rip=0x${info.rip.toString(16)}`;
-    if (info.vector === 14) msg += ` addr=0x${info.cr2.toString(16)} (${describePageFault(info.errorCode)})`;
+    let msg = `${context} fault ${vectorName} at rip=${hex(info.rip)}`;
+    if (info.vector === 14) msg += ` addr=${hex(info.cr2)} (${describePageFault(info.errorCode)})`;
     else if (info.errorCode) msg += ` error=0x${info.errorCode.toString(16)}`;
     super(msg);
     this.vector = info.vector;

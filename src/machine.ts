@@ -20,6 +20,7 @@ import {
   RemoteAccessError,
   RemoteFault,
   TimeoutError,
+  hex,
   type FaultInfo,
 } from "./errors.ts";
 import { Watchdog } from "./watchdog.ts";
@@ -222,7 +223,6 @@ export class Machine {
   #tables: WindowTables;
   #booted = false;
   #closed = false;
-  #cpuid: NativeBuffer | undefined;
   /** Index (in #mem32) of the parked frame and of mailbox words. */
   readonly #frame: number;
   readonly #mbCr2: number;
@@ -339,8 +339,7 @@ export class Machine {
     this.#vm.setMemory({ slot: 0, guestPhysAddr: this.base, size: this.memorySize, hostAddr: this.#hostAddr });
     if (this.#kvm.checkExtension("SET_TSS_ADDR") > 0 && kvmFlavour() !== "pvm") this.#vm.setTssAddr(VMX_TSS_GPA);
     this.#vcpu = this.#vm.createVcpu(0);
-    this.#cpuid = this.#kvm.supportedCpuid();
-    this.#vcpu.setCpuid(this.#cpuid);
+    this.#vcpu.setCpuid(this.#kvm.cpuid);
     if (from) {
       this.#clearMailbox();
     } else {
@@ -464,7 +463,11 @@ export class Machine {
   }
 
   #expectPark(vcpu: Vcpu, port: number, what: string): void {
-    const reason = vcpu.runOnce();
+    let reason = vcpu.runOnce();
+    while (reason === -EINTR) {
+      Watchdog.drainStray(); // a signal interrupted KVM_RUN: the runtime is still on its way to park
+      reason = vcpu.runOnce();
+    }
     if (reason !== EXIT.IO || vcpu.ioPort !== port) throw this.#crash(reason, `during ${what}`);
   }
 
@@ -548,7 +551,7 @@ export class Machine {
     if (this.#closed) throw new MachineStateError(`${this.name} is closed`);
     const lo = userOnly ? this.userStart : this.base;
     if (!(Number.isFinite(address) && length >= 0 && address >= lo && address + length <= this.memoryEnd)) {
-      throw new GuestMemoryError(address, length, `${this.name}: range 0x${address.toString(16)}+${length} is outside ${userOnly ? "user memory" : "guest memory"} [0x${lo.toString(16)}, 0x${this.memoryEnd.toString(16)})`);
+      throw new GuestMemoryError(address, length, `${this.name}: range ${hex(address)}+${length} is outside ${userOnly ? "user memory" : "guest memory"} [${hex(lo)}, ${hex(this.memoryEnd)})`);
     }
     return address - this.base;
   }
@@ -589,6 +592,9 @@ export class Machine {
 
   #getU64At(i: number): number {
     return this.#mem32[i]! + this.#mem32[i + 1]! * TWO32;
+  }
+  #getI64At(i: number): number {
+    return this.#mem32[i]! + (this.#mem32[i + 1]! | 0) * TWO32;
   }
   #setU64At(i: number, v: number): void {
     const hi = Math.floor(v / TWO32);
@@ -673,6 +679,7 @@ export class Machine {
     if (this.#inCall) throw new MachineStateError(`${this.name} is already running a call (call() from inside one of its hostcalls is not supported)`);
     if (args.length > 6) throw new RangeError("at most 6 arguments");
     const target = typeof fn === "number" ? fn : this.symbol(fn);
+    if (!Number.isSafeInteger(target)) throw new RangeError(`call target must be an integer address (got ${target})`);
     const vcpu = this.#vcpu!;
     let sp = this.stackTop;
     for (let i = 0; i < args.length; i++) {
@@ -713,15 +720,21 @@ export class Machine {
     const f = this.#frame;
     const ripIdx = f + (FRAME.rip >> 2);
     const rspIdx = f + (FRAME.rsp >> 2);
+    // Read the clock before arming: a pause in between must not make the real signal look early.
+    const start = timeoutMs > 0 ? performance.now() : 0;
     const watchdog = timeoutMs > 0 ? this.#armWatchdog(timeoutMs) : undefined;
-    const start = watchdog ? performance.now() : 0;
     this.#inCall = true;
     try {
       for (;;) {
         const reason = vcpu.runOnce();
         if (reason !== EXIT.IO) {
           if (reason === -EINTR) {
-            if (watchdog?.drain() && performance.now() - start >= timeoutMs * 0.999) throw this.#timedOut(timeoutMs, performance.now() - start);
+            if (watchdog === undefined) Watchdog.drainStray();
+            else if (watchdog.drain()) {
+              const elapsed = performance.now() - start;
+              if (elapsed >= timeoutMs * 0.999) throw this.#timedOut(timeoutMs, elapsed);
+              watchdog.arm(timeoutMs - elapsed); // early (a stale signal): keep the deadline
+            }
             continue; // another signal interrupted KVM_RUN: resume
           }
           throw this.#crash(reason, "while running a call");
@@ -859,6 +872,7 @@ export class Machine {
     }
     if (link.remote.busyWith !== undefined) throw new RemoteAccessError(entry, `${link.remote.name} is busy with a call from ${link.remote.busyWith.name}`);
     if (link.remote.#closed) throw new MachineStateError(`${link.remote.name} is closed`);
+    if (link.remote.#mustReset !== undefined) throw new MachineStateError(`${link.remote.name} must be reset before it serves calls again (${link.remote.#mustReset})`);
     const returnAddress = this.#stackU64(rsp);
     this.#setU64At((rsp - this.base) >> 2, this.returnTrap);
     this.#setU64At(this.#mbCr3, link.mergedRoot);
@@ -936,8 +950,9 @@ export class Machine {
     const f = this.#frame;
     const info: FaultInfo = {
       vector,
-      rip: this.#getU64At(f + (FRAME.rip >> 2)),
-      cr2: vector === PF ? this.#getU64At(this.#mbCr2) : 0,
+      // Signed: an upper-half (kernel) address stays exact as a negative number.
+      rip: this.#getI64At(f + (FRAME.rip >> 2)),
+      cr2: vector === PF ? this.#getI64At(this.#mbCr2) : 0,
       errorCode: this.#getU64At(f + (FRAME.error >> 2)),
       rsp: this.#getU64At(f + (FRAME.rsp >> 2)),
     };
@@ -1058,7 +1073,6 @@ export class Machine {
     this.#snapshots = [];
     this.#vcpu?.close();
     this.#vm?.close();
-    this.#cpuid?.close();
     if (this.#hostAddr) libc.munmap(this.#hostAddr, this.memorySize);
     if (this.#memfd >= 0) libc.close(this.#memfd);
     this.#hostAddr = 0;

@@ -16,9 +16,19 @@ export function check(result: number, operation: string, detail?: string): numbe
   return result;
 }
 
-/** Issue an ioctl and throw a KvmError (`KVM_<name>`, errno) when it fails. */
+const EINTR = 4;
+
+/**
+ * Issue an ioctl and throw a KvmError (`KVM_<name>`, errno) when it fails. Retried when a signal
+ * interrupted it (profilers, SIGCHLD, …): these ioctls are not the hot path.
+ */
 export function kvmIoctl(fd: number, name: keyof typeof KVM, arg: number): number {
-  return check(libc.ioctl(fd, KVM[name], arg), `KVM_${name}`);
+  for (;;) {
+    const r = libc.ioctl(fd, KVM[name], arg);
+    if (r >= 0) return r;
+    const errno = libc.errno();
+    if (errno !== EINTR) throw new KvmError(`KVM_${name}`, errno);
+  }
 }
 
 /** Which kind of KVM module backs /dev/kvm (hardware VMX/SVM or PVM's paravirtual shadow MMU). */
@@ -92,16 +102,25 @@ export class Kvm {
    * KVM_SET_CPUID2. The caller owns (and closes) the buffer.
    */
   supportedCpuid(): NativeBuffer {
-    for (let n = 64; n <= 4096; n *= 2) {
+    for (let n = 256; n <= 4096; ) {
       const buf = NativeBuffer.alloc(SIZEOF.kvm_cpuid2 + n * SIZEOF.kvm_cpuid_entry2);
       buf.view.setUint32(0, n, true);
       const r = libc.ioctl(this.fd, KVM.GET_SUPPORTED_CPUID, buf.address);
       if (r >= 0) return buf;
       const errno = libc.errno();
       buf.close();
+      if (errno === EINTR) continue;
       if (errno !== 7 /* E2BIG */) throw new KvmError("KVM_GET_SUPPORTED_CPUID", errno);
+      n *= 2;
     }
     throw new KvmError("KVM_GET_SUPPORTED_CPUID", 7, "more than 4096 entries");
+  }
+
+  #cpuid: NativeBuffer | undefined;
+  /** KVM_GET_SUPPORTED_CPUID, fetched once per open /dev/kvm (owned by this handle). */
+  get cpuid(): NativeBuffer {
+    this.#cpuid ??= this.supportedCpuid();
+    return this.#cpuid;
   }
 
   /** KVM_CREATE_VM: the raw VM fd (wrapped by `Vm`). */
@@ -113,6 +132,8 @@ export class Kvm {
     if (this.#fd >= 0) {
       libc.close(this.#fd);
       this.#fd = -1;
+      this.#cpuid?.close();
+      this.#cpuid = undefined;
     }
   }
   [Symbol.dispose](): void {
