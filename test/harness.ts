@@ -59,3 +59,56 @@ export function runScenario(
     });
   });
 }
+
+export const RUNTIMES = ["node", "bun", "deno"] as const;
+export type Runtime = (typeof RUNTIMES)[number];
+
+/** The reports of one scenario on all three runtimes (an Error where a runtime failed). */
+export class ReportSet<R> {
+  readonly #reports = new Map<Runtime, R | Error>();
+  readonly #stderr = new Map<Runtime, string>();
+  set(rt: Runtime, report: R | Error, stderr: string): void {
+    this.#reports.set(rt, report);
+    this.#stderr.set(rt, stderr);
+  }
+  /** The report of `rt`; throws the runtime's failure. */
+  report(rt: Runtime): R {
+    const r = this.#reports.get(rt);
+    if (r instanceof Error || r === undefined) throw r ?? new Error(`no ${rt} report`);
+    return r;
+  }
+  stderr(rt: Runtime): string | undefined {
+    return this.#stderr.get(rt);
+  }
+  /** "node 12 ms, bun failed, …" from a per-report summary. */
+  summary(describe: (r: R) => string): string {
+    return RUNTIMES.map((rt) => {
+      const r = this.#reports.get(rt);
+      return `${rt} ${r === undefined || r instanceof Error ? "failed" : describe(r)}`;
+    }).join(", ");
+  }
+}
+
+/**
+ * Run a scenario in-process on Node (`inProcess`) and as a child under Bun and Deno (`script`
+ * with `args(rt)`), concurrently, collecting the three JSON reports.
+ */
+export async function collectReports<R>(
+  script: string,
+  args: (rt: Runtime) => string[],
+  inProcess: () => R,
+  timeoutMs: number,
+): Promise<ReportSet<R>> {
+  const set = new ReportSet<R>();
+  const children = (["bun", "deno"] as const).map(async (rt) => {
+    const res = await runScenario(rt, script, args(rt), { timeoutMs });
+    set.set(rt, res.code === 0 && res.json ? (res.json as R) : new Error(`${rt} scenario exited ${res.code}:\n${res.stderr}\n${res.stdout.slice(-3000)}`), res.stderr);
+  });
+  try {
+    set.set("node", inProcess(), "");
+  } catch (e) {
+    set.set("node", e as Error, "");
+  }
+  await Promise.all(children);
+  return set;
+}

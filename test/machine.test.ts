@@ -5,15 +5,13 @@
  */
 import { spawn } from "node:child_process";
 import { beforeAll, describe, expect, it } from "vitest";
-import { repoRoot, runScenario } from "./harness.ts";
+import { repoRoot, collectReports, ReportSet, RUNTIMES, type Runtime } from "./harness.ts";
 import { describeKvm } from "./kvm.ts";
 import type { Outcome } from "./scenarios/common.ts";
 import { CLOSED_PROBES } from "./scenarios/closed.ts";
 import { machineReport, type MachineReport } from "./scenarios/machine.ts";
 
 const SCENARIO = "test/scenarios/machine.ts";
-const RUNTIMES = ["node", "bun", "deno"] as const;
-type Runtime = (typeof RUNTIMES)[number];
 const SEED = Number(process.env.IPRE_TEST_SEED ?? Math.floor(Math.random() * 2 ** 31));
 const seedOf = (rt: Runtime) => (SEED + RUNTIMES.indexOf(rt)) >>> 0;
 
@@ -190,35 +188,19 @@ function checkMany(m: MachineReport["many"], count: number): void {
 const COUNT = 10_000;
 
 describeKvm("Machine on Node, Bun and Deno", () => {
-  const reports = new Map<Runtime, MachineReport | Error>();
-  const stderr = new Map<Runtime, string>();
+  let set = new ReportSet<MachineReport>();
   beforeAll(async () => {
-    const children = (["bun", "deno"] as const).map(async (rt) => {
-      const res = await runScenario(rt, SCENARIO, [String(seedOf(rt)), String(COUNT)], { timeoutMs: 90_000 });
-      stderr.set(rt, res.stderr);
-      reports.set(rt, res.code === 0 && res.json ? res.json : new Error(`${rt} scenario exited ${res.code}:\n${res.stderr}\n${res.stdout.slice(-3000)}`));
-    });
-    try {
-      reports.set("node", machineReport(seedOf("node"), COUNT));
-      stderr.set("node", "");
-    } catch (e) {
-      reports.set("node", e as Error);
-    }
-    await Promise.all(children);
-    console.log(`machine scenario seed ${SEED} (IPRE_TEST_SEED to repeat); 10,000 vmcalls: ${RUNTIMES.map((rt) => { const r = reports.get(rt); return `${rt} ${r instanceof Error ? "failed" : `${r!.many.elapsedMs.toFixed(0)} ms`}`; }).join(", ")}`);
+    set = await collectReports(SCENARIO, (rt) => [String(seedOf(rt)), String(COUNT)], () => machineReport(seedOf("node"), COUNT), 90_000);
+    console.log(`machine scenario seed ${SEED} (IPRE_TEST_SEED to repeat); 10,000 vmcalls: ${set.summary((r) => `${r.many.elapsedMs.toFixed(0)} ms`)}`);
   }, 120_000);
-  const report = (rt: Runtime): MachineReport => {
-    const r = reports.get(rt);
-    if (r instanceof Error || r === undefined) throw r ?? new Error(`no ${rt} report`);
-    return r;
-  };
+  const report = (rt: Runtime): MachineReport => set.report(rt);
 
   describe.each(RUNTIMES)("%s", (rt) => {
     it("runs the scenario on this runtime, silently", () => {
       const r = report(rt);
       expect(r.runtime).toBe(rt);
       expect(r.seed).toBe(seedOf(rt));
-      expect(stderr.get(rt)).toBe("");
+      expect(set.stderr(rt)).toBe("");
     });
     it("calls ELF functions: integers (negative, 64-bit), strings and byte buffers", () => checkCalls(report(rt).calls));
     it("hostcalls: JS handlers, print, 1000 in one call, thrown errors, missing handlers", () => checkHostcalls(report(rt).hostcalls));

@@ -5,14 +5,12 @@
  * expected value is recomputed here from the inputs in the report.
  */
 import { beforeAll, describe, expect, it } from "vitest";
-import { runScenario } from "./harness.ts";
+import { collectReports, ReportSet, RUNTIMES, type Runtime } from "./harness.ts";
 import { describeKvm } from "./kvm.ts";
 import type { Outcome } from "./scenarios/common.ts";
 import { remoteReport, type RemoteReport } from "./scenarios/remote.ts";
 
 const SCENARIO = "test/scenarios/remote.ts";
-const RUNTIMES = ["node", "bun", "deno"] as const;
-type Runtime = (typeof RUNTIMES)[number];
 const SEED = Number(process.env.IPRE_TEST_SEED ?? Math.floor(Math.random() * 2 ** 31));
 const seedOf = (rt: Runtime) => (SEED + 10 + RUNTIMES.indexOf(rt)) >>> 0;
 const SERVE = 10_000;
@@ -263,35 +261,19 @@ function checkReentrant(re: RemoteReport["reentrant"], sym: RemoteReport["sym"])
 }
 
 describeKvm("IPRE remote calls on Node, Bun and Deno", () => {
-  const reports = new Map<Runtime, RemoteReport | Error>();
-  const stderr = new Map<Runtime, string>();
+  let set = new ReportSet<RemoteReport>();
   beforeAll(async () => {
-    const children = (["bun", "deno"] as const).map(async (rt) => {
-      const res = await runScenario(rt, SCENARIO, [String(seedOf(rt)), String(SERVE)], { timeoutMs: 100_000 });
-      stderr.set(rt, res.stderr);
-      reports.set(rt, res.code === 0 && res.json ? res.json : new Error(`${rt} scenario exited ${res.code}:\n${res.stderr}\n${res.stdout.slice(-3000)}`));
-    });
-    try {
-      reports.set("node", remoteReport(seedOf("node"), SERVE));
-      stderr.set("node", "");
-    } catch (e) {
-      reports.set("node", e as Error);
-    }
-    await Promise.all(children);
-    console.log(`remote scenario seed ${SEED} (IPRE_TEST_SEED to repeat); ${SERVE} serve() requests: ${RUNTIMES.map((rt) => { const r = reports.get(rt); return `${rt} ${r instanceof Error ? "failed" : `${r!.serve.elapsedMs.toFixed(0)} ms (${r!.serve.misses} remote calls)`}`; }).join(", ")}`);
+    set = await collectReports(SCENARIO, (rt) => [String(seedOf(rt)), String(SERVE)], () => remoteReport(seedOf("node"), SERVE), 100_000);
+    console.log(`remote scenario seed ${SEED} (IPRE_TEST_SEED to repeat); ${SERVE} serve() requests: ${set.summary((r) => `${r.serve.elapsedMs.toFixed(0)} ms (${r.serve.misses} remote calls)`)}`);
   }, 120_000);
-  const report = (rt: Runtime): RemoteReport => {
-    const r = reports.get(rt);
-    if (r instanceof Error || r === undefined) throw r ?? new Error(`no ${rt} report`);
-    return r;
-  };
+  const report = (rt: Runtime): RemoteReport => set.report(rt);
 
   describe.each(RUNTIMES)("%s", (rt) => {
     it("runs the scenario on this runtime, silently", () => {
       const r = report(rt);
       expect(r.runtime).toBe(rt);
       expect(r.seed).toBe(seedOf(rt));
-      expect(stderr.get(rt)).toBe("");
+      expect(set.stderr(rt)).toBe("");
     });
     it("thousands of consecutive remote calls are all correct (fill, 10,000 serve requests, call_remote_n)", () => checkMany(report(rt)));
     it("remote data persists; zero-copy vectors, callbacks and caller buffers", () => checkData(report(rt)));
