@@ -28,9 +28,10 @@ import { CAP, EXIT, EXIT_NAMES, SEGMENT, SREGS, DTABLE, SYNC } from "./kvm/abi.t
 import { Kvm, kvmFlavour, type KvmFlavour } from "./kvm/system.ts";
 import { Vm } from "./kvm/vm.ts";
 import type { Vcpu } from "./kvm/vcpu.ts";
-import { parseElf, type ElfImage } from "./guest/elf.ts";
+import { flatImage, parseElf, type ElfImage } from "./guest/elf.ts";
 import {
   DEFAULT_MEMORY,
+  ELF_LINK_OFFSET,
   EXIT_TRAP_OFFSET,
   FRAME,
   FRAME_SIZE,
@@ -185,7 +186,7 @@ export function kvmInfo(): KvmInfo {
   try {
     const capabilities: Record<string, number> = {};
     for (const name of Object.keys(CAP) as (keyof typeof CAP)[]) capabilities[name] = kvm.checkExtension(name);
-    using cpuid = kvm.supportedCpuid();
+    const cpuid = kvm.cpuid;
     return {
       api: kvm.apiVersion(),
       flavour: kvmFlavour(),
@@ -238,12 +239,12 @@ export class Machine {
   readonly exitTrap: number;
   readonly returnTrap: number;
   readonly gateBase: number;
-  /** Root loaded when no remote call is active (the plain root, or one with loans). */
+  /** @internal Root loaded when no remote call is active (the plain root, or one with loans). */
   normalRoot: number;
   /** Remote links by window index. */
   readonly links = new Map<number, RemoteLink>();
   #active: ActiveRemoteCall | undefined;
-  /** Set while a remote call runs *into* this machine (serialises access to a remote). */
+  /** @internal Set while a remote call runs *into* this machine (serialises access to a remote). */
   busyWith: Machine | undefined;
   /** Statistics: exits handled since creation. */
   exits = 0;
@@ -629,6 +630,14 @@ export class Machine {
     this.flushPageTables();
     this.program = elf;
     return elf;
+  }
+
+  /**
+   * Load a flat binary (raw code, no headers) at `address` (default: where ELFs link, window
+   * base + 4 MiB), executable and read-only unless `writable`; `symbols` name offsets in it.
+   */
+  loadFlat(bytes: Uint8Array, options: { address?: number; writable?: boolean; symbols?: Record<string, number>; exports?: string[] } = {}): ElfImage {
+    return this.load(flatImage(bytes, options.address ?? this.base + ELF_LINK_OFFSET, options));
   }
 
   /** Address of a symbol of the loaded program. */

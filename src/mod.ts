@@ -25,7 +25,7 @@ export {
   VECTOR_NAMES,
 } from "./errors.ts";
 export type { FaultInfo } from "./errors.ts";
-export { parseElf, isElf } from "./guest/elf.ts";
+export { parseElf, isElf, flatImage } from "./guest/elf.ts";
 export type { ElfImage, ElfSegment, ElfSymbol } from "./guest/elf.ts";
 export { libc } from "./ffi/index.ts";
 export type { Libc, RuntimeName } from "./ffi/index.ts";

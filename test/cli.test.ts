@@ -92,6 +92,7 @@ const COMMANDS = {
   addWrap: ["run", "guests/examples/add.elf", "add", String(BIG), String(BIG)],
   window1: ["run", "guests/examples/kvstore.elf", "kv_insert", String(KEY), String(VALUE)],
   divide: ["run", "guests/examples/faults.elf", "divide", "1", "0"],
+  spin: ["run", "guests/examples/spin.elf", "spin", "--timeout-ms", "200"],
   unknown: ["no-such-command"],
 } as const;
 type CommandName = keyof typeof COMMANDS;
@@ -160,6 +161,18 @@ describeKvm("ipre CLI on Node, Bun and Deno", () => {
       expect(r.stderr).toContain("GuestFault");
       expect(r.stderr).toContain("#DE");
       expect(r.stdout).toBe("");
+    });
+    it("run of a guest that loops forever with --timeout-ms 200 exits 124 and names TimeoutError", () => {
+      const r = res(rt, "spin");
+      expect(r.signal).toBeNull();
+      expect(r.code, r.stderr).toBe(124);
+      expect(r.stdout).toBe("");
+      const m = r.stderr.match(/TimeoutError: .* timed out after ([\d.]+) ms \(timeout 200 ms\)/);
+      expect(m, r.stderr).not.toBeNull();
+      const elapsed = Number(m![1]);
+      console.log(`${rt}: ipre run spin.elf spin --timeout-ms 200 stopped after ${elapsed} ms`);
+      expect(elapsed).toBeGreaterThanOrEqual(200);
+      expect(elapsed).toBeLessThan(220);
     });
     it("an unknown command exits 2 with the usage", () => {
       const r = res(rt, "unknown");

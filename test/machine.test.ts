@@ -209,6 +209,13 @@ describeKvm("Machine on Node, Bun and Deno", () => {
     it("memory helpers round-trip with the guest and reject ranges outside user memory", () => checkMemory(report(rt).memory));
     it("typed errors: ElfError, GuestMemoryError naming the window, IpreError, MachineStateError", () => checkErrors(report(rt).errors));
     it(`${COUNT} consecutive vmcalls are all correct`, () => checkMany(report(rt).many, COUNT));
+    it("flat binaries load at the ELF address, read-only and executable, with named offsets", () => {
+      const f = report(rt).flat;
+      expect(f.inc).toBe(f.x + 1);
+      expect(f.neg).toBe(-f.x);
+      expect(f.perm).toEqual({ write: false, exec: true });
+      expectValue(f.intoCode, -f.x);
+    });
   });
 });
 

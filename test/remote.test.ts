@@ -234,6 +234,13 @@ function checkNested(r: RemoteReport): void {
   expect(b.inside.message).toMatch(/busy/);
   expect(b.inside.address).toBe(r.sym.kv_lookup);
   expectValue(b.after, stored(b.key, r.fill.n));
+  // A call into a second remote while a call into the first runs is refused, clearly; both work after.
+  const s2 = r.nested.second;
+  expectValue(s2.direct, s2.x + 1);
+  expectError(s2.nested, "RemoteAccessError");
+  expect(s2.nested.message).toMatch(/nested remote calls are not supported/);
+  expect(s2.nested.address).toBe(s2.address);
+  expectValue(s2.after, s2.x + 2);
 }
 
 function checkCloseOrder(r: RemoteReport): void {

@@ -317,3 +317,32 @@ export function parseElf(bytes: Uint8Array): ElfImage {
     highest,
   };
 }
+
+/**
+ * A flat binary (raw machine code, no headers) as a one-segment image at `address`: executable
+ * (read-only) or, with `writable`, read-write data. `symbols` names offsets into it, e.g.
+ * `{ inc: 0 }`, so call("inc") and allow-lists work as for an ELF.
+ */
+export function flatImage(
+  bytes: Uint8Array,
+  address: number,
+  options: { writable?: boolean; symbols?: Record<string, number>; exports?: string[] } = {},
+): ElfImage {
+  if (!Number.isSafeInteger(address) || address % PAGE !== 0) throw new ElfError(`flat binary: address 0x${address.toString(16)} is not page aligned`);
+  if (bytes.length === 0 || bytes.length > MAX_SEGMENT) throw new ElfError(`flat binary: size ${bytes.length} is out of range`);
+  const symbols = new Map<string, ElfSymbol>();
+  for (const [name, offset] of Object.entries(options.symbols ?? {})) {
+    if (!(offset >= 0 && offset < bytes.length)) throw new ElfError(`flat binary: symbol ${name} at offset ${offset} is outside the ${bytes.length} bytes`);
+    symbols.set(name, { name, value: address + offset, size: 0, type: "func", section: ".text", bind: "global" });
+  }
+  const exports = options.exports ?? [];
+  for (const name of exports) if (!symbols.has(name)) throw new ElfError(`flat binary: exported ${name} is not a symbol`);
+  return {
+    entry: address,
+    segments: [{ vaddr: address, memsz: bytes.length, filesz: bytes.length, data: bytes, readable: true, writable: !!options.writable, executable: !options.writable }],
+    symbols,
+    exports: [...exports].sort(),
+    lowest: address,
+    highest: address + Math.ceil(bytes.length / PAGE) * PAGE,
+  };
+}

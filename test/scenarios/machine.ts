@@ -26,6 +26,8 @@ export interface FaultCase {
 export interface MachineReport {
   runtime: string;
   seed: number;
+  /** loadFlat(): x, inc(x), neg(x), a call of neg by its address; `perm`: the code page's permissions. */
+  flat: { x: number; inc: number; neg: number; intoCode: Outcome; perm: { write: boolean; exec: boolean } | null };
   calls: {
     add: Array<[number, number, number]>;
     mul: Array<[number, number, number]>;
@@ -333,6 +335,24 @@ export function machineReport(seed: number, count = 10_000): MachineReport {
     memory: memorySection(r),
     errors: errorsSection(r),
     many: manySection(r, count),
+    flat: flatSection(r),
+  };
+}
+
+/** A flat binary (raw code, no ELF headers): `inc(x) = x + 1` and `neg(x) = -x`. */
+function flatSection(r: () => number): MachineReport["flat"] {
+  using m = Machine.create({ memory: 8 * 1024 * 1024, name: "flat" });
+  // inc: lea rax, [rdi+1]; ret   neg: mov rax, rdi; neg rax; ret
+  const code = new Uint8Array([0x48, 0x8d, 0x47, 0x01, 0xc3, 0x48, 0x89, 0xf8, 0x48, 0xf7, 0xd8, 0xc3]);
+  const image = m.loadFlat(code, { symbols: { inc: 0, neg: 5 } });
+  const x = randInt(r, -1e9, 1e9);
+  const codeAddr = image.segments[0]!.vaddr;
+  return {
+    x,
+    inc: m.call("inc", x),
+    neg: m.call("neg", x),
+    intoCode: outcome(() => m.call(codeAddr + 5, x)),
+    perm: m.tables.getPage(m.pt, codeAddr),
   };
 }
 

@@ -120,6 +120,8 @@ export interface RemoteReport {
     x: number;
     result: Outcome;
     entries: number;
+    /** A call into a second remote (window 2, a flat binary) from inside a call into kvstore. */
+    second: { address: number; x: number; direct: Outcome; nested: Outcome; after: Outcome };
     busy: {
       key: number;
       inside: Outcome;
@@ -477,7 +479,26 @@ export function remoteReport(seed: number, serveCount = 10_000): RemoteReport {
     } finally {
       caller2.close();
     }
-    const nested = { x: nx, result: nestedResult, entries: nestedEntries, busy };
+    // A second remote in window 2: a flat binary `inc(x) = x + 1` (lea rax, [rdi+1]; ret).
+    const remote2 = Machine.create({ window: 2, memory: 8 * 1024 * 1024, name: "inc" });
+    let second: RemoteReport["nested"]["second"];
+    try {
+      remote2.loadFlat(new Uint8Array([0x48, 0x8d, 0x47, 0x01, 0xc3]), { symbols: { inc: 0 }, exports: ["inc"] });
+      using conn3 = connect(caller, remote2);
+      const sx = ri(r, 0, 1e6);
+      const inc = remote2.symbol("inc");
+      second = {
+        address: inc,
+        x: sx,
+        direct: outcome(() => caller.call(inc, sx)), // a vmcall whose target is the second remote
+        nested: outcome(() => caller.call(remote.symbol("call_back"), inc, sx)), // kvstore calls inc: nested
+        after: outcome(() => caller.call("serve", ri(r, 0, n - 1)) >= 0 && caller.call(inc, sx + 1)),
+      };
+      conn3.disconnect();
+    } finally {
+      remote2.close();
+    }
+    const nested = { x: nx, result: nestedResult, entries: nestedEntries, busy, second };
 
     // ---- disconnect ----
     const cachedKey = ri(r, 0, n - 1);
