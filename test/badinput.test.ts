@@ -9,20 +9,13 @@ import { runScenario } from "./harness.ts";
 import { describeKvm } from "./kvm.ts";
 import type { BadInputReport, CallCase, ProgramCase } from "./scenarios/badinput.ts";
 import type { Outcome } from "./scenarios/common.ts";
+import { expectError, expectValue } from "./expect.ts";
 
 const SCENARIO = "test/scenarios/badinput.ts";
 type Runtime = "node" | "bun" | "deno";
 
 const PF_PRESENT = 1, PF_WRITE = 2, PF_USER = 4, PF_FETCH = 16;
 
-function expectError(o: Outcome | null, name: string, what: string): asserts o is Outcome {
-  expect(o, what).not.toBeNull();
-  expect(o!.ok, `${what}: expected ${name}, got value ${String(o!.value)}`).toBe(false);
-  expect(o!.name, `${what}: ${o!.message}`).toBe(name);
-}
-function expectOk(o: Outcome, value: unknown, what: string): void {
-  expect(o, `${what}: ${o.ok ? "" : `${o.name}: ${o.message}`}`).toMatchObject({ ok: true, value });
-}
 
 function byName<T extends { name: string }>(list: T[], name: string): T {
   const found = list.find((c) => c.name === name);
@@ -44,8 +37,8 @@ function expectFault(c: CallCase, vector: number, pf?: { set?: number; clear?: n
 }
 
 function checkPrograms(r: BadInputReport): void {
-  expectOk(r.control.plain, 7, "hand-built ELF (control)");
-  expectOk(r.control.upToStackGuard, 7, "hand-built ELF whose bss ends exactly at the stack guard (control)");
+  expectValue(r.control.plain, 7, "hand-built ELF (control)");
+  expectValue(r.control.upToStackGuard, 7, "hand-built ELF whose bss ends exactly at the stack guard (control)");
   const elfCases: Array<[string, RegExp]> = [
     ["empty", /truncated: file is 0 bytes/],
     ["truncated header (40 bytes of add.elf)", /truncated/],
@@ -75,7 +68,7 @@ function checkPrograms(r: BadInputReport): void {
       expect(o.message, `${name} (${how})`).toMatch(message);
       expect(o.classes).toContain("IpreError");
     }
-    expectOk(c.after, 7, `ok() after loading "${name}" failed`);
+    expectValue(c.after, 7, `ok() after loading "${name}" failed`);
   }
 
   const fitCases: Array<[string, RegExp]> = [
@@ -98,7 +91,7 @@ function checkPrograms(r: BadInputReport): void {
       expectError(c.load, "GuestMemoryError", `${name} (load)`);
       expect(c.load.message).toMatch(message);
     }
-    expectOk(c.after, 7, `ok() after "${name}"`);
+    expectValue(c.after, 7, `ok() after "${name}"`);
   }
   // Checked before anything is written: program, runtime area and code unchanged.
   expect(r.loadIntegrity).toEqual({ programKept: true, runtimeAreaUnchanged: true, codeUnchanged: true });
@@ -107,7 +100,7 @@ function checkPrograms(r: BadInputReport): void {
 function checkCalls(r: BadInputReport, runtime: Runtime): void {
   const c = (name: string) => byName(r.calls, name);
   const m = r.machine;
-  for (const x of r.calls) expectOk(x.after, 7, `ok() after "${x.name}"`);
+  for (const x of r.calls) expectValue(x.after, 7, `ok() after "${x.name}"`);
 
   expectFault(c("#DE divide by zero"), 0);
   expectFault(c("#DE LONG_MIN / -1"), 0);
@@ -154,7 +147,7 @@ function checkTopOfAddressSpace(r: BadInputReport): void {
 }
 
 function checkHostcalls(r: BadInputReport): void {
-  expectOk(r.hostcalls.valid, 49, "use_hostcall on 16 bytes of 3: 48 + 1");
+  expectValue(r.hostcalls.valid, 49, "use_hostcall on 16 bytes of 3: 48 + 1");
   const names = [
     "pointer beyond memory", "negative pointer", "pointer into the runtime area (IDT)", "pointer into the page tables",
     "range straddling the end of memory", "pointer at 2^52", "pointer into another window", "C string at address 0 (readCString)",
@@ -164,9 +157,9 @@ function checkHostcalls(r: BadInputReport): void {
     expectError(c.result, "GuestMemoryError", c.name);
     expect(c.result.classes).toContain("IpreError");
     expect(c.result.address, c.name).toBe(c.fn === "hostcall_many" ? 0 : Number(c.args[0]));
-    expectOk(c.after, 49, `use_hostcall after "${c.name}"`);
+    expectValue(c.after, 49, `use_hostcall after "${c.name}"`);
   }
-  expectOk(r.hostcalls.afterAll, 0, "greet() after everything");
+  expectValue(r.hostcalls.afterAll, 0, "greet() after everything");
 }
 
 function checkRuntimeArea(r: BadInputReport): void {
@@ -174,7 +167,7 @@ function checkRuntimeArea(r: BadInputReport): void {
   for (const c of r.runtimeArea.cases) {
     const write = c.fn === "poke";
     expectFault(c, 14, { set: PF_PRESENT | PF_USER | (write ? PF_WRITE : 0), clear: PF_FETCH, cr2: Number(c.args[0]) });
-    expectOk(c.after, 7, `ok() after "${c.name}"`);
+    expectValue(c.after, 7, `ok() after "${c.name}"`);
   }
   expect(r.runtimeArea.unchanged).toEqual({ descriptors: true, runtimeCode: true, pageTables: true, programCode: true });
 }
@@ -199,7 +192,7 @@ function checkOptions(r: BadInputReport): void {
     expectError(o.outcome, name, o.name);
     expect(o.outcome.message).toMatch(message);
   }
-  expectOk(r.final, 7, "ok() at the very end");
+  expectValue(r.final, 7, "ok() at the very end");
   // Every machine (including the failed creates) released its fds and mappings.
   const view = (x: BadInputReport["resources"]["before"]) => ({ fds: x.fds, fdKinds: x.fdKinds, memfdMaps: x.memfdMaps, vcpuMaps: x.vcpuMaps });
   expect(view(r.resources.after)).toEqual(view(r.resources.before));

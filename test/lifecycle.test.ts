@@ -7,6 +7,7 @@ import { runScenario } from "./harness.ts";
 import { describeKvm } from "./kvm.ts";
 import type { CycleReport, LifecycleReport, Resources, Timed } from "./scenarios/lifecycle.ts";
 import type { Outcome } from "./scenarios/common.ts";
+import { expectError, expectValue } from "./expect.ts";
 
 const SCENARIO = "test/scenarios/lifecycle.ts";
 /** Cycles per hygiene loop (IPRE_SOAK_CYCLES overrides; bench/soak.ts does 10,000). */
@@ -16,14 +17,6 @@ const MAX_OVERSHOOT_MS = 20;
 
 type Runtime = "node" | "bun" | "deno";
 
-function expectValue(o: Outcome, value: unknown, what: string): void {
-  expect(o, `${what}: ${o.ok ? "" : `${o.name}: ${o.message}`}`).toMatchObject({ ok: true, value });
-}
-function expectError(o: Outcome, name: string, what: string): void {
-  expect(o.ok, `${what}: expected ${name}, got value ${String(o.value)}`).toBe(false);
-  expect(o.name, `${what}: ${o.message}`).toBe(name);
-  expect(o.classes).toContain("IpreError");
-}
 function expectTimeout(t: Timed, what: string): void {
   expectError(t.outcome, "TimeoutError", what);
   expect(t.errorTimeoutMs, what).toBe(t.timeoutMs);

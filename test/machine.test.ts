@@ -10,21 +10,12 @@ import { describeKvm } from "./kvm.ts";
 import type { Outcome } from "./scenarios/common.ts";
 import { CLOSED_PROBES } from "./scenarios/closed.ts";
 import { machineReport, type MachineReport } from "./scenarios/machine.ts";
+import { expectError, expectValue } from "./expect.ts";
 
 const SCENARIO = "test/scenarios/machine.ts";
 const SEED = Number(process.env.IPRE_TEST_SEED ?? Math.floor(Math.random() * 2 ** 31));
 const seedOf = (rt: Runtime) => (SEED + RUNTIMES.indexOf(rt)) >>> 0;
 
-function expectError(o: Outcome, cls: string): void {
-  expect(o.ok, `expected ${cls}, got ${JSON.stringify(o)}`).toBe(false);
-  expect(o.classes).toContain(cls);
-  expect(o.classes).toContain("IpreError");
-  expect(o.name).toBe(cls);
-}
-function expectValue(o: Outcome, value: unknown): void {
-  expect(o, JSON.stringify(o)).toMatchObject({ ok: true });
-  expect(o.value).toEqual(value);
-}
 const i64 = (v: bigint) => BigInt.asIntN(64, v);
 
 function checkCalls(c: MachineReport["calls"]): void {

@@ -9,6 +9,7 @@ import { collectReports, ReportSet, RUNTIMES, type Runtime } from "./harness.ts"
 import { describeKvm } from "./kvm.ts";
 import type { Outcome } from "./scenarios/common.ts";
 import { remoteReport, type RemoteReport } from "./scenarios/remote.ts";
+import { expectError, expectValue } from "./expect.ts";
 
 const SCENARIO = "test/scenarios/remote.ts";
 const SEED = Number(process.env.IPRE_TEST_SEED ?? Math.floor(Math.random() * 2 ** 31));
@@ -21,16 +22,6 @@ const CACHE = 256;
 /** kvstore.c's IPRE_EXPORT functions: what a default connect() must allow, and nothing else. */
 const EXPORTS = ["call_back", "checksum", "kv_count", "kv_insert", "kv_lookup", "remote_fault", "remote_fsbase", "remote_hostcall", "remote_spin", "vec_scale"];
 
-function expectError(o: Outcome, cls: string): void {
-  expect(o.ok, `expected ${cls}, got ${JSON.stringify(o)}`).toBe(false);
-  expect(o.classes).toContain(cls);
-  expect(o.classes).toContain("IpreError");
-  expect(o.name).toBe(cls);
-}
-function expectValue(o: Outcome, value: unknown): void {
-  expect(o, JSON.stringify(o)).toMatchObject({ ok: true });
-  expect(o.value).toEqual(value);
-}
 /** What the store answers for key after fill(n). */
 const stored = (key: number, n: number) => (key >= 0 && key < n ? key * 10 + 1 : -1);
 
