@@ -152,6 +152,8 @@ interface ActiveRemoteCall {
 
 const TWO32 = 2 ** 32;
 const PF = 14;
+/** #PF error code: the fault was an instruction fetch (Intel SDM Vol. 3A §4.7). */
+const PF_FETCH = 0x10;
 const EINTR = 4;
 const DF = 8;
 /** GPA for KVM_SET_TSS_ADDR: inside window 3's trap region, never guest memory. */
@@ -226,7 +228,11 @@ export class Machine {
   #closed = false;
   /** Index (in #mem32) of the parked frame and of mailbox words. */
   readonly #frame: number;
-  readonly #mbCr2: number;
+  readonly #mbPending: number;
+  /** Guest addresses of the runtime's fast continuations (see runtime.S). */
+  readonly #resumeIret: number;
+  readonly #resumeCr3: number;
+  readonly #park: number;
   readonly #mbCr3: number;
   readonly #mbService: number;
   readonly #mbPtCount: number;
@@ -285,7 +291,10 @@ export class Machine {
     });
     this.#frame = (RT.IST1_TOP - FRAME_SIZE) >> 2;
     const mb = (s: Parameters<typeof runtimeSymbol>[0]) => (RT.CODE + runtimeSymbol(s)) >> 2;
-    this.#mbCr2 = mb("mb_cr2");
+    this.#mbPending = mb("mb_pending");
+    this.#resumeIret = this.base + RT.CODE + runtimeSymbol("resume_iret");
+    this.#resumeCr3 = this.base + RT.CODE + runtimeSymbol("resume_cr3");
+    this.#park = this.base + RT.CODE + runtimeSymbol("park");
     this.#mbCr3 = mb("mb_cr3");
     this.#mbService = mb("mb_service");
     this.#mbPtCount = mb("mb_pt_count");
@@ -368,7 +377,7 @@ export class Machine {
   }
 
   #clearMailbox(): void {
-    for (const i of [this.#mbCr3, this.#mbService, this.#mbPtCount]) this.#setU64At(i, 0);
+    for (const i of [this.#mbPending, this.#mbCr3, this.#mbService, this.#mbPtCount]) this.#setU64At(i, 0);
     this.#setU64At((RT.CODE + runtimeSymbol("mb_fsbase_set")) >> 2, 0);
   }
 
@@ -509,8 +518,8 @@ export class Machine {
       this.#mem32[this.#mbPtCount] = n;
       this.#mem32[this.#mbPtCount + 1] = 0;
       i += n;
-      if (i >= entries.length) this.#setU64At(this.#mbCr3, root);
-      this.#mem32[this.#mbService] = 1;
+      if (i >= entries.length) this.#mailbox(this.#mbCr3, root);
+      this.#mailbox(this.#mbService, 1);
       this.#expectPark(vcpu, PORT.SERVICE, "page-table service run");
     } while (i < entries.length);
   }
@@ -709,6 +718,29 @@ export class Machine {
     sp -= 8;
     this.#setU64At((sp - this.base) >> 2, this.exitTrap);
     this.#writeFrame(target, sp);
+    this.#resumeFast();
+  }
+
+  /**
+   * The vCPU is parked after a stub's `out`: continue straight at `iretq` when the mailbox is
+   * empty (fewer ring-0 instructions per exit), else through `resume`, which applies it.
+   */
+  #resumeFast(): void {
+    if (this.#mem32[this.#mbPending] !== 0) return;
+    this.#vcpu!.setReg("rsp", this.base + RT.IST1_TOP - FRAME_SIZE + FRAME.rip);
+    this.#vcpu!.setReg("rip", this.#resumeIret);
+  }
+
+  /** Continue with a CR3 load (IPRE merge/unmerge) through the short resume_cr3 path when possible. */
+  #resumeWithCr3(root: number): void {
+    if (this.#mem32[this.#mbPending] !== 0) {
+      this.#mailbox(this.#mbCr3, root); // other mailbox work is queued: the general path does all
+      return;
+    }
+    const vcpu = this.#vcpu!;
+    vcpu.setReg("r11", root); // scratch at function entry and return (SysV ABI)
+    vcpu.setReg("rsp", this.base + RT.IST1_TOP - FRAME_SIZE + FRAME.rip);
+    vcpu.setReg("rip", this.#resumeCr3);
   }
 
   /** Resume the parked vCPU into ring 3 at rip with rsp (iret frame on IST1). */
@@ -729,6 +761,7 @@ export class Machine {
     const f = this.#frame;
     const ripIdx = f + (FRAME.rip >> 2);
     const rspIdx = f + (FRAME.rsp >> 2);
+    const errIdx = f + (FRAME.error >> 2);
     // Read the clock before arming: a pause in between must not make the real signal look early.
     const start = timeoutMs > 0 ? performance.now() : 0;
     const watchdog = timeoutMs > 0 ? this.#armWatchdog(timeoutMs) : undefined;
@@ -750,15 +783,13 @@ export class Machine {
         }
         this.exits++;
         const vector = vcpu.ioPort - PORT.VECTOR_BASE;
-        if (vector === PF) {
-          const cr2 = mem32[this.#mbCr2]! + mem32[this.#mbCr2 + 1]! * TWO32;
+        // An instruction fetch (#PF error code bit 4) from a trap address is a request, not an
+        // error; its RIP lies in a never-mapped page, so CR2 = RIP (the stub need not save CR2).
+        if (vector === PF && (mem32[errIdx]! & PF_FETCH) !== 0) {
           const rip = mem32[ripIdx]! + mem32[ripIdx + 1]! * TWO32;
-          if (rip === cr2) {
-            // An instruction fetch from a trap address: a request, not an error.
-            if (cr2 === this.exitTrap && this.#active === undefined) return;
-            const rsp = mem32[rspIdx]! + mem32[rspIdx + 1]! * TWO32;
-            if (this.#fetchFault(cr2, rsp, ripIdx, rspIdx)) continue;
-          }
+          if (rip === this.exitTrap && this.#active === undefined) return;
+          const rsp = mem32[rspIdx]! + mem32[rspIdx + 1]! * TWO32;
+          if (this.#fetchFault(rip, rsp, ripIdx, rspIdx)) continue;
         }
         if (vector < 0 || vector > 31) throw this.#crash(reason, `unexpected exit on port 0x${vcpu.ioPort.toString(16)}`);
         throw this.#fault(vector);
@@ -813,8 +844,8 @@ export class Machine {
       const a = this.#active;
       if (rsp !== a.rsp + 8) return false;
       this.#setU64At(ripIdx, a.returnAddress);
-      this.#setU64At(this.#mbCr3, this.normalRoot);
       if (a.link.remote.#fsBase !== this.#fsBase) this.#loadFsBase(this.#fsBase);
+      this.#resumeWithCr3(this.normalRoot);
       a.link.remote.busyWith = undefined;
       this.#active = undefined;
       return true;
@@ -844,6 +875,7 @@ export class Machine {
     // Emulate `ret`: pop the return address the guest's call pushed.
     this.#setU64At(ripIdx, this.#stackU64(rsp));
     this.#setU64At(rspIdx, rsp + 8);
+    this.#resumeFast();
   }
 
   /** Read the u64 at a guest stack address (the stack is this machine's memory). */
@@ -884,10 +916,10 @@ export class Machine {
     if (link.remote.#mustReset !== undefined) throw new MachineStateError(`${link.remote.name} must be reset before it serves calls again (${link.remote.#mustReset})`);
     const returnAddress = this.#stackU64(rsp);
     this.#setU64At((rsp - this.base) >> 2, this.returnTrap);
-    this.#setU64At(this.#mbCr3, link.mergedRoot);
     link.remote.busyWith = this;
     this.#active = { link, returnAddress, rsp };
     if (link.remote.#fsBase !== this.#fsBase) this.#loadFsBase(link.remote.#fsBase);
+    this.#resumeWithCr3(link.mergedRoot);
     this.onRemoteEntry?.(entry);
   }
 
@@ -895,12 +927,13 @@ export class Machine {
   onRemoteEntry: ((entry: number) => void) | undefined;
 
   /**
-   * One KVM_RUN that does nothing but re-enter the parked runtime, which exits again at once
-   * (`out` from ring 0): the raw exit round-trip floor of this machine, for benchmarks.
+   * One KVM_RUN that runs a single ring-0 `out` (or, when the mailbox has work, applies it
+   * first): the raw exit round-trip floor of this machine, for benchmarks.
    */
   serviceRun(): void {
     const vcpu = this.#requireVcpu();
-    this.#mem32[this.#mbService] = 1;
+    if (this.#mem32[this.#mbPending] === 0) vcpu.setReg("rip", this.#park);
+    else this.#mailbox(this.#mbService, 1); // apply what is queued on the way
     this.#expectPark(vcpu, PORT.SERVICE, "service run");
   }
 
@@ -914,14 +947,20 @@ export class Machine {
   }
   #loadFsBase(value: number): void {
     this.#setU64At(this.#mbFsbase, value);
-    this.#setU64At(this.#mbFsbaseSet, 1);
+    this.#mailbox(this.#mbFsbaseSet, 1);
+  }
+
+  /** Set a mailbox field for the stub's next resume (and the flag its fast path checks). */
+  #mailbox(index: number, value: number): void {
+    this.#setU64At(index, value);
+    this.#setU64At(this.#mbPending, 1);
   }
 
   /** A call ended by an exception: undo the merge so that the next resume runs unmerged. */
   #abortRemoteCall(): void {
     const a = this.#active;
     if (a === undefined) return;
-    this.#setU64At(this.#mbCr3, this.normalRoot);
+    this.#mailbox(this.#mbCr3, this.normalRoot);
     if (a.link.remote.#fsBase !== this.#fsBase) this.#loadFsBase(this.#fsBase);
     a.link.remote.busyWith = undefined;
     this.#active = undefined;
@@ -961,7 +1000,7 @@ export class Machine {
       vector,
       // Signed: an upper-half (kernel) address stays exact as a negative number.
       rip: this.#getI64At(f + (FRAME.rip >> 2)),
-      cr2: vector === PF ? this.#getI64At(this.#mbCr2) : 0,
+      cr2: vector === PF ? this.#vcpu!.cr2() : 0,
       errorCode: this.#getU64At(f + (FRAME.error >> 2)),
       rsp: this.#getU64At(f + (FRAME.rsp >> 2)),
     };
@@ -990,10 +1029,11 @@ export class Machine {
     this.#writeRuntimeArea();
     this.#setSpecialRegisters(vcpu);
     this.#active = undefined;
-    this.#mem32.fill(0, this.#mbCr3, this.#mbCr3 + 2);
+    this.#clearMailbox();
     this.#booted = false;
     this.#boot(vcpu);
     this.#broken = undefined;
+    if (this.#fsBase !== 0) this.#loadFsBase(this.#fsBase);
   }
 
   #requireVcpu(): Vcpu {

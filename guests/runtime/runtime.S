@@ -3,8 +3,8 @@
  *
  * Linked at offset 0 and copied to window base + RT.CODE (src/guest/layout.ts); position
  * independent (RIP-relative data). Guest programs run in ring 3 and reach the host only by
- * faulting: every exception vector 0-31 enters a stub here on the IST1 stack, the stub records
- * CR2 and exits to the VMM with `out PORT_VECTOR_BASE+vector` (ring-3 `out`, `int n` and
+ * faulting: every exception vector 0-31 enters a stub here on the IST1 stack, and the stub
+ * exits to the VMM with `out PORT_VECTOR_BASE+vector` (ring-3 `out`, `int n` and
  * `syscall` are not usable on PVM, DESIGN.md §5). The host reads registers through
  * KVM_CAP_SYNC_REGS and the frame from IST1, edits them, and resumes the vCPU, which then runs
  * `resume`: apply the page-table writes and the CR3/FSBASE loads the host left in the mailbox
@@ -31,6 +31,11 @@ boot:
 	out PORT_BOOT, al
 	jmp resume
 
+/*
+ * Few instructions on purpose: a ring-0 instruction can be expensive (PVM emulates the whole
+ * non-PVM-ABI supervisor mode, ~0.5 us per instruction). CR2 is not saved: for the fetch faults
+ * that are requests, CR2 = RIP; for a genuine fault the host reads CR2 with KVM_GET_SREGS.
+ */
 .macro STUB vec, has_error
 	.balign 16
 	.globl stub_\vec
@@ -38,10 +43,6 @@ stub_\vec:
 .if \has_error == 0
 	push 0
 .endif
-	push rax
-	mov rax, cr2
-	mov [rip + mb_cr2], rax
-	pop rax
 	out PORT_VECTOR_BASE + \vec, al
 	jmp resume
 .endm
@@ -83,6 +84,13 @@ stub_\vec:
 	.balign 16
 	.globl resume
 resume:
+	cmp qword ptr [rip + mb_pending], 0   /* the host set something in the mailbox? */
+	jne resume_slow
+	add rsp, 8                   /* the normalised error code */
+	iretq
+
+resume_slow:
+	mov qword ptr [rip + mb_pending], 0
 	push rax
 	mov rax, [rip + mb_pt_count]
 	test rax, rax
@@ -107,6 +115,28 @@ after_pt_writes:
 	pop rax
 	add rsp, 8                   /* the normalised error code */
 	iretq
+
+/*
+ * Fast continuations the host may point RIP at while the vCPU is parked, skipping `jmp resume`:
+ * it also sets RSP to the frame's RIP slot (past the error code). resume_iret when the mailbox is
+ * empty; resume_cr3 for an IPRE merge/unmerge, with the new root in R11 (R11 is a scratch
+ * register of the SysV ABI, dead at every function entry and return, which is where IPRE's entry
+ * and return traps happen). Each ring-0 instruction saved matters on PVM.
+ */
+	.globl resume_iret
+resume_iret:
+	iretq
+
+	.globl resume_cr3
+resume_cr3:
+	mov cr3, r11                 /* flushes the TLB: the remote's translations go with it */
+	iretq
+
+/* The raw exit floor: the host points RIP here for one KVM_RUN that only exits (and parks). */
+	.globl park
+park:
+	out PORT_SERVICE, al
+	jmp resume
 
 /* A service run: the host only wanted the mailbox applied; park again. */
 service:
@@ -138,8 +168,8 @@ apply_pt_writes:
 	.balign 4096
 	.globl mailbox
 mailbox:
-	.globl mb_cr2
-mb_cr2:         .quad 0     /* CR2 saved by the last stub */
+	.globl mb_pending
+mb_pending:     .quad 0     /* nonzero: some field below is set (the fast path checks only this) */
 	.globl mb_cr3
 mb_cr3:         .quad 0     /* nonzero: load into CR3 */
 	.globl mb_fsbase_set

@@ -5,7 +5,7 @@
 import { libc } from "../ffi/index.ts";
 import { MAP_SHARED, NativeBuffer, PROT_READ, PROT_WRITE } from "../ffi/native.ts";
 import { KvmError } from "../errors.ts";
-import { KVM, MSR_ENTRY, REGS, type RegName, RUN, SIZEOF, SYNC } from "./abi.ts";
+import { KVM, MSR_ENTRY, REGS, type RegName, RUN, SIZEOF, SREGS, SYNC } from "./abi.ts";
 import { check, kvmIoctl } from "./system.ts";
 
 const TWO32 = 2 ** 32;
@@ -96,6 +96,12 @@ export class Vcpu {
     kvmIoctl(this.fd, "GET_SREGS", this.#sregs.address);
     return this.#sregs.view;
   }
+  /** CR2 (the last page-fault address) through KVM_GET_SREGS, as a signed number (upper half < 0). */
+  cr2(): number {
+    const s = this.getSregs();
+    return s.getUint32(SREGS.cr2, true) + s.getInt32(SREGS.cr2 + 4, true) * TWO32;
+  }
+
   /** KVM_SET_SREGS from the view returned by getSregs(). */
   setSregs(): void {
     kvmIoctl(this.fd, "SET_SREGS", this.#sregs.address);
