@@ -15,7 +15,8 @@
  *  - Hostcall 4095 is reserved for ipre_print(); user hostcalls are 0..4094.
  *  - A remote machine (IPRE) marks the functions callers may enter with IPRE_EXPORT. A caller
  *    calls them as plain C functions; it links against the remote's symbol addresses
- *    (see scripts/build-guests.mjs, guests/examples/kvstore.syms.ld).
+ *    (see scripts/build-guests.mjs, guests/examples/kvstore.syms.ld). The entry into and the
+ *    return from a remote function clobber r11 (a scratch register at any call in the ABI).
  *
  * Build flags (see scripts/build-guests.mjs): -O2 -static -nostdlib -ffreestanding -fno-pic
  * -no-pie -mgeneral-regs-only ... -T guests/ipre.ld, and link guests/lib/ipre_libc.c (gcc may
