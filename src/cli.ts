@@ -14,7 +14,7 @@ import { kvmOpenHint, KVM_DEVICE } from "./kvm/system.ts";
 const USAGE = `usage: ipre <command> [options]
 
 commands:
-  doctor [--json]                      check /dev/kvm, KVM flavour, capabilities and the FFI backend
+  doctor [--json] [--device PATH]      check /dev/kvm, KVM flavour, capabilities and the FFI backend
   run <elf> <function> [int args...]   load a guest ELF and call a function; prints the result last
       [--memory MiB] [--timeout-ms N]
   demo                                 the IPRE key-value demo (caller VM calls a remote VM's store)
@@ -55,9 +55,11 @@ function out(line: string): void {
 }
 
 function doctor(flags: Flags): number {
-  const report: Record<string, unknown> = { runtime: libc.runtime, ffi: libc.backend, device: KVM_DEVICE };
+  const device = flags.options.get("device");
+  if (device === true) throw new IpreError("--device needs a path");
+  const report: Record<string, unknown> = { runtime: libc.runtime, ffi: libc.backend, device: device ?? KVM_DEVICE };
   try {
-    const info = kvmInfo();
+    const info = kvmInfo(device);
     report.kvm = info;
     report.ok = true;
   } catch (e) {
@@ -77,7 +79,7 @@ function doctor(flags: Flags): number {
     return 1;
   }
   const info = report.kvm as ReturnType<typeof kvmInfo>;
-  out(`kvm          ${KVM_DEVICE}, API ${info.api}, flavour ${info.flavour}${info.flavour === "pvm" ? " (paravirtual shadow paging: exits cost tens of microseconds)" : ""}`);
+  out(`kvm          ${report.device as string}, API ${info.api}, flavour ${info.flavour}${info.flavour === "pvm" ? " (paravirtual shadow paging: exits cost tens of microseconds)" : ""}`);
   out(`kvm_run      ${info.vcpuMmapSize} bytes, ${info.cpuidEntries} supported CPUID entries`);
   out(`capabilities ${Object.entries(info.capabilities).map(([k, v]) => `${k}=${v}`).join(" ")}`);
   return 0;

@@ -183,22 +183,30 @@ export interface KvmInfo {
   cpuidEntries: number;
 }
 
-export function kvmInfo(): KvmInfo {
+/** What `ipre doctor` reports; `device` checks another path than /dev/kvm. */
+export function kvmInfo(device?: string): KvmInfo {
+  if (device !== undefined) {
+    using kvm = Kvm.open(device);
+    return describeKvm(kvm);
+  }
   const kvm = acquireKvm();
   try {
-    const capabilities: Record<string, number> = {};
-    for (const name of Object.keys(CAP) as (keyof typeof CAP)[]) capabilities[name] = kvm.checkExtension(name);
-    const cpuid = kvm.cpuid;
-    return {
-      api: kvm.apiVersion(),
-      flavour: kvmFlavour(),
-      capabilities,
-      vcpuMmapSize: kvm.vcpuMmapSize(),
-      cpuidEntries: cpuid.view.getUint32(0, true),
-    };
+    return describeKvm(kvm);
   } finally {
     releaseKvm();
   }
+}
+
+function describeKvm(kvm: Kvm): KvmInfo {
+  const capabilities: Record<string, number> = {};
+  for (const name of Object.keys(CAP) as (keyof typeof CAP)[]) capabilities[name] = kvm.checkExtension(name);
+  return {
+    api: kvm.apiVersion(),
+    flavour: kvmFlavour(),
+    capabilities,
+    vcpuMmapSize: kvm.vcpuMmapSize(),
+    cpuidEntries: kvm.cpuid.view.getUint32(0, true),
+  };
 }
 
 export class Machine {

@@ -87,6 +87,7 @@ const KEY = rand(0, 1e6), VALUE = rand(-1e6, 1e6);
 const COMMANDS = {
   demo: ["demo"],
   doctor: ["doctor", "--json"],
+  doctorMissing: ["doctor", "--json", "--device", "/dev/ipre-no-such-kvm"],
   add: ["run", "guests/examples/add.elf", "add", "2", "40"],
   addRandom: ["run", "guests/examples/add.elf", "add", String(A), String(B)],
   addWrap: ["run", "guests/examples/add.elf", "add", String(BIG), String(BIG)],
@@ -131,6 +132,16 @@ describeKvm("ipre CLI on Node, Bun and Deno", () => {
       expect(["hardware", "pvm", "unknown"]).toContain(j.kvm.flavour);
       expect(j.kvm.capabilities.SYNC_REGS & 1).toBe(1);
       expect(j.kvm.vcpuMmapSize).toBeGreaterThan(0);
+    });
+    it("doctor names a missing /dev/kvm and prints a one-line fix", () => {
+      const r = res(rt, "doctorMissing");
+      expect(r.code).toBe(1);
+      const j = JSON.parse(r.lastLine);
+      expect(j.ok).toBe(false);
+      expect(j.device).toBe("/dev/ipre-no-such-kvm");
+      expect(j.error).toMatch(/ENOENT/);
+      expect(j.fix).toMatch(/modprobe kvm_intel/);
+      expect(j.fix).not.toContain("\n");
     });
     it("all runtimes agree on the KVM flavour", () => {
       const flavours = RUNTIMES.map((x) => JSON.parse(res(x, "doctor").lastLine).kvm.flavour);
