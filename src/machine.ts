@@ -72,7 +72,7 @@ export const HOSTCALL_PRINT = 4095;
 export type CallArg = number | bigint | boolean | Uint8Array | string;
 
 export interface MachineOptions {
-  /** Guest memory in bytes, runtime area included (default 32 MiB, max 480 MiB). Rounded up to 2 MiB. */
+  /** Guest memory in bytes, runtime area included (default 32 MiB, max 464 MiB). Rounded up to 2 MiB. */
   memory?: number;
   /** The 1 GiB window this machine owns (VA = GPA = window * 1 GiB). Default 0. */
   window?: number;
@@ -142,11 +142,18 @@ export interface RemoteLink {
   readonly disconnect: () => void;
 }
 
-/** An IPRE call in progress on this vCPU. */
-interface ActiveRemoteCall {
+/**
+ * One level of IPRE on this vCPU: a call into a remote (merged root loaded), or a callback from
+ * the remote into caller code (normal root loaded: the remote is unmapped while caller code runs,
+ * so caller code can reach the remote only through allowed entries).
+ */
+interface IpreFrame {
+  kind: "call" | "callback";
+  /** The remote being called, or whose code made the callback. */
   link: RemoteLink;
+  /** The real return address that the trap replaced. */
   returnAddress: number;
-  /** Caller RSP at entry (pointing at the swapped return address). */
+  /** RSP at entry (pointing at the replaced return address). */
   rsp: number;
 }
 
@@ -156,6 +163,8 @@ const PF = 14;
 const PF_FETCH = 0x10;
 const EINTR = 4;
 const DF = 8;
+/** Nesting limit of IPRE calls and callbacks on one vCPU. */
+const MAX_IPRE_DEPTH = 64;
 /** GPA for KVM_SET_TSS_ADDR: inside window 3's trap region, never guest memory. */
 const VMX_TSS_GPA = 3 * WINDOW_SIZE + WINDOW_SIZE - 0x100000;
 
@@ -252,12 +261,15 @@ export class Machine {
   #ptQueue = new Map<number, bigint>();
   readonly exitTrap: number;
   readonly returnTrap: number;
+  /** Return address installed for callbacks from a remote into this machine's code. */
+  readonly callbackTrap: number;
   readonly gateBase: number;
   /** @internal Root loaded when no remote call is active (the plain root, or one with loans). */
   normalRoot: number;
   /** Remote links by window index. */
   readonly links = new Map<number, RemoteLink>();
-  #active: ActiveRemoteCall | undefined;
+  /** IPRE calls and callbacks in progress, innermost last. */
+  #frames: IpreFrame[] = [];
   /** @internal Set while a remote call runs *into* this machine (serialises access to a remote). */
   busyWith: Machine | undefined;
   /** Statistics: exits handled since creation. */
@@ -311,6 +323,7 @@ export class Machine {
     this.#mbFsbaseSet = mb("mb_fsbase_set");
     this.exitTrap = this.base + EXIT_TRAP_OFFSET;
     this.returnTrap = this.base + RETURN_TRAP_OFFSET;
+    this.callbackTrap = this.returnTrap + HOSTCALL_GATE_STRIDE;
     this.gateBase = this.base + HOSTCALL_GATE_OFFSET;
     this.normalRoot = this.base + RT.PML4;
     this.timeoutMs = options.timeoutMs ?? 0;
@@ -795,7 +808,7 @@ export class Machine {
         // error; its RIP lies in a never-mapped page, so CR2 = RIP (the stub need not save CR2).
         if (vector === PF && (mem32[errIdx]! & PF_FETCH) !== 0) {
           const rip = mem32[ripIdx]! + mem32[ripIdx + 1]! * TWO32;
-          if (rip === this.exitTrap && this.#active === undefined) return;
+          if (rip === this.exitTrap && this.#frames.length === 0) return;
           const rsp = mem32[rspIdx]! + mem32[rspIdx + 1]! * TWO32;
           if (this.#fetchFault(rip, rsp, ripIdx, rspIdx)) continue;
         }
@@ -827,12 +840,13 @@ export class Machine {
   /** The vCPU was stopped mid-guest: it must reboot; inside a remote call both machines need a reset. */
   #timedOut(timeoutMs: number, elapsedMs: number): TimeoutError {
     this.#broken = "timeout";
-    const a = this.#active;
-    if (a !== undefined) {
-      const why = `a timeout inside a remote call from ${this.name} into ${a.link.remote.name}`;
+    if (this.#frames.length > 0) {
+      const remotes = [...new Set(this.#frames.map((f) => f.link.remote))];
+      const names = remotes.map((r) => r.name).join(", ");
+      const why = `a timeout inside a remote call from ${this.name} into ${names}`;
       this.#mustReset = why;
-      a.link.remote.#mustReset = why;
-      return new TimeoutError(timeoutMs, elapsedMs, `remote call from ${this.name} into ${a.link.remote.name}`);
+      for (const r of remotes) r.#mustReset = why;
+      return new TimeoutError(timeoutMs, elapsedMs, `remote call from ${this.name} into ${names}`);
     }
     return new TimeoutError(timeoutMs, elapsedMs, this.name);
   }
@@ -842,28 +856,54 @@ export class Machine {
     const window = Math.floor(cr2 / WINDOW_SIZE);
     const offset = cr2 - window * WINDOW_SIZE;
     // Hostcall gate of this machine or of the remote whose code is running.
+    const top = this.#frames[this.#frames.length - 1];
+    const inRemote = top?.kind === "call"; // remote code is running, its window mapped
     if (offset >= HOSTCALL_GATE_OFFSET && offset < HOSTCALL_GATE_OFFSET + HOSTCALL_GATE_COUNT * HOSTCALL_GATE_STRIDE) {
-      const owner = window === this.window ? this : this.#active?.link.window === window ? this.#active.link.remote : undefined;
+      const owner = window === this.window ? this : inRemote && top.link.window === window ? top.link.remote : undefined;
       if (!owner || (offset - HOSTCALL_GATE_OFFSET) % HOSTCALL_GATE_STRIDE !== 0) return false;
       this.#hostcall(owner, (offset - HOSTCALL_GATE_OFFSET) / HOSTCALL_GATE_STRIDE, rsp, ripIdx, rspIdx);
       return true;
     }
-    if (cr2 === this.returnTrap && this.#active !== undefined) {
-      const a = this.#active;
-      if (rsp !== a.rsp + 8) return false;
-      this.#setU64At(ripIdx, a.returnAddress);
-      if (a.link.remote.#fsBase !== this.#fsBase) this.#loadFsBase(this.#fsBase);
-      this.#resumeWithCr3(this.normalRoot);
-      a.link.remote.busyWith = undefined;
-      this.#active = undefined;
+    // The remote returned from a call, or caller code returned from a callback.
+    if ((cr2 === this.returnTrap && inRemote) || (cr2 === this.callbackTrap && top?.kind === "callback")) {
+      if (rsp !== top.rsp + 8) return false;
+      this.#frames.pop();
+      this.#setU64At(ripIdx, top.returnAddress);
+      this.#switchTo(this.#frames[this.#frames.length - 1], top.kind === "call" ? top.link.remote : this);
+      if (top.kind === "call" && !this.#frames.some((f) => f.link.remote === top.link.remote)) top.link.remote.busyWith = undefined;
+      return true;
+    }
+    // Remote code jumped into caller code (a function pointer): run it unmerged.
+    if (inRemote && window === this.window && cr2 >= this.userStart && cr2 < this.memoryEnd) {
+      this.#callback(top.link, cr2, rsp);
       return true;
     }
     const link = this.links.get(window);
     if (link !== undefined && cr2 >= link.remote.base && cr2 < link.remote.memoryEnd) {
-      this.#enterRemote(link, cr2, rsp);
+      this.#enterRemote(link, cr2, rsp, inRemote ? top.link : undefined);
       return true;
     }
     return false;
+  }
+
+  /**
+   * Load the address space of the now innermost frame: the merged root of a call, or the normal
+   * root for a callback or for no IPRE at all; FSBASE follows whose code runs.
+   */
+  #switchTo(frame: IpreFrame | undefined, from: Machine): void {
+    const to = frame?.kind === "call" ? frame.link.remote : this;
+    if (to.#fsBase !== from.#fsBase) this.#loadFsBase(to.#fsBase);
+    this.#resumeWithCr3(frame?.kind === "call" ? frame.link.mergedRoot : this.normalRoot);
+  }
+
+  /** A callback: remote code called caller code (a fetch fault: caller code is no-execute while merged). */
+  #callback(link: RemoteLink, target: number, rsp: number): void {
+    const returnAddress = this.#stackU64(rsp);
+    this.#setU64At((rsp - this.base) >> 2, this.callbackTrap);
+    const frame: IpreFrame = { kind: "callback", link, returnAddress, rsp };
+    this.#frames.push(frame);
+    this.#switchTo(frame, link.remote);
+    void target;
   }
 
   #hostcall(owner: Machine, gate: number, rsp: number, ripIdx: number, rspIdx: number): void {
@@ -910,24 +950,25 @@ export class Machine {
 
   // ---- IPRE (the links are built by src/remote.ts) ----
 
-  #enterRemote(link: RemoteLink, entry: number, rsp: number): void {
-    if (this.#active !== undefined) {
-      throw new RemoteAccessError(entry, `${this.name}: nested remote call to 0x${entry.toString(16)} in ${link.remote.name} while a call into ${this.#active.link.remote.name} is running (nested remote calls are not supported)`);
+  #enterRemote(link: RemoteLink, entry: number, rsp: number, from: RemoteLink | undefined): void {
+    if (from !== undefined) {
+      throw new RemoteAccessError(entry, `${from.remote.name}: call to 0x${entry.toString(16)} in ${link.remote.name} from remote code: nested remote calls are not supported from inside a remote (call it from a callback into the caller instead)`);
     }
+    if (this.#frames.length >= MAX_IPRE_DEPTH) throw new RemoteAccessError(entry, `${this.name}: more than ${MAX_IPRE_DEPTH} nested IPRE calls and callbacks`);
     if (!link.allow.has(entry)) {
       const syms = [...(link.remote.program?.symbols.values() ?? [])].filter((s) => s.value === entry);
       const sym = (syms.find((s) => s.type === "func") ?? syms[0])?.name;
       throw new RemoteAccessError(entry, `${this.name}: 0x${entry.toString(16)}${sym ? ` (${sym})` : ""} is not an allowed entry point of ${link.remote.name}`);
     }
-    if (link.remote.busyWith !== undefined) throw new RemoteAccessError(entry, `${link.remote.name} is busy with a call from ${link.remote.busyWith.name}`);
+    if (link.remote.busyWith !== undefined && link.remote.busyWith !== this) throw new RemoteAccessError(entry, `${link.remote.name} is busy with a call from ${link.remote.busyWith.name}`);
     if (link.remote.#closed) throw new MachineStateError(`${link.remote.name} is closed`);
     if (link.remote.#mustReset !== undefined) throw new MachineStateError(`${link.remote.name} must be reset before it serves calls again (${link.remote.#mustReset})`);
     const returnAddress = this.#stackU64(rsp);
     this.#setU64At((rsp - this.base) >> 2, this.returnTrap);
     link.remote.busyWith = this;
-    this.#active = { link, returnAddress, rsp };
-    if (link.remote.#fsBase !== this.#fsBase) this.#loadFsBase(link.remote.#fsBase);
-    this.#resumeWithCr3(link.mergedRoot);
+    const frame: IpreFrame = { kind: "call", link, returnAddress, rsp };
+    this.#frames.push(frame);
+    this.#switchTo(frame, this);
     this.onRemoteEntry?.(entry);
   }
 
@@ -966,17 +1007,16 @@ export class Machine {
 
   /** A call ended by an exception: undo the merge so that the next resume runs unmerged. */
   #abortRemoteCall(): void {
-    const a = this.#active;
-    if (a === undefined) return;
+    if (this.#frames.length === 0) return;
     this.#mailbox(this.#mbCr3, this.normalRoot);
-    if (a.link.remote.#fsBase !== this.#fsBase) this.#loadFsBase(this.#fsBase);
-    a.link.remote.busyWith = undefined;
-    this.#active = undefined;
+    this.#loadFsBase(this.#fsBase);
+    for (const f of this.#frames) if (f.link.remote.busyWith === this) f.link.remote.busyWith = undefined;
+    this.#frames = [];
   }
 
   /** Whether an IPRE call is in progress (e.g. from inside a hostcall). */
   get inRemoteCall(): boolean {
-    return this.#active !== undefined;
+    return this.#frames.length > 0;
   }
 
   /** @internal Used by src/remote.ts: map (size > 0) or unmap (size 0) a remote's memory in this VM. */
@@ -984,18 +1024,18 @@ export class Machine {
     this.#requireVm().setMemory({ slot, guestPhysAddr: gpa, size, hostAddr });
   }
 
-  #rootPairs: boolean[] = new Array<boolean>(RT.ROOT_POOL_PAIRS).fill(false);
-  /** @internal A free (PML4, PDPT) page pair of the runtime area for an extra root. */
-  allocRoot(): { pml4: number; pdpt: number; index: number } {
-    const index = this.#rootPairs.indexOf(false);
-    if (index < 0) throw new IpreError(`${this.name}: no free page-table root (at most ${RT.ROOT_POOL_PAIRS})`);
-    this.#rootPairs[index] = true;
-    const pml4 = this.base + RT.ROOT_POOL + index * 2 * PAGE_SIZE;
-    return { pml4, pdpt: pml4 + PAGE_SIZE, index };
+  #roots: boolean[] = new Array<boolean>(RT.ROOT_POOL_ROOTS).fill(false);
+  /** @internal Free (PML4, PDPT, PD) pages of the runtime area for an extra root. */
+  allocRoot(): { pml4: number; pdpt: number; pd: number; index: number } {
+    const index = this.#roots.indexOf(false);
+    if (index < 0) throw new IpreError(`${this.name}: no free page-table root (at most ${RT.ROOT_POOL_ROOTS}: one per connected remote, plus one for loans)`);
+    this.#roots[index] = true;
+    const pml4 = this.base + RT.ROOT_POOL + index * 3 * PAGE_SIZE;
+    return { pml4, pdpt: pml4 + PAGE_SIZE, pd: pml4 + 2 * PAGE_SIZE, index };
   }
   /** @internal */
   freeRoot(index: number): void {
-    this.#rootPairs[index] = false;
+    this.#roots[index] = false;
   }
   /** Callers currently connected to this machine as a remote. */
   readonly callers = new Set<Machine>();
@@ -1016,8 +1056,8 @@ export class Machine {
       this.#broken = "double fault";
       return new GuestFault(info);
     }
-    const a = this.#active;
-    if (a !== undefined && info.rip >= a.link.remote.base && info.rip < a.link.remote.base + WINDOW_SIZE) return new RemoteFault(info, a.link.remote.name);
+    const top = this.#frames[this.#frames.length - 1];
+    if (top?.kind === "call" && info.rip >= top.link.remote.base && info.rip < top.link.remote.base + WINDOW_SIZE) return new RemoteFault(info, top.link.remote.name);
     return new GuestFault(info, this.name);
   }
 
@@ -1036,7 +1076,7 @@ export class Machine {
     const vcpu = this.#vcpu!;
     this.#writeRuntimeArea();
     this.#setSpecialRegisters(vcpu);
-    this.#active = undefined;
+    this.#frames = [];
     this.#clearMailbox();
     this.#booted = false;
     this.#boot(vcpu);
@@ -1071,7 +1111,7 @@ export class Machine {
    */
   snapshot(): Snapshot {
     this.#requireUsable();
-    if (this.#active || this.busyWith) throw new MachineStateError(`${this.name} is inside a remote call`);
+    if (this.#frames.length > 0 || this.busyWith) throw new MachineStateError(`${this.name} is inside a remote call`);
     using name = NativeBuffer.alloc(64);
     const fd = libc.memfd_create(name.writeCString(0, `ipre-snapshot-${this.name}`), MFD_CLOEXEC);
     if (fd < 0) throw new KvmError("memfd_create", libc.errno());
@@ -1107,7 +1147,7 @@ export class Machine {
   reset(): void {
     this.#requireVcpu();
     if (!this.#snapshot) throw new MachineStateError(`${this.name} has no snapshot to reset to: call snapshot() first`);
-    if (this.#active) this.#abortRemoteCall();
+    this.#abortRemoteCall();
     if (libc.madvise(this.#hostAddr + USER_OFFSET, this.memorySize - USER_OFFSET, MADV_DONTNEED) < 0) throw new KvmError("madvise(MADV_DONTNEED)", libc.errno());
     this.program = this.#snapshot.program;
     this.#mustReset = undefined;

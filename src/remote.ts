@@ -6,7 +6,7 @@
  */
 import { IpreError, MachineStateError, RemoteAccessError } from "./errors.ts";
 import type { Machine, RemoteLink } from "./machine.ts";
-import { loanEntry, writeRoot } from "./x86/paging.ts";
+import { loanEntry, tableEntry, writeRoot } from "./x86/paging.ts";
 
 export type LoanMode = "none" | "read";
 
@@ -78,7 +78,7 @@ function freeSlot(m: Machine, s: number): void {
   slots.get(m)?.delete(s);
 }
 
-const loanRoots = new WeakMap<Machine, { index: number; pml4: number }>();
+const loanRoots = new WeakMap<Machine, ReturnType<Machine["allocRoot"]>>();
 
 /**
  * The root a caller runs on outside calls: its plain root, or, when some connection lends data,
@@ -99,8 +99,8 @@ function rebuildNormalRoot(caller: Machine): void {
   const root = old ?? caller.allocRoot();
   const entries = new Map<number, bigint>([[caller.window, caller.tables.windowEntry]]);
   for (const l of loans) entries.set(l.window, loanEntry(l.remote.tables.windowEntry));
-  writeRoot(caller.pt, root.pml4, root.pml4 + 4096, entries);
-  loanRoots.set(caller, { index: root.index, pml4: root.pml4 });
+  writeRoot(caller.pt, root.pml4, root.pdpt, entries);
+  loanRoots.set(caller, root);
   caller.normalRoot = root.pml4;
   caller.flushPageTables(caller.normalRoot);
 }
@@ -139,8 +139,11 @@ export function connect(caller: Machine, remote: Machine, options: ConnectOption
   try {
     caller.setMemslot(slot, remote.base, remote.memorySize, remote.hostAddress);
     mapped = true;
+    // Merged root: the remote's window as it is, the caller's own window no-execute (so that a
+    // callback into caller code exits to the VMM, which unmerges while caller code runs).
+    caller.tables.writeNoExecPd(caller.pt, root.pd);
     writeRoot(caller.pt, root.pml4, root.pdpt, new Map([
-      [caller.window, caller.tables.windowEntry],
+      [caller.window, tableEntry(root.pd)],
       [remote.window, remote.tables.windowEntry],
     ]));
     const link: LinkState = { remote, window: remote.window, allow, mergedRoot: root.pml4, slot, rootIndex: root.index, loan, disconnect: () => connection.disconnect() };

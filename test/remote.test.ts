@@ -214,11 +214,18 @@ function checkDisconnect(r: RemoteReport): void {
 }
 
 function checkNested(r: RemoteReport): void {
-  // call_back(via_callback, x) from the host: the remote calls the caller's via_callback, which
-  // calls call_back again. Inside a remote call the remote is mapped, so the inner call is a
-  // plain call (no second IPRE entry): (2x + 1) + 1.
+  // call_back(via_callback, x) from the host: the remote calls the caller's via_callback (a
+  // callback: the VMM unmerges while caller code runs), which calls call_back again: a second,
+  // nested IPRE entry into the same remote. Result (2x + 1) + 1.
   expectValue(r.nested.result, 2 * r.nested.x + 2);
-  expect(r.nested.entries).toBe(1);
+  expect(r.nested.entries).toBe(2);
+  // Caller code reached through a callback sees the remote only through allowed entries.
+  const iso = r.nested.isolation;
+  expectError(iso.secret, "RemoteAccessError");
+  expect(iso.secret.address).toBe(r.sym.kv_secret);
+  expect(iso.secretCalls).toBe(1); // only the outer call_back entered the remote
+  expectCallerPf(iso.read, iso.marker, { present: false });
+  expectValue(iso.after, stored(iso.afterKey, r.fill.n));
   // A second caller cannot enter a remote that is busy with another caller's call.
   const b = r.nested.busy;
   expectError(b.inside, "RemoteAccessError");
@@ -281,7 +288,7 @@ describeKvm("IPRE remote calls on Node, Bun and Deno", () => {
     it("after every remote call the remote window is unmapped again", () => checkUnmerge(report(rt)));
     it("a fault inside the remote is a RemoteFault; both machines keep working", () => checkRemoteFault(report(rt)));
     it("disconnect() unmaps the remote; reconnecting works", () => checkDisconnect(report(rt)));
-    it("nested calls run inside the merged space; a busy remote refuses a second caller", () => checkNested(report(rt)));
+    it("callbacks run unmerged; nested calls through them are IPRE entries; a busy remote refuses a second caller", () => checkNested(report(rt)));
     it("closing the remote (or the caller) first disconnects cleanly", () => checkCloseOrder(report(rt)));
     it("the remote runs with its own FSBASE; the caller's is restored on return", () => {
       const f = report(rt).fsbase;

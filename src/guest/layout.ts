@@ -38,7 +38,7 @@ export const RETURN_TRAP_OFFSET = WINDOW_SIZE - 2 * 4096; // 0x3FFFE000
 
 /** Default and maximum guest memory (runtime area included). */
 export const DEFAULT_MEMORY = 32 * MiB;
-export const MAX_MEMORY = 480 * MiB;
+export const MAX_MEMORY = 464 * MiB;
 
 export function windowBase(window: number): number {
   return window * WINDOW_SIZE;
@@ -46,8 +46,8 @@ export function windowBase(window: number): number {
 
 /**
  * Offsets inside the runtime area (window base + offset). Everything here is supervisor-only.
- * Page tables take the second MiB: PML4, PDPT, PD, a pool of extra roots (PML4+PDPT pairs for
- * IPRE merged/loan roots), then the PTs of user memory, one per 2 MiB.
+ * Page tables take the second MiB: PML4, PDPT, PD, a pool of extra roots (PML4+PDPT+PD triples
+ * for IPRE merged/loan roots), then the PTs of user memory, one per 2 MiB.
  */
 export const RT = {
   GDT: 0x0000,
@@ -64,9 +64,10 @@ export const RT = {
   PML4: 0x100000,
   PDPT: 0x101000,
   PD: 0x102000,
+  /** Extra roots: (PML4, PDPT, PD) page triples. */
   ROOT_POOL: 0x103000,
-  ROOT_POOL_PAIRS: 6,
-  PT_BASE: 0x110000,
+  ROOT_POOL_ROOTS: 7,
+  PT_BASE: 0x118000,
   PT_END: 0x200000,
 } as const;
 

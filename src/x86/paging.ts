@@ -141,6 +141,19 @@ export class WindowTables {
     for (let p = start; p < end; p += PAGE) mem.write64(this.pteAddress(p), perm ? userPte(p, perm) : 0n);
   }
 
+  /**
+   * Copy this window's PD to the page `pd` with NX set on every user entry (the runtime area
+   * stays executable). A caller's merged root maps its own window through such a copy: while a
+   * remote runs, caller code is data only, so a jump into it faults and the VMM sees a callback.
+   */
+  writeNoExecPd(mem: PtMemory, pd: number): void {
+    mem.write64(pd, mem.read64(this.spec.pd));
+    for (let i = 1; i < ENTRIES; i++) {
+      const e = i <= this.ptCount ? mem.read64(this.spec.pd + i * 8) | PTE.NX : 0n;
+      if (e !== 0n || mem.read64(pd + i * 8) !== 0n) mem.write64(pd + i * 8, e);
+    }
+  }
+
   /** Permissions of the page holding `va`, or null when not present. */
   getPage(mem: PtMemory, va: number): PagePerm | null {
     const e = mem.read64(this.pteAddress(va));

@@ -120,6 +120,8 @@ export interface RemoteReport {
     x: number;
     result: Outcome;
     entries: number;
+    /** Callbacks run unmerged: caller code called back by the remote cannot reach the remote except through allowed entries. */
+    isolation: { secret: Outcome; secretCalls: number; read: Outcome; marker: number; after: Outcome; afterKey: number };
     /** A call into a second remote (window 2, a flat binary) from inside a call into kvstore. */
     second: { address: number; x: number; direct: Outcome; nested: Outcome; after: Outcome };
     busy: {
@@ -498,7 +500,19 @@ export function remoteReport(seed: number, serveCount = 10_000): RemoteReport {
     } finally {
       remote2.close();
     }
-    const nested = { x: nx, result: nestedResult, entries: nestedEntries, busy, second };
+    // Callback isolation: a callback into call_secret (which calls the non-exported kv_secret)
+    // and into read_remote (which reads remote data) are refused / fault, as outside a call.
+    const [isoSecret, isoEntries] = countEntries(() => outcome(() => caller.call(remote.symbol("call_back"), caller.symbol("call_secret"), 0)));
+    const isoKey = ri(r, 0, n - 1);
+    const isolation = {
+      secret: isoSecret,
+      secretCalls: isoEntries,
+      read: outcome(() => caller.call(remote.symbol("call_back"), caller.symbol("read_remote"), sym.kv_data_marker)),
+      marker: sym.kv_data_marker,
+      after: outcome(() => caller.call("serve", isoKey)),
+      afterKey: isoKey,
+    };
+    const nested = { x: nx, result: nestedResult, entries: nestedEntries, busy, second, isolation };
 
     // ---- disconnect ----
     const cachedKey = ri(r, 0, n - 1);
