@@ -3,6 +3,7 @@ import { fileURLToPath } from "node:url";
 import { describe, expect, it } from "vitest";
 import { ElfError } from "../src/errors.ts";
 import { isElf, parseElf } from "../src/guest/elf.ts";
+import { type ElfHeaderOptions, PF_R, PF_W, PF_X, type Phdr, writeElfHeaders } from "./scenarios/elf-builder.ts";
 
 const examples = fileURLToPath(new URL("../guests/examples/", import.meta.url));
 const load = (name: string): Uint8Array => new Uint8Array(readFileSync(`${examples}${name}.elf`));
@@ -22,24 +23,11 @@ function expectElfError(bytes: Uint8Array, fragment: string | RegExp): void {
 
 // ------------------------------------------------------------------ a hand-made ELF builder
 
-interface Ph {
-  type?: number;
-  flags: number; // PF_R 4 | PF_W 2 | PF_X 1
-  offset: number;
-  vaddr: number;
-  filesz: number;
-  memsz: number;
-}
-interface MakeOpts {
-  phdrs?: Ph[];
-  entry?: number | bigint;
-  type?: number;
-  machine?: number;
-  cls?: number;
-  data?: number;
+interface MakeOpts extends ElfHeaderOptions {
+  phdrs?: Phdr[];
   size?: number;
 }
-const R = 4, W = 2, X = 1;
+const R = PF_R, W = PF_W, X = PF_X;
 
 /** An ELF64 file: header, program headers at 64, payload bytes 0xAB from 0x1000, no sections. */
 function makeElf(opts: MakeOpts = {}): Uint8Array {
@@ -49,30 +37,7 @@ function makeElf(opts: MakeOpts = {}): Uint8Array {
   ];
   const bytes = new Uint8Array(opts.size ?? 0x3000);
   bytes.fill(0xab, 0x1000);
-  const v = new DataView(bytes.buffer);
-  bytes.set([0x7f, 0x45, 0x4c, 0x46, opts.cls ?? 2, opts.data ?? 1, 1], 0);
-  v.setUint16(16, opts.type ?? 2, true);
-  v.setUint16(18, opts.machine ?? 62, true);
-  v.setUint32(20, 1, true);
-  v.setBigUint64(24, BigInt(opts.entry ?? 0x400000), true);
-  v.setBigUint64(32, 64n, true); // e_phoff
-  v.setBigUint64(40, 0n, true); // e_shoff
-  v.setUint16(52, 64, true);
-  v.setUint16(54, 56, true);
-  v.setUint16(56, phdrs.length, true);
-  v.setUint16(58, 64, true);
-  phdrs.forEach((p, i) => {
-    const o = 64 + i * 56;
-    v.setUint32(o, p.type ?? 1, true);
-    v.setUint32(o + 4, p.flags, true);
-    v.setBigUint64(o + 8, BigInt(p.offset), true);
-    v.setBigUint64(o + 16, BigInt(p.vaddr), true);
-    v.setBigUint64(o + 24, BigInt(p.vaddr), true);
-    v.setBigUint64(o + 32, BigInt(p.filesz), true);
-    v.setBigUint64(o + 40, BigInt(p.memsz), true);
-    v.setBigUint64(o + 48, 0x1000n, true);
-  });
-  return bytes;
+  return writeElfHeaders(bytes, phdrs, { ...opts, entry: opts.entry ?? 0x400000 });
 }
 
 /** A copy of bytes with a little-endian field overwritten. */

@@ -13,19 +13,10 @@ import { RT } from "../../src/guest/layout.ts";
 import { runtimeBytes, runtimeSymbol } from "../../src/guest/runtime.ts";
 import { exampleElf, outcome, type Outcome } from "./common.ts";
 import { resources, type Resources } from "./lifecycle.ts";
+import { type ElfHeaderOptions, PF_R, PF_W, PF_X, type Phdr, writeElfHeaders } from "./elf-builder.ts";
 
 const MiB = 1024 * 1024;
-const R = 4, W = 2, X = 1;
-
-/** A program header for {@link buildElf}. */
-export interface Phdr {
-  type?: number;
-  flags: number;
-  offset: number;
-  vaddr: number;
-  filesz: number;
-  memsz: number;
-}
+const R = PF_R, W = PF_W, X = PF_X;
 
 /** `mov eax, 7; ret`: the code of every hand-built ELF (a function returning 7). */
 const RET7 = [0xb8, 0x07, 0x00, 0x00, 0x00, 0xc3];
@@ -34,34 +25,12 @@ const RET7 = [0xb8, 0x07, 0x00, 0x00, 0x00, 0xc3];
  * A static ELF64 x86-64 executable with no sections: the header, program headers at 64, and the
  * bytes of RET7 at file offset 0x1000 (and 0x2000). Defaults: one R X segment at 0x400000.
  */
-export function buildElf(o: { phdrs?: Phdr[]; entry?: number; type?: number; machine?: number; cls?: number; data?: number; size?: number } = {}): Uint8Array {
+export function buildElf(o: ElfHeaderOptions & { phdrs?: Phdr[]; size?: number } = {}): Uint8Array {
   const phdrs = o.phdrs ?? [{ flags: R | X, offset: 0x1000, vaddr: 0x400000, filesz: 0x1000, memsz: 0x1000 }];
   const bytes = new Uint8Array(o.size ?? 0x3000);
   bytes.set(RET7, 0x1000);
   if (bytes.length >= 0x2000 + RET7.length) bytes.set(RET7, 0x2000);
-  const v = new DataView(bytes.buffer);
-  bytes.set([0x7f, 0x45, 0x4c, 0x46, o.cls ?? 2, o.data ?? 1, 1], 0);
-  v.setUint16(16, o.type ?? 2, true);
-  v.setUint16(18, o.machine ?? 62, true);
-  v.setUint32(20, 1, true);
-  v.setBigUint64(24, BigInt(o.entry ?? 0), true);
-  v.setBigUint64(32, 64n, true);
-  v.setUint16(52, 64, true);
-  v.setUint16(54, 56, true);
-  v.setUint16(56, phdrs.length, true);
-  v.setUint16(58, 64, true);
-  phdrs.forEach((p, i) => {
-    const off = 64 + i * 56;
-    v.setUint32(off, p.type ?? 1, true);
-    v.setUint32(off + 4, p.flags, true);
-    v.setBigUint64(off + 8, BigInt(p.offset), true);
-    v.setBigUint64(off + 16, BigInt(p.vaddr), true);
-    v.setBigUint64(off + 24, BigInt(p.vaddr), true);
-    v.setBigUint64(off + 32, BigInt(p.filesz), true);
-    v.setBigUint64(off + 40, BigInt(p.memsz), true);
-    v.setBigUint64(off + 48, 0x1000n, true);
-  });
-  return bytes;
+  return writeElfHeaders(bytes, phdrs, o);
 }
 
 /** One bad program: what Machine.create({ program }) did, what load() on a live machine did, and ok() afterwards. */
