@@ -11,6 +11,9 @@ export default defineConfig({
     hookTimeout: 120_000,
     // Each test file in its own process: FFI state (signal masks, timers, mappings) stays isolated.
     pool: "forks",
+    // One file at a time: each KVM suite already runs Node, Bun and Deno at once on the 2 cores,
+    // and the timeout tests assert a 20 ms overshoot bound. Sequential is no slower here (~40 s).
+    fileParallelism: false,
     reporters: json ? ["default", ["json", { outputFile: json }]] : ["default"],
   },
 });
