@@ -17,6 +17,8 @@ commands:
   doctor [--json] [--device PATH]      check /dev/kvm, KVM flavour, capabilities and the FFI backend
   run <elf> <function> [int args...]   load a guest ELF and call a function; prints the result last
       [--memory MiB] [--timeout-ms N]
+  symbols <elf> [--all]                a remote's exported functions as linker-script lines
+                                       (name = 0xADDR;) for linking a caller against it
   demo                                 the IPRE key-value demo (caller VM calls a remote VM's store)
   bench latency|load|payload [--json]   the paper's experiments on this machine (ipre bench help)
 `;
@@ -105,6 +107,28 @@ function run(flags: Flags): number {
   return 0;
 }
 
+/** The guest libc that every example links privately: never redirect a caller's copy to it. */
+const PRIVATE_LIBC = new Set(["memcpy", "memmove", "memset", "memcmp", "strlen"]);
+
+/**
+ * `ipre symbols remote.elf > remote.syms.ld`: the remote's IPRE exports (with --all, every global
+ * function and object) as absolute symbol assignments a caller's link can use (`-T remote.syms.ld`
+ * or as an extra input); only exported functions may be entered at run time.
+ */
+function symbols(flags: Flags): number {
+  const [path] = flags.positional;
+  if (!path) throw new IpreError("usage: ipre symbols <elf> [--all]");
+  const elf = parseElf(new Uint8Array(readFileSync(path)));
+  const exported = new Set(elf.exports);
+  const all = flags.options.has("all");
+  const rows = [...elf.symbols.values()]
+    .filter((s) => (all ? (s.bind === "global" || s.bind === "weak") && (s.type === "func" || s.type === "object") && !PRIVATE_LIBC.has(s.name) : exported.has(s.name)))
+    .sort((a, b) => a.value - b.value || a.name.localeCompare(b.name));
+  out(`/* ${rows.length} symbols of ${path.split("/").pop()}, by ipre symbols${all ? " --all" : ""}; only "exported" ones may be entered. */`);
+  for (const s of rows) out(`${s.name} = 0x${s.value.toString(16)}; /* ${s.type}${exported.has(s.name) ? ", exported" : ""} */`);
+  return 0;
+}
+
 export async function main(argv: string[]): Promise<number> {
   const flags = parseFlags(argv);
   const [command] = flags.positional;
@@ -115,6 +139,8 @@ export async function main(argv: string[]): Promise<number> {
         return doctor(flags);
       case "run":
         return run(flags);
+      case "symbols":
+        return symbols(flags);
       case "demo":
         return (await import("./demo.ts")).demo(flags);
       case "bench":

@@ -4,7 +4,7 @@
  * (a few at a time); the tests then check each runtime's results with the same assertions.
  */
 import { spawn, spawnSync } from "node:child_process";
-import { existsSync, readdirSync, statSync } from "node:fs";
+import { existsSync, readdirSync, readFileSync, statSync } from "node:fs";
 import { join } from "node:path";
 import { beforeAll, describe, expect, it } from "vitest";
 import { repoRoot } from "./harness.ts";
@@ -94,6 +94,8 @@ const COMMANDS = {
   window1: ["run", "guests/examples/kvstore.elf", "kv_insert", String(KEY), String(VALUE)],
   divide: ["run", "guests/examples/faults.elf", "divide", "1", "0"],
   spin: ["run", "guests/examples/spin.elf", "spin", "--timeout-ms", "200"],
+  symbols: ["symbols", "guests/examples/kvstore.elf"],
+  symbolsAll: ["symbols", "guests/examples/kvstore.elf", "--all"],
   unknown: ["no-such-command"],
 } as const;
 type CommandName = keyof typeof COMMANDS;
@@ -184,6 +186,18 @@ describeKvm("ipre CLI on Node, Bun and Deno", () => {
       console.log(`${rt}: ipre run spin.elf spin --timeout-ms 200 stopped after ${elapsed} ms`);
       expect(elapsed).toBeGreaterThanOrEqual(200);
       expect(elapsed).toBeLessThan(220);
+    });
+    it("symbols prints the remote's exports (and with --all its globals) as the build script's linker lines", () => {
+      // The committed kvstore.syms.ld was written by scripts/build-guests.mjs from readelf output.
+      const committed = readFileSync(join(repoRoot, "guests/examples/kvstore.syms.ld"), "utf8").split("\n").filter((l) => / = 0x/.test(l));
+      const lines = (r: CliResult) => r.stdout.split("\n").filter((l) => / = 0x/.test(l));
+      const exp = res(rt, "symbols");
+      ok(exp);
+      expect(lines(exp).sort()).toEqual(committed.filter((l) => l.includes("exported")).sort());
+      expect(lines(exp).length).toBeGreaterThanOrEqual(9);
+      const all = res(rt, "symbolsAll");
+      ok(all);
+      expect(lines(all).sort()).toEqual([...committed].sort());
     });
     it("an unknown command exits 2 with the usage", () => {
       const r = res(rt, "unknown");
