@@ -875,7 +875,7 @@ export class Machine {
     }
     // Remote code jumped into caller code (a function pointer): run it unmerged.
     if (inRemote && window === this.window && cr2 >= this.userStart && cr2 < this.memoryEnd) {
-      this.#callback(top.link, cr2, rsp);
+      this.#callback(top.link, rsp);
       return true;
     }
     const link = this.links.get(window);
@@ -897,13 +897,12 @@ export class Machine {
   }
 
   /** A callback: remote code called caller code (a fetch fault: caller code is no-execute while merged). */
-  #callback(link: RemoteLink, target: number, rsp: number): void {
+  #callback(link: RemoteLink, rsp: number): void {
     const returnAddress = this.#stackU64(rsp);
     this.#setU64At((rsp - this.base) >> 2, this.callbackTrap);
     const frame: IpreFrame = { kind: "callback", link, returnAddress, rsp };
     this.#frames.push(frame);
-    this.#switchTo(frame, link.remote);
-    void target;
+    this.#switchTo(frame, link.remote); // RIP stays at the target: it retries unmerged
   }
 
   #hostcall(owner: Machine, gate: number, rsp: number, ripIdx: number, rspIdx: number): void {
