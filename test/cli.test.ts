@@ -100,6 +100,16 @@ const COMMANDS = {
 } as const;
 type CommandName = keyof typeof COMMANDS;
 
+describeKvm("deno.json tasks", () => {
+  it("deno task cli doctor --json runs the CLI under Deno", () => {
+    const r = spawnSync(`${repoRoot}node_modules/.bin/deno`, ["task", "cli", "doctor", "--json"], { cwd: repoRoot, encoding: "utf8", env: { ...process.env, NO_COLOR: "1", DENO_NO_UPDATE_CHECK: "1" } });
+    expect(r.status, r.stderr).toBe(0);
+    const j = JSON.parse(r.stdout.trimEnd().split("\n").pop()!);
+    expect(j.runtime).toBe("deno");
+    expect(j.kvm.api).toBe(12);
+  });
+});
+
 describeKvm("ipre CLI on Node, Bun and Deno", () => {
   const results = new Map<string, CliResult>();
   beforeAll(async () => {
