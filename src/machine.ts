@@ -507,6 +507,11 @@ export class Machine {
   readonly #directPt: PtMemory = {
     read64: (gpa) => this.#dv.getBigUint64(gpa - this.base, true),
     write64: (gpa, v) => this.#dv.setBigUint64(gpa - this.base, v, true),
+    write64Parts: (gpa, lo, hi) => {
+      const i = (gpa - this.base) >> 2;
+      this.#mem32[i] = lo;
+      this.#mem32[i + 1] = hi;
+    },
   };
 
   /** Page-table memory that queues writes for the stub (DESIGN.md §4): use for live tables. */

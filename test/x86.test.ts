@@ -81,6 +81,24 @@ describe("paging", () => {
     expect(t.getPage(mem, spec.base + (6 << 20))).toBeNull();
     expect(() => t.pteAddress(spec.base + 0x1000)).toThrow(/not user memory/);
   });
+  it("writes the same entries through the BigInt-free bulk path as through write64", () => {
+    for (const window of [0, 1, 300]) {
+      const base = window * 2 ** 30;
+      const sp = { base, memory: 8 << 20, pml4: base + 0x100000, pdpt: base + 0x101000, pd: base + 0x102000, ptBase: base + 0x118000 };
+      const slow = mapMemory();
+      new WindowTables(sp).init(slow, PERM.RX);
+      const fast = mapMemory();
+      const dv = new DataView(new ArrayBuffer(8));
+      (fast as PtMemory).write64Parts = (gpa, lo, hi) => {
+        dv.setUint32(0, lo, true);
+        dv.setUint32(4, hi, true);
+        fast.m.set(gpa, dv.getBigUint64(0, true));
+      };
+      new WindowTables(sp).init(fast, PERM.RX);
+      expect(fast.m.size).toBe(slow.m.size);
+      for (const [gpa, v] of slow.m) expect(fast.m.get(gpa), `0x${gpa.toString(16)}`).toBe(v);
+    }
+  });
   it("builds a second root that maps a remote window, and a read-only no-exec loan of it", () => {
     const mem = mapMemory();
     const entry = 0x4010_2000n | 7n;

@@ -48,6 +48,17 @@ export function userPte(address: number, perm: PagePerm): bigint {
   return e;
 }
 
+/** One PT of user entries for [va0, va0 + 2 MiB), the same values as userPte() but without BigInt. */
+function writeUserPtParts(write: (gpa: number, lo: number, hi: number) => void, pt: number, va0: number, perm: PagePerm): void {
+  const flags = Number(PTE.P | PTE.US | PTE.A | PTE.D | (perm.write ? PTE.RW : 0n));
+  const nx = perm.exec ? 0 : 0x80000000;
+  for (let j = 0; j < ENTRIES; j++) {
+    const va = va0 + j * PAGE;
+    const hi = Math.floor(va / 2 ** 32);
+    write(pt + j * 8, ((va - hi * 2 ** 32) | flags) >>> 0, (hi | nx) >>> 0);
+  }
+}
+
 /** A supervisor-only 2 MiB page (runtime area: ring 0 only, RWX). */
 export function supervisorLargePage(address: number): bigint {
   return (BigInt(address) & ADDR_MASK) | PTE.P | PTE.RW | PTE.PS | PTE.A | PTE.D;
@@ -71,6 +82,8 @@ export function indices(va: number): { pml4: number; pdpt: number; pd: number; p
 export interface PtMemory {
   read64(gpa: number): bigint;
   write64(gpa: number, value: bigint): void;
+  /** Optional fast path for bulk writes: the entry as two 32-bit halves (no BigInt). */
+  write64Parts?(gpa: number, lo: number, hi: number): void;
 }
 
 export interface WindowTablesSpec {
@@ -121,7 +134,8 @@ export class WindowTables {
       mem.write64(pd + (i + 1) * 8, tableEntry(pt));
       if (perm) {
         const va0 = base + (i + 1) * SPAN.PD;
-        for (let j = 0; j < ENTRIES; j++) mem.write64(pt + j * 8, userPte(va0 + j * PAGE, perm));
+        if (mem.write64Parts) writeUserPtParts(mem.write64Parts.bind(mem), pt, va0, perm);
+        else for (let j = 0; j < ENTRIES; j++) mem.write64(pt + j * 8, userPte(va0 + j * PAGE, perm));
       }
     }
   }
