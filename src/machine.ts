@@ -26,7 +26,7 @@ import {
 import { Watchdog } from "./watchdog.ts";
 import { CAP, EXIT, EXIT_NAMES, SEGMENT, SREGS, DTABLE, SYNC } from "./kvm/abi.ts";
 import { Kvm, kvmFlavour, type KvmFlavour } from "./kvm/system.ts";
-import { Vm } from "./kvm/vm.ts";
+import { setU64, Vm } from "./kvm/vm.ts";
 import type { Vcpu } from "./kvm/vcpu.ts";
 import { flatImage, parseElf, type ElfImage } from "./guest/elf.ts";
 import {
@@ -1187,9 +1187,4 @@ export class Machine {
   [Symbol.dispose](): void {
     this.close();
   }
-}
-
-function setU64(dv: DataView, off: number, v: number): void {
-  dv.setUint32(off, v % TWO32, true);
-  dv.setUint32(off + 4, Math.floor(v / TWO32), true);
 }

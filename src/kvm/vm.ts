@@ -74,11 +74,8 @@ export class Vm {
   }
 }
 
+/** Store a non-negative number (< 2^53) as a little-endian u64. */
 export function setU64(dv: DataView, off: number, v: number): void {
   dv.setUint32(off, v % 2 ** 32, true);
   dv.setUint32(off + 4, Math.floor(v / 2 ** 32), true);
-}
-
-export function getU64(dv: DataView, off: number): number {
-  return dv.getUint32(off, true) + dv.getUint32(off + 4, true) * 2 ** 32;
 }
