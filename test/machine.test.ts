@@ -10,7 +10,7 @@ import { describeKvm } from "./kvm.ts";
 import type { Outcome } from "./scenarios/common.ts";
 import { CLOSED_PROBES } from "./scenarios/closed.ts";
 import { machineReport, type MachineReport } from "./scenarios/machine.ts";
-import { expectError, expectValue } from "./expect.ts";
+import { expectError, expectScenarioRan, expectValue } from "./expect.ts";
 
 const SCENARIO = "test/scenarios/machine.ts";
 const SEED = Number(process.env.IPRE_TEST_SEED ?? Math.floor(Math.random() * 2 ** 31));
@@ -187,12 +187,7 @@ describeKvm("Machine on Node, Bun and Deno", () => {
   const report = (rt: Runtime): MachineReport => set.report(rt);
 
   describe.each(RUNTIMES)("%s", (rt) => {
-    it("runs the scenario on this runtime, silently", () => {
-      const r = report(rt);
-      expect(r.runtime).toBe(rt);
-      expect(r.seed).toBe(seedOf(rt));
-      expect(set.stderr(rt)).toBe("");
-    });
+    it("runs the scenario on this runtime, silently", () => expectScenarioRan(set, rt, seedOf(rt)));
     it("calls ELF functions: integers (negative, 64-bit), strings and byte buffers", () => checkCalls(report(rt).calls));
     it("hostcalls: JS handlers, print, 1000 in one call, thrown errors, missing handlers", () => checkHostcalls(report(rt).hostcalls));
     it("a call() from inside a hostcall of the same machine is refused and the outer call completes", () => checkReentrant(report(rt).hostcalls.reentrant));

@@ -9,7 +9,7 @@ import { collectReports, ReportSet, RUNTIMES, type Runtime } from "./harness.ts"
 import { describeKvm } from "./kvm.ts";
 import type { Outcome } from "./scenarios/common.ts";
 import { remoteReport, type RemoteReport } from "./scenarios/remote.ts";
-import { expectError, expectValue } from "./expect.ts";
+import { expectError, expectScenarioRan, expectValue } from "./expect.ts";
 
 const SCENARIO = "test/scenarios/remote.ts";
 const SEED = Number(process.env.IPRE_TEST_SEED ?? Math.floor(Math.random() * 2 ** 31));
@@ -274,12 +274,7 @@ describeKvm("IPRE remote calls on Node, Bun and Deno", () => {
   const report = (rt: Runtime): RemoteReport => set.report(rt);
 
   describe.each(RUNTIMES)("%s", (rt) => {
-    it("runs the scenario on this runtime, silently", () => {
-      const r = report(rt);
-      expect(r.runtime).toBe(rt);
-      expect(r.seed).toBe(seedOf(rt));
-      expect(set.stderr(rt)).toBe("");
-    });
+    it("runs the scenario on this runtime, silently", () => expectScenarioRan(set, rt, seedOf(rt)));
     it("thousands of consecutive remote calls are all correct (fill, 10,000 serve requests, call_remote_n)", () => checkMany(report(rt)));
     it("remote data persists; zero-copy vectors, callbacks and caller buffers", () => checkData(report(rt)));
     it("remote hostcalls reach the remote's handlers; the remote is busy during a call", () => checkHostcalls(report(rt).hostcalls, report(rt).sym));
