@@ -1,7 +1,7 @@
 /*
  * ipre.h: everything a freestanding C guest of ipre needs. No libc, no system calls.
  *
- * The machine model (src/guest/layout.ts, DESIGN.md §3-§4):
+ * The machine model (src/guest/layout.ts, docs/ARCHITECTURE.md §3-§4):
  *
  *  - A machine owns window k = [k GiB, (k+1) GiB) of a shared address space, identity mapped
  *    (virtual address = guest physical address). Programs link at window base + 4 MiB

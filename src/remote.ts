@@ -1,5 +1,5 @@
 /**
- * IPRE connections (DESIGN.md §3): a caller gets the remote's memory as an extra memslot at the
+ * IPRE connections (docs/ARCHITECTURE.md §3): a caller gets the remote's memory as an extra memslot at the
  * remote's window, and a *merged* page-table root (its own tables plus the remote's PDPT entry)
  * that the ring-0 stub loads on entry to an allowed remote function and swaps back on the
  * return trap. No page table is written on the call path: merge and unmerge are CR3 loads.

@@ -1,5 +1,5 @@
 /**
- * Execution timeouts without signal handlers or helper threads (DESIGN.md §7).
+ * Execution timeouts without signal handlers or helper threads (docs/ARCHITECTURE.md §7).
  *
  * The thread that runs vCPUs blocks a real-time signal; each vCPU gets KVM_SET_SIGNAL_MASK with
  * the thread's mask minus that signal, so the signal can arrive only *inside* KVM_RUN, where it

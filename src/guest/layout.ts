@@ -2,7 +2,7 @@
  * The guest address-space layout, shared by the VMM, the runtime and `guests/ipre.h`.
  *
  * Every machine owns one 1 GiB window k: virtual and physical range [k GiB, (k+1) GiB), identity
- * mapped (VA = GPA). A window is one PDPT entry under PML4[0] (DESIGN.md §3).
+ * mapped (VA = GPA). A window is one PDPT entry under PML4[0] (docs/ARCHITECTURE.md §3).
  *
  *   window base + 0           runtime area (2 MiB, supervisor only): GDT/IDT/TSS, stubs,
  *                             stacks, mailbox, page tables

@@ -72,7 +72,7 @@ export function buildGdt(tssBase: number): Uint8Array {
 
 /**
  * MSR_STAR consistent with the GDT: kernel CS in [47:32]; user SS = [63:48]+8 and user CS =
- * [63:48]+16 (SYSRET). PVM derives the user selectors of its own transitions from it (DESIGN §5).
+ * [63:48]+16 (SYSRET). PVM derives the user selectors of its own transitions from it (docs/ARCHITECTURE.md §5).
  */
 export function starMsr(): bigint {
   const sysretBase = BigInt(SELECTOR.USER_DATA & ~3) - 8n;

@@ -2,7 +2,7 @@
  * 4-level x86-64 paging (Intel SDM Vol. 3A §4.5): entry encoding and a builder for one window's
  * identity-mapped tables. Pure: it reads and writes 64-bit entries through a {@link PtMemory},
  * which the machine backs either by direct stores (before the VM first runs) or by the ring-0
- * stub's mailbox (after, so that a shadow-paging hypervisor sees the write, DESIGN.md §4).
+ * stub's mailbox (after, so that a shadow-paging hypervisor sees the write, docs/ARCHITECTURE.md §4).
  */
 export const PTE = {
   P: 1n,
@@ -117,7 +117,7 @@ export class WindowTables {
   get ptCount(): number {
     return this.spec.memory / SPAN.PD - 1;
   }
-  /** The PDPT entry that maps this window: what a caller's merged root installs (DESIGN.md §3). */
+  /** The PDPT entry that maps this window: what a caller's merged root installs (docs/ARCHITECTURE.md §3). */
   get windowEntry(): bigint {
     return tableEntry(this.spec.pd);
   }
@@ -178,7 +178,7 @@ export class WindowTables {
 
 /**
  * A second root (PML4 + PDPT pages) for the same machine: PML4[0] → its own PDPT whose entries
- * are given per window. Used for the merged and loan roots of IPRE (DESIGN.md §3).
+ * are given per window. Used for the merged and loan roots of IPRE (docs/ARCHITECTURE.md §3).
  */
 export function writeRoot(mem: PtMemory, pml4: number, pdpt: number, windows: ReadonlyMap<number, bigint>): void {
   mem.write64(pml4, tableEntry(pdpt));

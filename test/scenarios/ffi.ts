@@ -18,7 +18,7 @@ const KVM_CAP_USER_MEMORY = 3;
 const KVM_GET_MSR_INDEX_LIST = 0xc004ae02;
 const E2BIG = 7;
 const SIGEV_THREAD_ID = 4;
-/** A real-time signal nobody else uses (DESIGN §7). */
+/** A real-time signal nobody else uses (docs/ARCHITECTURE.md §7). */
 const TIMEOUT_SIGNAL = 40;
 
 export interface FfiReport {
