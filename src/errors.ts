@@ -87,6 +87,12 @@ export class GuestFault extends IpreError implements FaultInfo {
 /** The guest stopped in a way that is not a CPU exception (shutdown, internal error, bad exit). */
 export class GuestCrash extends IpreError {
   override name = "GuestCrash";
+  /** The exception behind the crash, when a runtime stub reported one where none was expected. */
+  readonly fault: FaultInfo | undefined;
+  constructor(message: string, fault?: FaultInfo) {
+    super(message);
+    this.fault = fault;
+  }
 }
 
 /** A call was attempted into a remote entry point that is not allowed, or no remote is connected there. */

@@ -4,7 +4,7 @@
  * the links that `src/remote.ts` installs) IPRE remote calls.
  *
  * Life of a vCPU: it boots once into the runtime and from then on is always *parked* in a ring-0
- * stub right after an `out` (DESIGN.md §4). A call writes an iret frame and the argument
+ * stub right after an `out` (docs/ARCHITECTURE.md §4). A call writes an iret frame and the argument
  * registers, resumes; the guest runs in ring 3 until it faults into a stub: the exit trap (the
  * call returned), a hostcall gate, an IPRE entry or return trap, or a real exception.
  */
@@ -21,6 +21,7 @@ import {
   RemoteFault,
   TimeoutError,
   hex,
+  VECTOR_NAMES,
   type FaultInfo,
 } from "./errors.ts";
 import { Watchdog } from "./watchdog.ts";
@@ -196,7 +197,7 @@ export interface KvmInfo {
 export function kvmInfo(device?: string): KvmInfo {
   if (device !== undefined) {
     using kvm = Kvm.open(device);
-    return describeKvm(kvm);
+    return describeKvm(kvm, device);
   }
   const kvm = acquireKvm();
   try {
@@ -206,12 +207,12 @@ export function kvmInfo(device?: string): KvmInfo {
   }
 }
 
-function describeKvm(kvm: Kvm): KvmInfo {
+function describeKvm(kvm: Kvm, device?: string): KvmInfo {
   const capabilities: Record<string, number> = {};
   for (const name of Object.keys(CAP) as (keyof typeof CAP)[]) capabilities[name] = kvm.checkExtension(name);
   return {
     api: kvm.apiVersion(),
-    flavour: kvmFlavour(),
+    flavour: kvmFlavour(device),
     capabilities,
     vcpuMmapSize: kvm.vcpuMmapSize(),
     cpuidEntries: kvm.cpuid.view.getUint32(0, true),
@@ -250,6 +251,7 @@ export class Machine {
   readonly #resumeIret: number;
   readonly #resumeCr3: number;
   readonly #park: number;
+  readonly #parkAlt: number;
   readonly #mbCr3: number;
   readonly #mbService: number;
   readonly #mbPtCount: number;
@@ -315,6 +317,7 @@ export class Machine {
     this.#resumeIret = this.base + RT.CODE + runtimeSymbol("resume_iret");
     this.#resumeCr3 = this.base + RT.CODE + runtimeSymbol("resume_cr3");
     this.#park = this.base + RT.CODE + runtimeSymbol("park");
+    this.#parkAlt = this.base + RT.CODE + runtimeSymbol("park_alt");
     this.#mbCr3 = mb("mb_cr3");
     this.#mbService = mb("mb_service");
     this.#mbPtCount = mb("mb_pt_count");
@@ -514,7 +517,7 @@ export class Machine {
     },
   };
 
-  /** Page-table memory that queues writes for the stub (DESIGN.md §4): use for live tables. */
+  /** Page-table memory that queues writes for the stub (docs/ARCHITECTURE.md §4): use for live tables. */
   readonly pt: PtMemory = {
     read64: (gpa) => this.#ptQueue.get(gpa) ?? this.#directPt.read64(gpa),
     write64: (gpa, v) => {
@@ -985,8 +988,10 @@ export class Machine {
    */
   serviceRun(): void {
     const vcpu = this.#requireVcpu();
-    if (this.#mem32[this.#mbPending] === 0) vcpu.setReg("rip", this.#park);
-    else this.#mailbox(this.#mbService, 1); // apply what is queued on the way
+    if (this.#mem32[this.#mbPending] === 0) {
+      // Never resume at the `out` that just exited: hardware KVM would skip it (runtime.S, park).
+      vcpu.setReg("rip", vcpu.reg("rip") === this.#park ? this.#parkAlt : this.#park);
+    } else this.#mailbox(this.#mbService, 1); // apply what is queued on the way
     this.#expectPark(vcpu, PORT.SERVICE, "service run");
   }
 
@@ -1071,6 +1076,21 @@ export class Machine {
     this.#broken = reason < 0 ? `KVM_RUN failed` : EXIT_NAMES[reason] ?? `exit ${reason}`;
     if (reason < 0) return new KvmError("KVM_RUN", -reason, when);
     const vcpu = this.#vcpu!;
+    const vector = reason === EXIT.IO ? vcpu.ioPort - PORT.VECTOR_BASE : -1;
+    if (vector >= 0 && vector <= 31) {
+      // A stub reported an exception where none was expected: name it from the frame the CPU
+      // pushed on IST1 (the faulting instruction, its privilege level, the error code).
+      const f = this.#frame;
+      const rip = this.#getI64At(f + (FRAME.rip >> 2));
+      const cs = this.#mem32[f + (FRAME.cs >> 2)]! & 0xffff;
+      const errorCode = this.#getU64At(f + (FRAME.error >> 2));
+      const name = VECTOR_NAMES[vector] ?? `vector ${vector}`;
+      const where = rip >= this.base + RT.CODE && rip < this.base + RT.CODE + runtimeBytes().length ? " (in the ipre runtime)" : "";
+      return new GuestCrash(
+        `${this.name}: ${name} at rip=0x${rip.toString(16)}${where}, ring ${cs & 3}, error code 0x${errorCode.toString(16)}, ${when}; the machine reboots its vCPU on the next call`,
+        { vector, rip, errorCode, cr2: vector === PF ? vcpu.cr2() : 0, rsp: this.#getU64At(f + (FRAME.rsp >> 2)) },
+      );
+    }
     const detail = reason === EXIT.IO ? ` port=0x${vcpu.ioPort.toString(16)}` : "";
     return new GuestCrash(`${this.name}: ${EXIT_NAMES[reason] ?? `exit ${reason}`}${detail} ${when} (rip=0x${vcpu.reg("rip").toString(16)}); the machine reboots its vCPU on the next call`);
   }

@@ -6,7 +6,7 @@
 import { spawn } from "node:child_process";
 import { beforeAll, describe, expect, it } from "vitest";
 import { repoRoot, collectReports, ReportSet, RUNTIMES, type Runtime } from "./harness.ts";
-import { describeKvm } from "./kvm.ts";
+import { describeKvm, upperMs } from "./kvm.ts";
 import type { Outcome } from "./scenarios/common.ts";
 import { CLOSED_PROBES } from "./scenarios/closed.ts";
 import { machineReport, type MachineReport } from "./scenarios/machine.ts";
@@ -183,7 +183,7 @@ describeKvm("Machine on Node, Bun and Deno", () => {
   beforeAll(async () => {
     set = await collectReports(SCENARIO, (rt) => [String(seedOf(rt)), String(COUNT)], () => machineReport(seedOf("node"), COUNT), 90_000);
     console.log(`machine scenario seed ${SEED} (IPRE_TEST_SEED to repeat); 10,000 vmcalls: ${set.summary((r) => `${r.many.elapsedMs.toFixed(0)} ms`)}`);
-  }, 120_000);
+  }, upperMs(120_000));
   const report = (rt: Runtime): MachineReport => set.report(rt);
 
   describe.each(RUNTIMES)("%s", (rt) => {
@@ -195,6 +195,30 @@ describeKvm("Machine on Node, Bun and Deno", () => {
     it("memory helpers round-trip with the guest and reject ranges outside user memory", () => checkMemory(report(rt).memory));
     it("typed errors: ElfError, GuestMemoryError naming the window, IpreError, MachineStateError", () => checkErrors(report(rt).errors));
     it(`${COUNT} consecutive vmcalls are all correct`, () => checkMany(report(rt).many, COUNT));
+    it("service runs in a row park every time (never resuming at the `out` that just exited)", () => {
+      const sv = report(rt).service;
+      expectValue(sv.completed, sv.runs, "consecutive serviceRun()s");
+      expectValue(sv.withMailbox, "ok", "serviceRun() with mailbox work, then plain ones");
+      expectValue(sv.after, 42, "add(20, 22) after the service runs");
+      expectValue(sv.serviceAfterCrash, 3, "serviceRun() twice after the vCPU reboot, then add(1, 2)");
+    });
+    it("a fault in the runtime's ring-0 code is a GuestCrash naming the vector, the faulting RIP and the error code", () => {
+      const sv = report(rt).service;
+      const c = sv.crash;
+      expectError(c, "GuestCrash", "page-table write to an unmapped address");
+      expect(c.vector).toBe(14);
+      expect(c.cr2).toBe(sv.badAddress);
+      expect(c.errorCode! & 2, "a write").toBe(2);
+      expect(c.errorCode! & 4, "from ring 0").toBe(0);
+      expect(c.rip).toBeGreaterThanOrEqual(sv.runtimeStart);
+      expect(c.rip).toBeLessThan(sv.runtimeEnd);
+      expect(c.message).toContain("#PF page fault");
+      expect(c.message).toContain(`rip=0x${c.rip!.toString(16)} (in the ipre runtime), ring 0`);
+      expect(c.message).toMatch(/error code 0x[0-9a-f]+/);
+      expect(c.message).toContain("page-table service run");
+      expect(c.message).not.toMatch(/port=/);
+      expectValue(sv.afterCrash, 42, "add(40, 2) after the crash (vCPU rebooted)");
+    });
     it("flat binaries load at the ELF address, read-only and executable, with named offsets", () => {
       const f = report(rt).flat;
       expect(f.inc).toBe(f.x + 1);
@@ -217,7 +241,7 @@ function runClosed(rt: Runtime): Promise<{ code: number | null; signal: string |
     let out = "", err = "";
     child.stdout.setEncoding("utf8").on("data", (d: string) => (out += d));
     child.stderr.setEncoding("utf8").on("data", (d: string) => (err += d));
-    const timer = setTimeout(() => child.kill("SIGKILL"), 30_000);
+    const timer = setTimeout(() => child.kill("SIGKILL"), upperMs(30_000));
     child.on("error", reject);
     child.on("close", (code, signal) => {
       clearTimeout(timer);

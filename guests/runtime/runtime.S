@@ -5,7 +5,7 @@
  * independent (RIP-relative data). Guest programs run in ring 3 and reach the host only by
  * faulting: every exception vector 0-31 enters a stub here on the IST1 stack, and the stub
  * exits to the VMM with `out PORT_VECTOR_BASE+vector` (ring-3 `out`, `int n` and
- * `syscall` are not usable on PVM, DESIGN.md §5). The host reads registers through
+ * `syscall` are not usable on PVM, docs/ARCHITECTURE.md §5). The host reads registers through
  * KVM_CAP_SYNC_REGS and the frame from IST1, edits them, and resumes the vCPU, which then runs
  * `resume`: apply the page-table writes and the CR3/FSBASE loads the host left in the mailbox
  * (so a shadow-paging hypervisor sees them), then `iretq`.
@@ -132,9 +132,18 @@ resume_cr3:
 	mov cr3, r11                 /* flushes the TLB: the remote's translations go with it */
 	iretq
 
-/* The raw exit floor: the host points RIP here for one KVM_RUN that only exits (and parks). */
+/*
+ * The raw exit floor: the host points RIP here for one KVM_RUN that only exits (and parks).
+ * Two copies, used alternately: a hardware KVM host completes a PIO exit on the next KVM_RUN by
+ * skipping the `out` if RIP still equals that `out`'s address (complete_fast_pio_out), so
+ * resuming at the very `out` that just exited would run on into `jmp resume` instead of exiting.
+ */
 	.globl park
 park:
+	out PORT_SERVICE, al
+	jmp resume
+	.globl park_alt
+park_alt:
 	out PORT_SERVICE, al
 	jmp resume
 

@@ -5,6 +5,31 @@ import {
   RemoteAccessError, RemoteFault, TimeoutError,
 } from "../../src/errors.ts";
 
+function env(name: string): string | undefined {
+  const g = globalThis as { Deno?: { env: { get(n: string): string | undefined } }; process?: { env: Record<string, string | undefined> } };
+  return g.process?.env?.[name] ?? g.Deno?.env.get(name);
+}
+
+/** Inside the nested harness (scripts/nested-kvm.sh, docs/ARCHITECTURE.md §8): emulated, slow. */
+export const NESTED = env("IPRE_NESTED") === "1";
+
+/**
+ * How much slower this environment is than the host it was measured against: the harness
+ * measures it in each run (IPRE_NESTED_SLOWDOWN); 1 natively. Only *upper* bounds on wall-clock
+ * time are scaled by it, never lower bounds, so a timeout that fires early still fails.
+ */
+export const SLOWDOWN = NESTED ? Math.max(1, Number(env("IPRE_NESTED_SLOWDOWN")) || 50) : 1;
+
+/** A wall-clock upper bound (or a time limit) in ms, scaled by SLOWDOWN. */
+export function upperMs(ms: number): number {
+  return Math.round(ms * SLOWDOWN);
+}
+
+/** An iteration count: `n` natively, `n / nestedDivisor` (at least `min`) in the nested harness. */
+export function scaled(n: number, nestedDivisor = 10, min = 1): number {
+  return NESTED ? Math.max(min, Math.round(n / nestedDivisor)) : n;
+}
+
 /** Bytes of guests/examples/<name>.elf. */
 export function exampleElf(name: string): Uint8Array {
   return new Uint8Array(readFileSync(new URL(`../../guests/examples/${name}.elf`, import.meta.url)));
@@ -55,7 +80,9 @@ export function outcome(fn: () => unknown): Outcome {
   } catch (e) {
     const err = e as Record<string, unknown> & Error;
     const out: Outcome = { ok: false, name: err?.name, message: err?.message, classes: CLASSES.filter(([, C]) => e instanceof C).map(([n]) => n) };
-    for (const k of ["vector", "cr2", "errorCode", "rip", "address"] as const) if (typeof err[k] === "number") out[k] = err[k] as number;
+    // A GuestCrash carries the exception behind it (if any) in `fault`.
+    const src = (err instanceof GuestCrash && err.fault ? err.fault : err) as Record<string, unknown>;
+    for (const k of ["vector", "cr2", "errorCode", "rip", "address"] as const) if (typeof src[k] === "number") out[k] = src[k] as number;
     if (typeof err.remoteName === "string") out.remoteName = err.remoteName;
     return out;
   }

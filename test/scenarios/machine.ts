@@ -8,6 +8,8 @@
  */
 import { libc } from "../../src/ffi/index.ts";
 import { Machine } from "../../src/machine.ts";
+import { RT } from "../../src/guest/layout.ts";
+import { runtimeBytes } from "../../src/guest/runtime.ts";
 import { exampleElf, isMain, outcome, randInt, rng, scenarioArgs, type Outcome } from "./common.ts";
 
 /** Calls made after each fault on the same machine: ok() and a random division. */
@@ -86,6 +88,31 @@ export interface MachineReport {
     closed: boolean;
   };
   many: { offsets: number[]; results: number[]; elapsedMs: number; exits: number };
+  service: ServiceReport;
+}
+
+/**
+ * Service runs (a KVM_RUN outside any call) and a crash in the runtime's ring-0 code. On hardware
+ * KVM, resuming at the `out` that just exited skips it (complete_fast_pio_out): serviceRun() once
+ * crashed on every second call in a row there.
+ */
+export interface ServiceReport {
+  /** serviceRun() this many times in a row, each followed by nothing. */
+  runs: number;
+  /** The number completed (== runs), or the error. */
+  completed: Outcome;
+  /** serviceRun() with mailbox work queued (a page-table write), then plain ones again. */
+  withMailbox: Outcome;
+  after: Outcome;
+  /** A queued page-table write to an unmapped address: the ring-0 stub faults while applying it. */
+  badAddress: number;
+  crash: Outcome;
+  runtimeStart: number;
+  runtimeEnd: number;
+  /** The next call reboots the vCPU and works. */
+  afterCrash: Outcome;
+  /** serviceRun() works again after the reboot. */
+  serviceAfterCrash: Outcome;
 }
 
 const ri = randInt;
@@ -336,6 +363,49 @@ export function machineReport(seed: number, count = 10_000): MachineReport {
     errors: errorsSection(r),
     many: manySection(r, count),
     flat: flatSection(r),
+    service: serviceSection(),
+  };
+}
+
+function serviceSection(): ServiceReport {
+  using m = Machine.create({ program: exampleElf("add"), name: "service" });
+  const runs = 7;
+  const completed = outcome(() => {
+    let n = 0;
+    for (let i = 0; i < runs; i++, n++) m.serviceRun();
+    return n;
+  });
+  const withMailbox = outcome(() => {
+    m.protect(m.userStart + 0x100000, 4096, null); // queues a PTE write + CR3 load: a page-table service run
+    m.serviceRun();
+    m.pt.write64(m.base + RT.PT_BASE, m.pt.read64(m.base + RT.PT_BASE)); // queued: applied by the next service run
+    m.serviceRun();
+    m.serviceRun();
+    return "ok";
+  });
+  const after = outcome(() => m.call("add", 20, 22));
+  const badAddress = 2 ** 40; // 1 TiB: no window maps it
+  const crash = outcome(() => {
+    m.pt.write64(badAddress, 0n);
+    m.flushPageTables();
+    return "no crash";
+  });
+  const runtimeStart = m.base + RT.CODE;
+  return {
+    runs,
+    completed,
+    withMailbox,
+    after,
+    badAddress,
+    crash,
+    runtimeStart,
+    runtimeEnd: runtimeStart + runtimeBytes().length,
+    afterCrash: outcome(() => m.call("add", 40, 2)),
+    serviceAfterCrash: outcome(() => {
+      m.serviceRun();
+      m.serviceRun();
+      return m.call("add", 1, 2);
+    }),
   };
 }
 
