@@ -9,7 +9,7 @@ import { IpreError, KvmError, TimeoutError } from "./errors.ts";
 import { Machine, kvmInfo } from "./machine.ts";
 import { parseElf } from "./guest/elf.ts";
 import { WINDOW_SIZE, MiB } from "./guest/layout.ts";
-import { kvmOpenHint, KVM_DEVICE } from "./kvm/system.ts";
+import { kvmFlavour, kvmOpenHint, KVM_DEVICE } from "./kvm/system.ts";
 
 const USAGE = `usage: ipre <command> [options]
 
@@ -59,7 +59,7 @@ function out(line: string): void {
 function doctor(flags: Flags): number {
   const device = flags.options.get("device");
   if (device === true) throw new IpreError("--device needs a path");
-  const report: Record<string, unknown> = { runtime: libc.runtime, ffi: libc.backend, device: device ?? KVM_DEVICE };
+  const report: Record<string, unknown> = { runtime: libc.runtime, ffi: libc.backend, device: device ?? KVM_DEVICE, flavour: kvmFlavour(device) };
   try {
     const info = kvmInfo(device);
     report.kvm = info;
@@ -76,7 +76,7 @@ function doctor(flags: Flags): number {
   out(`runtime      ${libc.runtime}`);
   out(`ffi          ${libc.backend}`);
   if (!report.ok) {
-    out(`kvm          NOT USABLE: ${report.error as string}`);
+    out(`kvm          NOT USABLE (flavour ${report.flavour as string}): ${report.error as string}`);
     if (report.fix) out(`fix          ${report.fix as string}`);
     return 1;
   }
@@ -99,10 +99,13 @@ function run(flags: Flags): number {
   const elf = parseElf(new Uint8Array(readFileSync(path)));
   const window = Math.floor(elf.lowest / WINDOW_SIZE);
   const memory = numberOption(flags, "memory", 32) * MiB;
+  // Every argument is checked before a VM exists: bad input fails the same with or without KVM.
+  const args = rest.map(parseIntArg);
+  const timeoutMs = flags.options.has("timeout-ms") ? numberOption(flags, "timeout-ms", 0) : 0;
+  if (!elf.symbols.has(fn)) throw new IpreError(`${path} has no symbol "${fn}"`);
   using m = Machine.create({ window, memory, name: path.split("/").pop() ?? path });
   m.load(elf);
-  const timeoutMs = flags.options.has("timeout-ms") ? numberOption(flags, "timeout-ms", 0) : 0;
-  const result = m.invokeBigInt(fn, rest.map(parseIntArg), { timeoutMs });
+  const result = m.invokeBigInt(fn, args, { timeoutMs });
   out(String(result));
   return 0;
 }

@@ -1,4 +1,5 @@
 /** `/dev/kvm`: the system handle (API version, capabilities, supported CPUID, VM creation). */
+import { readFileSync } from "node:fs";
 import { libc } from "../ffi/index.ts";
 import { NativeBuffer, O_CLOEXEC, O_RDWR } from "../ffi/native.ts";
 import { KvmError } from "../errors.ts";
@@ -8,7 +9,8 @@ export const KVM_DEVICE = "/dev/kvm";
 /** The only stable KVM API version (KVM_GET_API_VERSION). */
 export const KVM_API_VERSION = 12;
 
-export type KvmFlavour = "hardware" | "pvm" | "unknown";
+/** The kind of KVM behind a device node; "none" when it cannot be opened. */
+export type KvmFlavour = "hardware" | "pvm" | "none" | "unknown";
 
 /** Check a libc result: throw a KvmError naming the operation and errno when it is negative. */
 export function check(result: number, operation: string, detail?: string): number {
@@ -31,19 +33,48 @@ export function kvmIoctl(fd: number, name: keyof typeof KVM, arg: number): numbe
   }
 }
 
-/** Which kind of KVM module backs /dev/kvm (hardware VMX/SVM or PVM's paravirtual shadow MMU). */
-export function kvmFlavour(): KvmFlavour {
-  const modules = readSysModules();
+/**
+ * Which kind of KVM backs the device: "none" when it cannot be opened (absent, no permission);
+ * "hardware" when kvm_intel/kvm_amd is there and the CPU advertises VMX/SVM; "pvm" when kvm_pvm
+ * (PVM's paravirtual shadow-paging KVM, which needs no VMX/SVM) is there without those; else
+ * "unknown". `/sys/module` alone is not enough: kvm_pvm is built into some kernels and shows up
+ * there even where it did not bind (docs/ARCHITECTURE.md §5).
+ */
+export function kvmFlavour(path = KVM_DEVICE): KvmFlavour {
+  let f = flavours.get(path);
+  if (f === undefined) {
+    f = detectFlavour(path);
+    if (f !== "none") flavours.set(path, f); // a device that appears later is looked at again
+  }
+  return f;
+}
+const flavours = new Map<string, KvmFlavour>();
+
+function detectFlavour(path: string): KvmFlavour {
+  using buf = NativeBuffer.alloc(4096);
+  const fd = libc.open(buf.writeCString(0, path), O_RDWR | O_CLOEXEC);
+  if (fd < 0) return "none";
+  libc.close(fd);
+  const modules = readSysModules(buf);
+  const vendor = modules.includes("kvm_intel") || modules.includes("kvm_amd");
+  if (vendor && cpuHasVirtualization()) return "hardware";
   if (modules.includes("kvm_pvm")) return "pvm";
-  if (modules.includes("kvm_intel") || modules.includes("kvm_amd")) return "hardware";
-  return "unknown";
+  return vendor ? "hardware" : "unknown";
+}
+
+/** The CPU flags of /proc/cpuinfo name VMX (Intel) or SVM (AMD). */
+function cpuHasVirtualization(): boolean {
+  try {
+    return /^flags\s*:.*\b(vmx|svm)\b/m.test(readFileSync("/proc/cpuinfo", "utf8"));
+  } catch {
+    return false;
+  }
 }
 
 const O_DIRECTORY = 0x10000;
 
 /** Names among kvm_pvm/kvm_intel/kvm_amd that have a directory under /sys/module. */
-function readSysModules(): string[] {
-  using buf = NativeBuffer.alloc(4096);
+function readSysModules(buf: NativeBuffer): string[] {
   return ["kvm_pvm", "kvm_intel", "kvm_amd"].filter((name) => {
     const fd = libc.open(buf.writeCString(0, `/sys/module/${name}`), O_DIRECTORY | O_CLOEXEC);
     if (fd < 0) return false;
