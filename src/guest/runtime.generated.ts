@@ -56,4 +56,4 @@ export const RUNTIME_SYMBOLS = {
   runtime_end: 0x1f30,
 } as const;
 /** sha256 of guests/runtime/runtime.S, so a test can tell the bytes above are current. */
-export const RUNTIME_SOURCE_SHA256 = "433533d1ece4a40124f4764ed711b8c9dcc79c051c9d845b08d0620bf4102c29";
+export const RUNTIME_SOURCE_SHA256 = "fb8c4b576eb1efa89dac8d8c486da74c574266df3eb2c9b2da066c07bd3ccf28";
