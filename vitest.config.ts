@@ -2,13 +2,17 @@ import { defineConfig } from "vitest/config";
 
 // .ci/run asks for a JSON report (IPRE_VITEST_JSON) to count passed/failed/skipped tests.
 const json = process.env.IPRE_VITEST_JSON;
+const slowdown = process.env.IPRE_NESTED === "1" ? Math.max(1, Number(process.env.IPRE_NESTED_SLOWDOWN) || 50) : 1;
 
 export default defineConfig({
   test: {
     include: ["test/**/*.test.ts"],
+    // Says whether the KVM suites run here, and how to run them where they cannot.
+    globalSetup: ["test/global-setup.ts"],
     // KVM tests spawn Bun and Deno scenarios and run real guests: be generous.
-    testTimeout: 120_000,
-    hookTimeout: 120_000,
+    // In the nested harness (scripts/nested-kvm.sh) emulated code is several times slower.
+    testTimeout: 120_000 * slowdown,
+    hookTimeout: 120_000 * slowdown,
     // Each test file in its own process: FFI state (signal masks, timers, mappings) stays isolated.
     pool: "forks",
     // One file at a time: each KVM suite already runs Node, Bun and Deno at once on the 2 cores,

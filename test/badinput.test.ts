@@ -6,7 +6,7 @@
  */
 import { beforeAll, describe, expect, test } from "vitest";
 import { runScenario } from "./harness.ts";
-import { describeKvm } from "./kvm.ts";
+import { describeKvm, upperMs } from "./kvm.ts";
 import type { BadInputReport, CallCase, ProgramCase } from "./scenarios/badinput.ts";
 import type { Outcome } from "./scenarios/common.ts";
 import { expectError, expectValue } from "./expect.ts";

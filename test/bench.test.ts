@@ -8,6 +8,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import { runScenario, type ScenarioRuntime } from "./harness.ts";
+import { describeKvm, upperMs } from "./kvm.ts";
 import { main } from "../src/cli.ts";
 
 const outRoot = mkdtempSync(join(tmpdir(), "ipre-bench-test-"));
@@ -62,7 +63,7 @@ function checkMachine(json: any, runtime: Runtime): void {
 
 const RUNTIMES: Runtime[] = ["node", "bun", "deno"];
 
-describe.each(RUNTIMES)("ipre bench on %s", (runtime) => {
+describeKvm("ipre bench on Node, Bun and Deno", () => describe.each(RUNTIMES)("%s", (runtime) => {
   it("latency: four rows with percentiles, histogram and ratios", async () => {
     const { json, dir } = await runBench(runtime, ["latency", "--iterations", "50", "--warmup", "5"]);
     checkMachine(json, runtime);
@@ -116,4 +117,4 @@ describe.each(RUNTIMES)("ipre bench on %s", (runtime) => {
     }
     for (const f of ["results.json", "machine.json", "summary.txt", "payload-time.svg", "payload-throughput.svg"]) expect(existsSync(join(dir, f)), f).toBe(true);
   });
-});
+}));

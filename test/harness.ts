@@ -5,6 +5,7 @@
 import { spawn } from "node:child_process";
 import { constants } from "node:os";
 import { fileURLToPath } from "node:url";
+import { upperMs } from "./kvm.ts";
 
 export const repoRoot = fileURLToPath(new URL("..", import.meta.url));
 
@@ -41,7 +42,7 @@ export function runScenario(
     let stderr = "";
     child.stdout.setEncoding("utf8").on("data", (d: string) => (stdout += d));
     child.stderr.setEncoding("utf8").on("data", (d: string) => (stderr += d));
-    const timer = setTimeout(() => child.kill("SIGKILL"), options.timeoutMs ?? 55_000);
+    const timer = setTimeout(() => child.kill("SIGKILL"), upperMs(options.timeoutMs ?? 55_000));
     child.on("error", (e) => {
       clearTimeout(timer);
       reject(e);

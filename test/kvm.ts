@@ -1,16 +1,34 @@
 /**
- * KVM availability for tests. A KVM test must never skip silently where /dev/kvm exists, and
- * must fail (not skip) where CI requires KVM (`IPRE_REQUIRE_KVM=1`, set by `.ci/run`).
+ * KVM availability for tests. A KVM test must never skip silently where /dev/kvm is usable, and
+ * must fail (not skip) where CI requires KVM (`IPRE_REQUIRE_KVM=1`, set by `.ci/run` and by
+ * `npm run test:nested`). Where there is no usable /dev/kvm, KVM suites are skipped with one
+ * visible reason, and test/global-setup.ts says how to run them in the nested harness.
  */
-import { existsSync } from "node:fs";
+import { closeSync, constants, openSync } from "node:fs";
 import { describe } from "vitest";
+import { NESTED } from "./scenarios/common.ts";
 
-export const HAVE_KVM = existsSync("/dev/kvm");
+/** Why /dev/kvm cannot be used (e.g. "ENOENT"), or undefined when it opens read-write. */
+export const KVM_UNUSABLE: string | undefined = (() => {
+  try {
+    closeSync(openSync("/dev/kvm", constants.O_RDWR));
+    return undefined;
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code ?? String(e);
+  }
+})();
+export const HAVE_KVM = KVM_UNUSABLE === undefined;
 
-/** `describe` when /dev/kvm exists, `describe.skip` otherwise; throws if KVM is required but missing. */
+/** The one reason printed for every skipped KVM suite. */
+export const SKIP_REASON = `no usable /dev/kvm (${KVM_UNUSABLE}); run them with: npm run test:nested`;
+
+/** `describe` when /dev/kvm is usable, a visibly skipped `describe` otherwise; throws if KVM is required but missing. */
 export function describeKvm(name: string, fn: () => void): void {
   if (!HAVE_KVM && process.env.IPRE_REQUIRE_KVM === "1") {
-    throw new Error(`IPRE_REQUIRE_KVM=1 but /dev/kvm does not exist: "${name}" cannot run`);
+    throw new Error(`IPRE_REQUIRE_KVM=1 but /dev/kvm is not usable (${KVM_UNUSABLE}): "${name}" cannot run`);
   }
-  (HAVE_KVM ? describe : describe.skip)(name, fn);
+  if (HAVE_KVM) describe(name, fn);
+  else describe.skip(`${name} [skipped: ${SKIP_REASON}]`, fn);
 }
+
+export { NESTED, SLOWDOWN, scaled, upperMs } from "./scenarios/common.ts";

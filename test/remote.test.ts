@@ -6,7 +6,7 @@
  */
 import { beforeAll, describe, expect, it } from "vitest";
 import { collectReports, ReportSet, RUNTIMES, type Runtime } from "./harness.ts";
-import { describeKvm } from "./kvm.ts";
+import { describeKvm, upperMs } from "./kvm.ts";
 import type { Outcome } from "./scenarios/common.ts";
 import { remoteReport, type RemoteReport } from "./scenarios/remote.ts";
 import { expectError, expectScenarioRan, expectValue } from "./expect.ts";
@@ -270,7 +270,7 @@ describeKvm("IPRE remote calls on Node, Bun and Deno", () => {
   beforeAll(async () => {
     set = await collectReports(SCENARIO, (rt) => [String(seedOf(rt)), String(SERVE)], () => remoteReport(seedOf("node"), SERVE), 100_000);
     console.log(`remote scenario seed ${SEED} (IPRE_TEST_SEED to repeat); ${SERVE} serve() requests: ${set.summary((r) => `${r.serve.elapsedMs.toFixed(0)} ms (${r.serve.misses} remote calls)`)}`);
-  }, 120_000);
+  }, upperMs(120_000));
   const report = (rt: Runtime): RemoteReport => set.report(rt);
 
   describe.each(RUNTIMES)("%s", (rt) => {

@@ -13,7 +13,7 @@ import { Machine } from "../../src/machine.ts";
 import { connect } from "../../src/remote.ts";
 import { CLOCK_MONOTONIC, NativeBuffer } from "../../src/ffi/native.ts";
 import { TIMEOUT_SIGNAL, Watchdog } from "../../src/watchdog.ts";
-import { exampleElf, outcome, scenarioArgs, type Outcome } from "./common.ts";
+import { exampleElf, outcome, scaled, scenarioArgs, upperMs, type Outcome } from "./common.ts";
 
 // ------------------------------------------------------------------------------------------
 // resources of this process
@@ -504,12 +504,12 @@ function shortTimeouts(calls: number): ShortReport {
     using guard = new GuardTimer();
     for (let i = 0; i < calls; i++) {
       const timeoutMs = SHORT_TIMEOUTS[i % SHORT_TIMEOUTS.length]!;
-      guard.arm(timeoutMs + 50);
+      guard.arm(timeoutMs + upperMs(50));
       const t = timed(timeoutMs, () => m.invoke("spin", [], { timeoutMs }));
       guard.disarm();
       if (t.outcome.name !== "TimeoutError") report.other.push(t.outcome);
       else report.timeouts++;
-      if (t.elapsedMs > timeoutMs + 20) report.late.push({ i, timeoutMs, elapsedMs: t.elapsedMs });
+      if (t.elapsedMs > timeoutMs + upperMs(20)) report.late.push({ i, timeoutMs, elapsedMs: t.elapsedMs });
       overshoots.push(t.overshootMs);
       if (report.late.length >= 5) {
         report.calls = i + 1;
@@ -956,7 +956,7 @@ export function lifecycleReport(cycleCount = 300): LifecycleReport {
     timeouts: timeoutsReport(),
     reset: resetReport(),
     fork: forkReport(),
-    signals: signalsReport(),
+    signals: signalsReport(scaled(60, 5)),
     hygiene: hygieneReport(cycleCount),
   };
 }
