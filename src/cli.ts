@@ -156,17 +156,34 @@ export async function main(argv: string[]): Promise<number> {
         process.stderr.write(`ipre: unknown command "${command}"\n${USAGE}`);
         return 2;
     }
-  } catch (e) {
+  } catch (caught) {
+    // `using` wraps an error thrown while disposing after another one: report the first cause
+    // and print every error it carries.
+    const [e, ...later] = flattenSuppressed(caught);
+    const also = () => {
+      for (const x of later) process.stderr.write(`ipre: then, while cleaning up: ${x instanceof Error ? `${x.name}: ${x.message}` : String(x)}\n`);
+    };
     if (e instanceof TimeoutError) {
       process.stderr.write(`ipre: ${e.name}: ${e.message}\n`);
+      also();
       return 124;
     }
     if (e instanceof IpreError) {
       process.stderr.write(`ipre: ${e.name}: ${e.message}\n`);
+      also();
       return 1;
     }
-    throw e;
+    throw caught;
   }
+}
+
+/**
+ * The errors inside a (nested) SuppressedError, the first one thrown first. Duck-typed: on Node 20
+ * the `using` helper emitted by tsc builds its own SuppressedError.
+ */
+function flattenSuppressed(e: unknown): unknown[] {
+  if (e instanceof Error && e.name === "SuppressedError" && "error" in e && "suppressed" in e) return [...flattenSuppressed(e.suppressed), ...flattenSuppressed(e.error)];
+  return [e];
 }
 
 if ((import.meta as { main?: boolean }).main) {
