@@ -258,6 +258,11 @@ describe("ipre CLI without KVM (argument handling, symbols, a missing device) on
       expect(r.stderr).toContain("no-such-command");
       expect(r.stderr).toContain("usage: ipre");
     });
+    it("kvmFlavour() of a device that cannot be opened is 'none' (not read from /sys/module)", async () => {
+      const { kvmFlavour } = await import("../src/kvm/system.ts");
+      expect(kvmFlavour("/dev/ipre-no-such-kvm")).toBe("none");
+      expect(kvmFlavour("/dev/null")).not.toBe("none"); // it opens: the flavour comes from the modules
+    });
     it("a non-integer argument exits 1 and names it", () => {
       const r = res(rt, "badInteger");
       expect(r.code).toBe(1);
