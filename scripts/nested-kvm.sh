@@ -146,8 +146,9 @@ setup
 run=$(mktemp -d "$cache/run.XXXXXX")
 trap 'rm -rf "$run"' EXIT
 # How much slower the guest is, measured here and inside in the same run: the same small mix
-# of syscalls and JS, best of a few. Tests scale wall-clock upper bounds by it (never lower ones).
-calibrate='const fs=require("fs");let best=1e9;for(let r=0;r<3;r++){const t=process.hrtime.bigint();let x=0;for(let i=0;i<20000;i++){fs.fstatSync(0);x+=Math.sqrt(i)}best=Math.min(best,Number(process.hrtime.bigint()-t)/1e6)}console.log(best.toFixed(3))'
+# of syscalls and JS, the median of five rounds (typical, not best-case, speed). Tests scale
+# wall-clock upper bounds by it (never lower ones).
+calibrate='const fs=require("fs");const ms=[];for(let r=0;r<5;r++){const t=process.hrtime.bigint();let x=0;for(let i=0;i<20000;i++){fs.fstatSync(0);x+=Math.sqrt(i)}ms.push(Number(process.hrtime.bigint()-t)/1e6)}ms.sort((a,b)=>a-b);console.log(ms[2].toFixed(3))'
 host_ms=
 if [ -z "${IPRE_NESTED_SLOWDOWN:-}" ] && command -v node >/dev/null; then host_ms=$(node -e "$calibrate" </dev/null); fi
 # The run script: this shell's exported environment and working directory, then the command.

@@ -122,9 +122,13 @@ describeKvm("ipre CLI on Node, Bun and Deno", () => {
     ensureDist();
     const jobs: Array<() => Promise<void>> = [];
     for (const name of Object.keys(COMMANDS) as CommandName[]) {
+      if (name === "spin") continue;
       for (const rt of RUNTIMES) jobs.push(async () => void results.set(`${rt}:${name}`, await runCli(rt, [...COMMANDS[name]])));
     }
     await pool(jobs, 6);
+    // The timeout's precision is asserted: run it alone, not against five other processes for
+    // the CPU (in the one-vCPU nested harness they delayed it by over 150 ms).
+    for (const rt of RUNTIMES) results.set(`${rt}:spin`, await runCli(rt, [...COMMANDS.spin]));
   }, upperMs(180_000));
   const res = (rt: Runtime, name: CommandName): CliResult => {
     const r = results.get(`${rt}:${name}`);
