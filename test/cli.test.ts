@@ -84,6 +84,33 @@ const A = rand(-1e12, 1e12), B = rand(-1e12, 1e12);
 const BIG = 2n ** 62n + BigInt(rand(0, 1e9));
 const KEY = rand(0, 1e6), VALUE = rand(-1e6, 1e6);
 
+/**
+ * The results of a set of CLI commands on every runtime: at most 6 processes at a time, then
+ * the `alone` commands one by one (for those whose timing is asserted).
+ */
+class CliRuns<N extends string> {
+  readonly #results = new Map<string, CliResult>();
+  async run(commands: Readonly<Record<N, readonly string[]>>, alone: readonly N[] = []): Promise<void> {
+    ensureDist();
+    const names = Object.keys(commands) as N[];
+    const job = (rt: Runtime, name: N) => async () => void this.#results.set(`${rt}:${name}`, await runCli(rt, [...commands[name]]));
+    await pool(names.filter((n) => !alone.includes(n)).flatMap((name) => RUNTIMES.map((rt) => job(rt, name))), 6);
+    for (const name of alone) for (const rt of RUNTIMES) await job(rt, name)();
+  }
+  get(rt: Runtime, name: N): CliResult {
+    const r = this.#results.get(`${rt}:${name}`);
+    if (!r) throw new Error(`${rt} ${name}: did not run`);
+    return r;
+  }
+}
+
+/** Exit 0, no signal, nothing on stderr. */
+function expectOk(r: CliResult): void {
+  expect(r.signal).toBeNull();
+  expect(r.stderr).toBe("");
+  expect(r.code, r.stderr).toBe(0);
+}
+
 /** Commands that need no /dev/kvm: argument handling, ELF symbols, a missing device. */
 const PURE_COMMANDS = {
   doctorMissing: ["doctor", "--json", "--device", "/dev/ipre-no-such-kvm"],
@@ -117,29 +144,12 @@ describeKvm("deno.json tasks", () => {
 });
 
 describeKvm("ipre CLI on Node, Bun and Deno", () => {
-  const results = new Map<string, CliResult>();
-  beforeAll(async () => {
-    ensureDist();
-    const jobs: Array<() => Promise<void>> = [];
-    for (const name of Object.keys(COMMANDS) as CommandName[]) {
-      if (name === "spin") continue;
-      for (const rt of RUNTIMES) jobs.push(async () => void results.set(`${rt}:${name}`, await runCli(rt, [...COMMANDS[name]])));
-    }
-    await pool(jobs, 6);
-    // The timeout's precision is asserted: run it alone, not against five other processes for
-    // the CPU (in the one-vCPU nested harness they delayed it by over 150 ms).
-    for (const rt of RUNTIMES) results.set(`${rt}:spin`, await runCli(rt, [...COMMANDS.spin]));
-  }, upperMs(180_000));
-  const res = (rt: Runtime, name: CommandName): CliResult => {
-    const r = results.get(`${rt}:${name}`);
-    if (!r) throw new Error(`${rt} ${name}: did not run`);
-    return r;
-  };
-  const ok = (r: CliResult) => {
-    expect(r.signal).toBeNull();
-    expect(r.stderr).toBe("");
-    expect(r.code, r.stderr).toBe(0);
-  };
+  const runs = new CliRuns<CommandName>();
+  // The timeout's precision is asserted: spin runs alone, not against five other processes for
+  // the CPU (in the one-vCPU nested harness they delayed it by over 150 ms).
+  beforeAll(() => runs.run(COMMANDS, ["spin"]), upperMs(180_000));
+  const res = (rt: Runtime, name: CommandName) => runs.get(rt, name);
+  const ok = expectOk;
 
   describe.each(RUNTIMES)("%s", (rt) => {
     it("doctor --json reports the runtime, the FFI backend and a usable KVM", () => {
@@ -212,25 +222,10 @@ describeKvm("ipre CLI on Node, Bun and Deno", () => {
 });
 
 describe("ipre CLI without KVM (argument handling, symbols, a missing device) on Node, Bun and Deno", () => {
-  const results = new Map<string, CliResult>();
-  beforeAll(async () => {
-    ensureDist();
-    const jobs: Array<() => Promise<void>> = [];
-    for (const name of Object.keys(PURE_COMMANDS) as PureCommandName[]) {
-      for (const rt of RUNTIMES) jobs.push(async () => void results.set(`${rt}:${name}`, await runCli(rt, [...PURE_COMMANDS[name]])));
-    }
-    await pool(jobs, 6);
-  }, upperMs(180_000));
-  const res = (rt: Runtime, name: PureCommandName): CliResult => {
-    const r = results.get(`${rt}:${name}`);
-    if (!r) throw new Error(`${rt} ${name}: did not run`);
-    return r;
-  };
-  const ok = (r: CliResult) => {
-    expect(r.signal).toBeNull();
-    expect(r.stderr).toBe("");
-    expect(r.code, r.stderr).toBe(0);
-  };
+  const runs = new CliRuns<PureCommandName>();
+  beforeAll(() => runs.run(PURE_COMMANDS), upperMs(180_000));
+  const res = (rt: Runtime, name: PureCommandName) => runs.get(rt, name);
+  const ok = expectOk;
 
   describe.each(RUNTIMES)("%s", (rt) => {
     it("doctor names a missing /dev/kvm and prints a one-line fix", () => {
