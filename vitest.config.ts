@@ -1,8 +1,8 @@
 import { defineConfig } from "vitest/config";
+import { SLOWDOWN as slowdown } from "./test/scenarios/common.ts";
 
 // .ci/run asks for a JSON report (IPRE_VITEST_JSON) to count passed/failed/skipped tests.
 const json = process.env.IPRE_VITEST_JSON;
-const slowdown = process.env.IPRE_NESTED === "1" ? Math.max(1, Number(process.env.IPRE_NESTED_SLOWDOWN) || 50) : 1;
 
 export default defineConfig({
   test: {
