@@ -5,7 +5,7 @@
 import { libc } from "../ffi/index.ts";
 import { MAP_SHARED, NativeBuffer, PROT_READ, PROT_WRITE } from "../ffi/native.ts";
 import { KvmError } from "../errors.ts";
-import { KVM, MSR_ENTRY, REGS, type RegName, RUN, SIZEOF, SREGS, SYNC } from "./abi.ts";
+import { EXIT, KVM, MSR_ENTRY, REGS, type RegName, RUN, SIZEOF, SREGS, SYNC } from "./abi.ts";
 import { check, kvmIoctl } from "./system.ts";
 
 const TWO32 = 2 ** 32;
@@ -43,9 +43,18 @@ export class Vcpu {
    * EINTR when a timeout signal arrived). Allocates nothing.
    */
   runOnce(): number {
+    const EINTR = 4;
+    const u32 = this.#u32;
+    u32[RUN.exit_reason >> 2] = EXIT.UNKNOWN;
     const r = libc.ioctl(this.#fd, KVM.RUN, 0);
-    if (r < 0) return -libc.errno();
-    return this.#u32[RUN.exit_reason >> 2]!;
+    if (r < 0) {
+      // KVM marks a signal exit in kvm_run (KVM_EXIT_INTR with -EINTR). Trust that over errno,
+      // which the runtime may overwrite between the ioctl and our read of it (seen on Deno:
+      // a timeout's EINTR read back as ENOENT).
+      if (u32[RUN.exit_reason >> 2] === EXIT.INTR) return -EINTR;
+      return -libc.errno();
+    }
+    return u32[RUN.exit_reason >> 2]!;
   }
 
   /** Port of the last KVM_EXIT_IO. */
