@@ -54,7 +54,7 @@ import {
 import { runtimeBytes, runtimeSymbol, stubOffset } from "./guest/runtime.ts";
 import { buildGdt, buildIdt, buildTss, GDT_LIMIT, SELECTOR, starMsr, TSS_SIZE } from "./x86/descriptors.ts";
 import { CR0, CR4, EFER, MSR, RFLAGS_RESERVED } from "./x86/registers.ts";
-import { PERM, type PagePerm, type PtMemory, WindowTables } from "./x86/paging.ts";
+import { ADDR_MASK, indices, PERM, PTE, SPAN, type PagePerm, type PtMemory, WindowTables } from "./x86/paging.ts";
 
 /** A JS function the guest can call through a hostcall gate: six integer args, integer result. */
 export type HostcallFn = (
@@ -278,6 +278,8 @@ export class Machine {
   exits = 0;
   /** A call is running on this vCPU (a hostcall handler may not start another). */
   #inCall = false;
+  /** performance.now() at which the running call times out (0: no timeout). */
+  #callDeadline = 0;
   /** Default timeout of calls in ms (0: none). */
   timeoutMs: number;
   /** Why the machine must be reset before the next call (a timeout inside a remote call). */
@@ -416,9 +418,26 @@ export class Machine {
     if (fd < 0) throw new KvmError("memfd_create", libc.errno());
     this.#memfd = fd;
     if (libc.ftruncate(fd, this.memorySize) < 0) throw new KvmError("ftruncate(memfd)", libc.errno());
-    const addr = libc.mmap(0, this.memorySize, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    // Private: the memfd is the implicit baseline that reset() returns to without a snapshot
+    // (load() writes programs into both); the guest's writes are copy-on-write pages.
+    const addr = libc.mmap(0, this.memorySize, PROT_READ | PROT_WRITE, MAP_PRIVATE, fd, 0);
     if (addr === -1) throw new KvmError("mmap(guest memory)", libc.errno());
     this.#adoptMemory(addr);
+  }
+
+  /**
+   * Run `write` on a shared view of the implicit baseline (the memfd under guest memory) while
+   * there is one: no snapshot() yet and not a fork (those reset to their snapshot).
+   */
+  #withBaseline(write: (baseline: Uint8Array) => void): void {
+    if (this.#snapshot !== undefined || this.#memfd < 0) return;
+    const addr = libc.mmap(0, this.memorySize, PROT_READ | PROT_WRITE, MAP_SHARED, this.#memfd, 0);
+    if (addr === -1) throw new KvmError("mmap(baseline)", libc.errno());
+    try {
+      write(new Uint8Array(libc.view(addr, this.memorySize)));
+    } finally {
+      libc.munmap(addr, this.memorySize);
+    }
   }
 
   /** GDT, IDT (vector → its stub on IST1; #DF on IST2), TSS and the runtime code. */
@@ -496,13 +515,57 @@ export class Machine {
     this.#booted = true;
   }
 
+  /**
+   * Run the parked (or booting) vCPU until the runtime exits on `port`: boot and service runs,
+   * which execute only ring-0 runtime code. They have their own watchdog
+   * ({@link Machine.serviceRunLimitMs}): a runtime that does not park is a GuestCrash, not a hang.
+   * Inside a call (a hostcall handler that changes page tables) the call's watchdog stays armed;
+   * a timeout signal that lands here is handed back to the call's loop.
+   */
   #expectPark(vcpu: Vcpu, port: number, what: string): void {
-    let reason = vcpu.runOnce();
-    while (reason === -EINTR) {
-      Watchdog.drainStray(); // a signal interrupted KVM_RUN: the runtime is still on its way to park
-      reason = vcpu.runOnce();
+    const limit = Machine.serviceRunLimitMs;
+    const start = performance.now();
+    // Inside a call (a hostcall handler that changes page tables), the call's timer is re-armed
+    // for the rest of its deadline afterwards.
+    const callDeadline = this.#inCall ? this.#callDeadline : 0;
+    const watchdog = limit > 0 ? this.#armWatchdog(limit) : undefined;
+    try {
+      for (;;) {
+        const reason = vcpu.runOnce();
+        if (reason !== -EINTR) {
+          if (reason !== EXIT.IO || vcpu.ioPort !== port) throw this.#crash(reason, `during ${what}`);
+          return;
+        }
+        if (watchdog === undefined) Watchdog.drainStray();
+        else if (watchdog.drain()) {
+          const elapsed = performance.now() - start;
+          if (elapsed >= limit * 0.999) {
+            this.#broken = "a service run that did not park";
+            throw new GuestCrash(`${this.name}: the runtime did not park within ${limit} ms during ${what} (rip=${hex(vcpu.reg("rip"))}); the machine reboots its vCPU on the next use`);
+          }
+          watchdog.arm(limit - elapsed); // early (a stale signal): keep the deadline
+        }
+      }
+    } finally {
+      if (watchdog) {
+        watchdog.disarm();
+        watchdog.drain();
+        if (callDeadline > 0) watchdog.arm(Math.max(0.001, callDeadline - performance.now()));
+      }
     }
-    if (reason !== EXIT.IO || vcpu.ioPort !== port) throw this.#crash(reason, `during ${what}`);
+  }
+
+  /**
+   * Upper bound in ms of a boot or service run (ring-0 runtime code only, normally a few µs;
+   * 0 = none). Exceeding it means a bug in the runtime or a corrupted runtime area.
+   */
+  static serviceRunLimitMs = 5000;
+
+  /** Before any KVM_RUN outside a call: a vCPU stopped mid-guest (timeout, crash) is rebooted first, so the guest cannot run. */
+  #readyForService(): Vcpu {
+    const vcpu = this.#requireVcpu();
+    if (this.#broken !== undefined) this.#recover();
+    return vcpu;
   }
 
   // ---- page tables: direct stores before boot, the stub's mailbox after ----
@@ -531,7 +594,7 @@ export class Machine {
    * (which flushes the TLB), in service runs of up to MAILBOX_PT_WRITES writes.
    */
   flushPageTables(root = this.normalRoot): void {
-    const vcpu = this.#requireVcpu();
+    const vcpu = this.#readyForService();
     const entries = [...this.#ptQueue];
     this.#ptQueue.clear();
     let i = 0;
@@ -658,10 +721,16 @@ export class Machine {
     }
     // Pages of a previous program go back to the default (RW, no-exec) first.
     for (const seg of this.program?.segments ?? []) this.#tables.setPages(this.pt, seg.vaddr, seg.memsz, PERM.RW);
+    const place = (mem: Uint8Array) => {
+      for (const seg of elf.segments) {
+        const off = seg.vaddr - this.base;
+        mem.set(seg.data, off);
+        mem.fill(0, off + seg.filesz, off + seg.memsz);
+      }
+    };
+    this.#withBaseline(place); // what reset() returns to when there is no snapshot
+    place(this.#mem);
     for (const seg of elf.segments) {
-      const off = seg.vaddr - this.base;
-      this.#mem.set(seg.data, off);
-      this.#mem.fill(0, off + seg.filesz, off + seg.memsz);
       const perm: PagePerm = seg.executable ? PERM.RX : seg.writable ? PERM.RW : PERM.R;
       if (perm !== PERM.RW) this.#tables.setPages(this.pt, seg.vaddr, seg.memsz, perm);
     }
@@ -794,6 +863,7 @@ export class Machine {
     // Read the clock before arming: a pause in between must not make the real signal look early.
     const start = timeoutMs > 0 ? performance.now() : 0;
     const watchdog = timeoutMs > 0 ? this.#armWatchdog(timeoutMs) : undefined;
+    this.#callDeadline = timeoutMs > 0 ? start + timeoutMs : 0;
     this.#inCall = true;
     try {
       for (;;) {
@@ -918,9 +988,14 @@ export class Machine {
     const fn = owner.hostcalls.get(gate);
     let result: number | bigint | void;
     if (fn !== undefined) {
-      result = fn(vcpu.regSigned("rdi"), vcpu.regSigned("rsi"), vcpu.regSigned("rdx"), vcpu.regSigned("rcx"), vcpu.regSigned("r8"), vcpu.regSigned("r9"), owner);
+      owner.#hostcallRunner = this; // guest pointers resolve with the rights of the code that made it
+      try {
+        result = fn(vcpu.regSigned("rdi"), vcpu.regSigned("rsi"), vcpu.regSigned("rdx"), vcpu.regSigned("rcx"), vcpu.regSigned("r8"), vcpu.regSigned("r9"), owner);
+      } finally {
+        owner.#hostcallRunner = undefined;
+      }
     } else if (gate === HOSTCALL_PRINT) {
-      owner.print(new TextDecoder().decode(this.#guestBytes(vcpu.reg("rdi"), vcpu.reg("rsi"))));
+      owner.print(new TextDecoder().decode(this.#guestRange(vcpu.reg("rdi"), vcpu.reg("rsi"), false)));
       result = vcpu.reg("rsi");
     } else {
       throw new IpreError(`${owner.name}: hostcall ${gate} called at 0x${this.#callerOf(rsp).toString(16)} has no handler`);
@@ -947,12 +1022,114 @@ export class Machine {
     }
   }
 
-  /** Bytes a guest pointer designates in this machine or a connected remote (for hostcalls). */
-  #guestBytes(address: number, length: number): Uint8Array {
-    const w = Math.floor(address / WINDOW_SIZE);
-    const owner = w === this.window ? this : this.links.get(w)?.remote;
-    if (!owner) throw new GuestMemoryError(address, length);
-    return owner.bytes(address, length);
+  // ---- guest pointers, checked like the guest's own accesses (docs/ARCHITECTURE.md §6) ----
+
+  /** Set on the machine whose hostcall handler runs: the machine whose vCPU made the hostcall. */
+  #hostcallRunner: Machine | undefined;
+
+  /** The root the vCPU runs on now: the merged root inside a remote call, else the normal root. */
+  #activeRoot(): number {
+    const top = this.#frames[this.#frames.length - 1];
+    return top?.kind === "call" ? top.link.mergedRoot : this.normalRoot;
+  }
+
+  /** Whose code runs now on this vCPU, for messages. */
+  #runningCode(): string {
+    const top = this.#frames[this.#frames.length - 1];
+    return top?.kind === "call" ? `code of ${top.link.remote.name} (inside a remote call from ${this.name})` : `code of ${this.name}`;
+  }
+
+  /** The machine whose memory holds guest-physical `gpa` in this VM: this one or a connected remote. */
+  #physOwner(gpa: number): Machine | undefined {
+    const w = Math.floor(gpa / WINDOW_SIZE);
+    const m = w === this.window ? this : this.links.get(w)?.remote;
+    return m !== undefined && !m.#closed && gpa >= m.base && gpa + 8 <= m.memoryEnd ? m : undefined;
+  }
+
+  /**
+   * Walk the active page tables for user address `va` as the CPU would for ring-3 code (Intel SDM
+   * Vol. 3A §4.5, §4.6): present and user at every level, and writable at every level for a
+   * write. The host address (owner and offset) of the page, or why not.
+   */
+  #translate(va: number, write: boolean): { owner: Machine; offset: number } | string {
+    let table = this.#activeRoot();
+    const idx = indices(va);
+    const levels = [idx.pml4, idx.pdpt, idx.pd, idx.pt];
+    for (let level = 0; level < 4; level++) {
+      const owner = this.#physOwner(table);
+      if (owner === undefined) return "page tables outside the VM's memory";
+      const e = owner.#dv.getBigUint64(table - owner.base + levels[level]! * 8, true);
+      if (!(e & PTE.P)) return "not mapped";
+      if (!(e & PTE.US)) return "supervisor-only";
+      if (write && !(e & PTE.RW)) return "read-only";
+      const addr = Number(e & ADDR_MASK);
+      let page: number | undefined;
+      if (level === 3) page = addr;
+      else if (level === 2 && e & PTE.PS) page = addr - (addr % SPAN.PD) + (va % SPAN.PD) - (va % PAGE_SIZE);
+      else if (level === 1 && e & PTE.PS) return "a 1 GiB page (never used by ipre)";
+      if (page !== undefined) {
+        const m = this.#physOwner(page);
+        if (m === undefined) return "outside the VM's memory";
+        return { owner: m, offset: page - m.base + (va % PAGE_SIZE) };
+      }
+      table = addr;
+    }
+    return "not mapped";
+  }
+
+  /** A view of [address, address+length) as the running code may access it; GuestMemoryError otherwise. */
+  #guestRange(address: number, length: number, write: boolean): Uint8Array {
+    const what = write ? "writable" : "readable";
+    if (!(Number.isSafeInteger(address) && Number.isSafeInteger(length) && address >= 0 && length >= 0 && address + length <= 2 ** 47)) {
+      throw new GuestMemoryError(address, length, `${this.name}: guest range ${hex(address)}+${length} is not a user address range`);
+    }
+    if (length === 0) return new Uint8Array(0);
+    let first: { owner: Machine; offset: number } | undefined;
+    for (let va = address; va < address + length; va = va - (va % PAGE_SIZE) + PAGE_SIZE) {
+      const t = this.#translate(va, write);
+      if (typeof t === "string" || (first !== undefined && (t.owner !== first.owner || t.offset !== first.offset + (va - address)))) {
+        let why = typeof t === "string" ? t : "not contiguous";
+        const link = this.links.get(Math.floor(va / WINDOW_SIZE));
+        if (link !== undefined && why === "not mapped") why += ` (the memory of ${link.remote.name}: its code may use it only inside a call, its callers only when it is loaned)`;
+        throw new GuestMemoryError(address, length, `${this.name}: guest range ${hex(address)}+${length} is not ${what} by ${this.#runningCode()}: ${hex(va)} is ${why}`);
+      }
+      first ??= t;
+    }
+    return first!.owner.#mem.subarray(first!.offset, first!.offset + length);
+  }
+
+  /**
+   * For hostcall handlers: a copy of the bytes a guest pointer designates, read with the rights of
+   * the guest code that made the hostcall (the page tables it runs on: its own window; a remote's
+   * only while that remote's code runs inside a call; a loaned window read-only). Outside a
+   * hostcall: with the rights of this machine's code outside calls. GuestMemoryError otherwise.
+   * (`bytes()`/`read()` are the host's own unchecked access to this machine's user memory.)
+   */
+  guestRead(address: number, length: number): Uint8Array {
+    return (this.#hostcallRunner ?? this).#guestRange(address, length, false).slice();
+  }
+  /** Like {@link guestRead}, for writing: the pages must be writable by that code. */
+  guestWrite(address: number, data: Uint8Array | string): void {
+    const bytes = typeof data === "string" ? new TextEncoder().encode(data) : data;
+    (this.#hostcallRunner ?? this).#guestRange(address, bytes.length, true).set(bytes);
+  }
+  /** Like {@link guestRead}, for a NUL-terminated string of at most maxLength bytes. */
+  guestCString(address: number, maxLength = 4096): string {
+    const runner = this.#hostcallRunner ?? this;
+    const parts: Uint8Array[] = [];
+    let n = 0;
+    for (let va = address; n < maxLength; ) {
+      const chunk = runner.#guestRange(va, Math.min(maxLength - n, PAGE_SIZE - (va % PAGE_SIZE)), false);
+      const nul = chunk.indexOf(0);
+      parts.push(chunk.subarray(0, nul < 0 ? chunk.length : nul));
+      if (nul >= 0) break;
+      n += chunk.length;
+      va += chunk.length;
+    }
+    const out = new Uint8Array(parts.reduce((a, p) => a + p.length, 0));
+    let o = 0;
+    for (const p of parts) (out.set(p, o), (o += p.length));
+    return new TextDecoder().decode(out);
   }
 
   // ---- IPRE (the links are built by src/remote.ts) ----
@@ -987,7 +1164,7 @@ export class Machine {
    * first): the raw exit round-trip floor of this machine, for benchmarks.
    */
   serviceRun(): void {
-    const vcpu = this.#requireVcpu();
+    const vcpu = this.#readyForService();
     if (this.#mem32[this.#mbPending] === 0) {
       // Never resume at the `out` that just exited: hardware KVM would skip it (runtime.S, park).
       vcpu.setReg("rip", vcpu.reg("rip") === this.#park ? this.#parkAlt : this.#park);
@@ -1164,16 +1341,19 @@ export class Machine {
   }
 
   /**
-   * Return user memory to the last snapshot (MADV_DONTNEED on the private mapping: only the
-   * pages the guest dirtied are dropped), and the vCPU and runtime state to parked. The runtime
-   * area is not reverted: the host owns it. Clears a pending "must reset".
+   * Return user memory to the last snapshot, or without one to the implicit baseline: zeroed
+   * memory plus the programs load() wrote (MADV_DONTNEED on the private mapping: only the pages
+   * the guest dirtied are dropped). The vCPU is rebooted if it was stopped mid-guest. Not
+   * reverted: the runtime area (page tables, so protect() and IPRE connections survive), fsBase,
+   * hostcalls. Clears a pending "must reset" (a timeout inside a remote call).
    */
   reset(): void {
     this.#requireVcpu();
-    if (!this.#snapshot) throw new MachineStateError(`${this.name} has no snapshot to reset to: call snapshot() first`);
+    if (this.#inCall || (this.busyWith !== undefined && this.busyWith.#inCall)) throw new MachineStateError(`cannot reset ${this.name} while ${this.busyWith?.name ?? this.name} is running a call into it; reset it after the call`);
+    if (!this.#snapshot && this.#memfd < 0) throw new MachineStateError(`${this.name} has no snapshot or baseline to reset to`);
     this.#abortRemoteCall();
     if (libc.madvise(this.#hostAddr + USER_OFFSET, this.memorySize - USER_OFFSET, MADV_DONTNEED) < 0) throw new KvmError("madvise(MADV_DONTNEED)", libc.errno());
-    this.program = this.#snapshot.program;
+    if (this.#snapshot) this.program = this.#snapshot.program;
     this.#mustReset = undefined;
     this.busyWith = undefined;
     if (this.#broken !== undefined) this.#recover();
@@ -1186,10 +1366,22 @@ export class Machine {
   /** Release the vCPU, VM, memory and fds. Idempotent. */
   close(): void {
     if (this.#closed) return;
-    // Callers map this memory: unmap it from their VMs before it goes away.
-    for (const caller of [...this.callers]) caller.links.get(this.window)?.disconnect();
-    for (const link of [...this.links.values()]) link.disconnect();
+    // Not from inside a call that runs on this vCPU or uses this memory (a hostcall handler).
+    const running = this.#inCall ? this : [...this.callers].find((c) => c.#inCall);
+    if (running) throw new MachineStateError(`cannot close ${this.name} while ${running.name} is running a call${running === this ? "" : " (it maps this machine's memory)"}; close it after the call`);
+    // From here on nothing runs this vCPU: its own links go without a page-table service run.
     this.#closed = true;
+    let error: unknown;
+    // Callers map this memory: unmap it from their VMs before it goes away (a caller's service
+    // run that fails leaves that caller to reboot its vCPU; this machine closes all the same).
+    for (const caller of [...this.callers]) {
+      try {
+        caller.links.get(this.window)?.disconnect();
+      } catch (e) {
+        error ??= e;
+      }
+    }
+    for (const link of [...this.links.values()]) link.disconnect();
     for (const snap of this.#snapshots) snap.close();
     this.#snapshots = [];
     this.#vcpu?.close();
@@ -1203,6 +1395,7 @@ export class Machine {
     this.#dv = new DataView(new ArrayBuffer(0));
     if (this.#kvm) releaseKvm();
     this.#kvm = undefined;
+    if (error !== undefined) throw error;
   }
   [Symbol.dispose](): void {
     this.close();

@@ -53,8 +53,11 @@ export class Connection {
     this.#link = undefined;
     caller.links.delete(link.window);
     remote.callers.delete(caller);
-    if (!caller.closed) {
-      rebuildNormalRoot(caller);
+    if (caller.closed) return; // its VM goes away as a whole
+    try {
+      rebuildNormalRoot(caller); // a service run (the caller's vCPU is rebooted first if it was stopped mid-guest)
+    } finally {
+      // Even when that failed, the remote's memory leaves the caller's VM.
       caller.freeRoot(link.rootIndex);
       caller.setMemslot(link.slot, remote.base, 0, remote.hostAddress);
       freeSlot(caller, link.slot);

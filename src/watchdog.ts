@@ -32,9 +32,9 @@ export class Watchdog {
 
   static #byThread = new Map<number, Watchdog>();
 
-  /** Drain a stray TIMEOUT_SIGNAL of the calling thread, if this thread has a watchdog at all. */
-  static drainStray(): void {
-    if (Watchdog.#byThread.size > 0) Watchdog.#byThread.get(libc.gettid())?.drain();
+  /** Drain a stray TIMEOUT_SIGNAL of the calling thread, if this thread has a watchdog at all; true when one was pending. */
+  static drainStray(): boolean {
+    return Watchdog.#byThread.size > 0 && (Watchdog.#byThread.get(libc.gettid())?.drain() ?? false);
   }
 
   /** The watchdog of the calling thread (created on first use, kept for the thread's life). */
