@@ -9,7 +9,7 @@ import { upperMs } from "./kvm.ts";
 
 export const repoRoot = fileURLToPath(new URL("..", import.meta.url));
 
-export type ScenarioRuntime = "bun" | "deno";
+export type ScenarioRuntime = "bun" | "deno" | "node";
 
 export interface ScenarioResult {
   code: number;
@@ -20,6 +20,7 @@ export interface ScenarioResult {
 }
 
 export function runtimeCommand(runtime: ScenarioRuntime, script: string, args: string[] = []): [string, string[]] {
+  if (runtime === "node") return [process.execPath, ["--import", `${repoRoot}test/node-ts.mjs`, script, ...args]];
   return runtime === "bun"
     ? [`${repoRoot}node_modules/.bin/bun`, [script, ...args]]
     : [`${repoRoot}node_modules/.bin/deno`, ["run", "--allow-all", script, ...args]];

@@ -139,9 +139,20 @@ function checkReset(r: LifecycleReport): void {
   expectError(x.afterTimeout.timeout, "TimeoutError", "timeout before reset");
   expect(x.afterTimeout.reset.ok).toBe(true);
   expectValue(x.afterTimeout.after, 5, "call after timeout + reset");
-  expectError(x.noSnapshot.reset, "MachineStateError", "reset without snapshot");
-  expect(x.noSnapshot.reset.message).toMatch(/snapshot/);
-  expectValue(x.noSnapshot.callAfter, 42, "call after the refused reset");
+  // Without snapshot(): back to the state right after load().
+  const n = x.noSnapshot;
+  expectValue(n.countBefore, 20, "kv_count after 20 inserts");
+  expect(n.reset).toMatchObject({ ok: true });
+  expectValue(n.countAfter, 0, "kv_count after reset to the load() baseline");
+  expectValue(n.lookupAfter, -1, "kv_lookup(3) after reset");
+  expect(n.markerAfter, "the .data marker as loaded").toBe("0x1234");
+  expect(n.hostWriteAfter, "a host write after load() is dropped").toEqual([0, 0, 0]);
+  expectValue(n.reload, 42, "a second load() (flat add)");
+  expect(n.resetAfterReload).toMatchObject({ ok: true });
+  expectValue(n.addAfterReset, 3, "the second program survives reset (it is in the baseline)");
+  expectError(n.timeout, "TimeoutError", "timeout without a snapshot");
+  expect(n.resetAfterTimeout).toMatchObject({ ok: true });
+  expectValue(n.addAfterTimeout, 11, "call after timeout + reset without a snapshot");
   expectError(x.closed, "MachineStateError", "reset of a closed machine");
   // protect() after the snapshot: the fork of that snapshot has the snapshot's permissions.
   // (The reset machine keeps the runtime area, page tables included: reported, not asserted.)

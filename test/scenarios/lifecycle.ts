@@ -269,7 +269,25 @@ export interface ResetReport {
   /** reset after a fault and after a timeout (broken vCPU). */
   afterFault: { fault: Outcome; reset: Outcome; ok: Outcome };
   afterTimeout: { timeout: Outcome; reset: Outcome; after: Outcome };
-  noSnapshot: { reset: Outcome; callAfter: Outcome };
+  /**
+   * No snapshot(): reset() returns to the implicit baseline, the state right after load() (kvstore
+   * with 20 inserts, a host write and a changed .data marker, then reset); then a second load()
+   * (add.elf over it) moves the baseline; a timeout without a snapshot is reset too.
+   */
+  noSnapshot: {
+    countBefore: Outcome;
+    reset: Outcome;
+    countAfter: Outcome;
+    lookupAfter: Outcome;
+    markerAfter: string;
+    hostWriteAfter: number[];
+    reload: Outcome;
+    resetAfterReload: Outcome;
+    addAfterReset: Outcome;
+    timeout: Outcome;
+    resetAfterTimeout: Outcome;
+    addAfterTimeout: Outcome;
+  };
   closed: Outcome;
   /**
    * Page permissions changed with protect() after the snapshot, then reset: ok() on the reset
@@ -645,8 +663,28 @@ export function resetReport(): ResetReport {
   let noSnapshot: ResetReport["noSnapshot"];
   let closed: Outcome;
   {
-    const a = Machine.create({ program: exampleElf("add"), name: "no-snapshot" });
-    noSnapshot = { reset: outcome(() => a.reset()), callAfter: outcome(() => a.call("add", 40, 2)) };
+    const a = Machine.create({ window: 1, program: exampleElf("kvstore"), name: "no-snapshot" });
+    for (let k = 1; k <= 20; k++) a.call("kv_insert", k, k);
+    const countBefore = outcome(() => a.call("kv_count"));
+    const at = a.base + 20 * 1024 * 1024 + 5; // far from the program image at +4 MiB
+    a.write(at, new Uint8Array([1, 2, 3]));
+    a.writeU64(a.symbol("kv_data_marker"), 0x777n);
+    const reset = outcome(() => a.reset());
+    const partial = {
+      countBefore,
+      reset,
+      countAfter: outcome(() => a.call("kv_count")),
+      lookupAfter: outcome(() => a.call("kv_lookup", 3)),
+      markerAfter: `0x${a.readU64(a.symbol("kv_data_marker")).toString(16)}`,
+      hostWriteAfter: [...a.read(at, 3)],
+    };
+    // add.elf links at window 0: a window-1 machine needs its own build, so use a flat program.
+    const reload = outcome(() => (a.loadFlat(new Uint8Array([0x48, 0x8d, 0x04, 0x37, 0xc3]), { symbols: { add: 0 } }), a.call("add", 40, 2)));
+    const resetAfterReload = outcome(() => a.reset());
+    const addAfterReset = outcome(() => a.call("add", 1, 2));
+    const spinForever = a.program!.entry + 0x100;
+    const timeout = outcome(() => (a.loadFlat(new Uint8Array([0x48, 0x8d, 0x04, 0x37, 0xc3, ...new Array(0x100 - 5).fill(0x90), 0xeb, 0xfe]), { symbols: { add: 0 } }), a.invoke(spinForever, [], { timeoutMs: 20 })));
+    noSnapshot = { ...partial, reload, resetAfterReload, addAfterReset, timeout, resetAfterTimeout: outcome(() => a.reset()), addAfterTimeout: outcome(() => a.call("add", 5, 6)) };
     a.close();
     closed = outcome(() => a.reset());
   }
