@@ -18,6 +18,8 @@
  *  - Addresses and sizes must be below 2^53 so they are exact JS numbers.
  *
  * Symbols come from .symtab (found through the section header table); a stripped file has none.
+ * Every table read (.symtab, its string table, the section names) lies inside the file; section 0
+ * is never one, since it only carries the extended counts.
  * STT_SECTION and STT_FILE entries are skipped. When two symbols share a name, a global/weak one
  * wins over a local one, otherwise the first one wins.
  */
@@ -217,7 +219,9 @@ export function parseElf(bytes: Uint8Array): ElfImage {
     fail(`entry point ${hex(entry)} is not inside an executable PT_LOAD segment`);
   }
   const lowest = Math.floor(loads[0]!.vaddr / PAGE) * PAGE;
-  const highest = Math.max(...loads.map((s) => Math.ceil((s.vaddr + s.memsz) / PAGE) * PAGE));
+  // Sorted and disjoint: the last segment ends highest (no Math.max(...) over up to 65534 arguments).
+  const last = loads[loads.length - 1]!;
+  const highest = Math.ceil((last.vaddr + last.memsz) / PAGE) * PAGE;
 
   // ---------------------------------------------------------------- sections and symbols
   const symbols = new Map<string, ElfSymbol>();
@@ -264,10 +268,12 @@ export function parseElf(bytes: Uint8Array): ElfImage {
       const shstrtab = sections[shstrndx];
       sections.forEach((s, i) => (s.name = cstring(shstrtab, nameOffsets[i]!, `section #${i}`)));
     }
-    const symtab = sections.find((s) => s.type === SHT_SYMTAB);
+    // Section 0 (SHN_UNDEF) is not a section: its fields may hold the extended counts, so its
+    // range is not checked above and it must never be read as a symbol or string table.
+    const symtab = sections.find((s, i) => i !== SHN_UNDEF && s.type === SHT_SYMTAB);
     if (symtab) {
       if (symtab.entsize !== SYM_SIZE) fail(`.symtab sh_entsize is ${symtab.entsize}, expected ${SYM_SIZE}`);
-      if (symtab.link >= shnum) fail(`.symtab sh_link ${symtab.link} is not a valid section index`);
+      if (symtab.link === SHN_UNDEF || symtab.link >= shnum) fail(`.symtab sh_link ${symtab.link} is not a valid string table index`);
       const strtab = sections[symtab.link];
       const count = Math.floor(symtab.size / SYM_SIZE);
       const bindRank = (b: ElfSymbol["bind"]) => (b === "global" || b === "weak" ? 1 : 0);
