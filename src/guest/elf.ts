@@ -327,27 +327,31 @@ export function parseElf(bytes: Uint8Array): ElfImage {
 /**
  * A flat binary (raw machine code, no headers) as a one-segment image at `address`: executable
  * (read-only) or, with `writable`, read-write data. `symbols` names offsets into it, e.g.
- * `{ inc: 0 }`, so call("inc") and allow-lists work as for an ELF.
+ * `{ inc: 0 }`, so call("inc") and allow-lists work as for an ELF. It keeps an ELF image's
+ * rules: the segment lies below 2^47, symbols are named integer addresses inside it, the entry
+ * point (the address) is inside an executable segment, so a writable image has entry 0 (none).
  */
 export function flatImage(
   bytes: Uint8Array,
   address: number,
   options: { writable?: boolean; symbols?: Record<string, number>; exports?: string[] } = {},
 ): ElfImage {
-  if (!Number.isSafeInteger(address) || address % PAGE !== 0) throw new ElfError(`flat binary: address 0x${address.toString(16)} is not page aligned`);
+  if (!(Number.isSafeInteger(address) && address >= 0 && address % PAGE === 0)) throw new ElfError(`flat binary: address ${hex(address)} is not a page-aligned lower-half address`);
   if (bytes.length === 0 || bytes.length > MAX_SEGMENT) throw new ElfError(`flat binary: size ${bytes.length} is out of range`);
+  if (BigInt(address) + BigInt(bytes.length) > CANONICAL_LIMIT) throw new ElfError(`flat binary: ${hex(address)}+${hex(bytes.length)} does not end at or below 2^47`);
   const symbols = new Map<string, ElfSymbol>();
   for (const [name, offset] of Object.entries(options.symbols ?? {})) {
-    if (!(offset >= 0 && offset < bytes.length)) throw new ElfError(`flat binary: symbol ${name} at offset ${offset} is outside the ${bytes.length} bytes`);
+    if (name === "") throw new ElfError("flat binary: a symbol needs a name");
+    if (!(Number.isInteger(offset) && offset >= 0 && offset < bytes.length)) throw new ElfError(`flat binary: symbol ${name} at offset ${offset} is not a byte of the ${bytes.length} bytes`);
     symbols.set(name, { name, value: address + offset, size: 0, type: "func", section: ".text", bind: "global" });
   }
-  const exports = options.exports ?? [];
+  const exports = [...new Set(options.exports ?? [])].sort();
   for (const name of exports) if (!symbols.has(name)) throw new ElfError(`flat binary: exported ${name} is not a symbol`);
   return {
-    entry: address,
+    entry: options.writable ? 0 : address,
     segments: [{ vaddr: address, memsz: bytes.length, filesz: bytes.length, data: bytes, readable: true, writable: !!options.writable, executable: !options.writable }],
     symbols,
-    exports: [...exports].sort(),
+    exports,
     lowest: address,
     highest: address + Math.ceil(bytes.length / PAGE) * PAGE,
   };
