@@ -148,10 +148,18 @@ export class WindowTables {
     return ptBase + page * 8;
   }
 
-  /** Map [va, va+length) with `perm`, or unmap it (`null`). Page-granular. */
+  /**
+   * Map [va, va+length) with `perm`, or unmap it (`null`). Page-granular: every page the range
+   * touches; an empty range touches none. Throws RangeError before writing anything unless the
+   * whole range is user memory of this window, so a refused call leaves no half-applied change.
+   */
   setPages(mem: PtMemory, va: number, length: number, perm: PagePerm | null): void {
+    if (!(Number.isFinite(va) && Number.isFinite(length) && length >= 0)) throw new RangeError(`setPages: range 0x${va.toString(16)}+${length} is not a range`);
+    if (length === 0) return;
     const start = Math.floor(va / PAGE) * PAGE;
     const end = Math.ceil((va + length) / PAGE) * PAGE;
+    this.pteAddress(start); // user memory is contiguous: both ends inside means every page is
+    this.pteAddress(end - PAGE);
     for (let p = start; p < end; p += PAGE) mem.write64(this.pteAddress(p), perm ? userPte(p, perm) : 0n);
   }
 
