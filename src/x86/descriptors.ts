@@ -31,21 +31,39 @@ export interface SegmentSpec {
   g?: 0 | 1;
 }
 
-/** Encode one 8-byte segment descriptor as [low32, high32]. */
+/**
+ * `value` checked to fit a `bits`-wide field. Truncating it instead would silently describe
+ * another segment or gate (a base above 4 GiB, IST 8 = no stack switch at all).
+ */
+function field(name: string, value: number, bits: number): number {
+  if (!(Number.isInteger(value) && value >= 0 && value < 2 ** bits)) throw new RangeError(`${name} ${value} does not fit in ${bits} bits`);
+  return value;
+}
+
+/** `value` checked to be an address the builders can split exactly: a safe non-negative integer. */
+function address(name: string, value: number): number {
+  if (!(Number.isSafeInteger(value) && value >= 0)) throw new RangeError(`${name} ${value} is not an address (a safe non-negative integer)`);
+  return value;
+}
+
+/** Encode one 8-byte segment descriptor as [low32, high32]. Throws RangeError for a field that does not fit. */
 export function segmentDescriptor(spec: SegmentSpec): [number, number] {
-  const base = spec.base ?? 0;
-  const limit = spec.limit ?? 0xfffff;
+  const base = field("base", spec.base ?? 0, 32);
+  const limit = field("limit", spec.limit ?? 0xfffff, 20);
+  const l = field("L", spec.l ?? 0, 1), db = field("D/B", spec.db ?? 0, 1);
+  // SDM Vol. 3A §3.4.5: with L set, D must be clear (L = D = 1 is reserved).
+  if (l && db) throw new RangeError("a 64-bit code segment (L=1) must have D/B=0");
   const low = ((base & 0xffff) << 16) | (limit & 0xffff);
   const high =
     ((base >>> 16) & 0xff) |
-    ((spec.type & 0xf) << 8) |
-    (spec.s << 12) |
-    (spec.dpl << 13) |
+    (field("type", spec.type, 4) << 8) |
+    (field("S", spec.s, 1) << 12) |
+    (field("DPL", spec.dpl, 2) << 13) |
     (1 << 15) | // present
     (((limit >>> 16) & 0xf) << 16) |
-    ((spec.l ?? 0) << 21) |
-    ((spec.db ?? 0) << 22) |
-    ((spec.g ?? 1) << 23) |
+    (l << 21) |
+    (db << 22) |
+    (field("G", spec.g ?? 1, 1) << 23) |
     (((base >>> 24) & 0xff) << 24);
   return [low >>> 0, high >>> 0];
 }
@@ -54,6 +72,7 @@ export const TSS_SIZE = 104;
 
 /** The GDT of every ipre machine, with the TSS at `tssBase`. */
 export function buildGdt(tssBase: number): Uint8Array {
+  address("TSS base", tssBase);
   const gdt = new Uint8Array(GDT_ENTRIES * 8);
   const dv = new DataView(gdt.buffer);
   const put = (index: number, [lo, hi]: [number, number]) => {
@@ -87,14 +106,15 @@ export interface TssSpec {
 
 /** 64-bit TSS: RSP0 at 4, IST1..7 at 36.., I/O map base past the end (no I/O bitmap). */
 export function buildTss(spec: TssSpec): Uint8Array {
+  if (spec.ist.length > 8 || (spec.ist[0] ?? 0) !== 0) throw new RangeError("ist holds IST1..7 at indices 1..7; index 0 is unused");
   const tss = new Uint8Array(TSS_SIZE);
   const dv = new DataView(tss.buffer);
   const put64 = (off: number, v: number) => {
     dv.setUint32(off, v % 2 ** 32, true);
     dv.setUint32(off + 4, Math.floor(v / 2 ** 32), true);
   };
-  put64(4, spec.rsp0);
-  for (let i = 1; i <= 7; i++) put64(36 + (i - 1) * 8, spec.ist[i] ?? 0);
+  put64(4, address("RSP0", spec.rsp0));
+  for (let i = 1; i <= 7; i++) put64(36 + (i - 1) * 8, address(`IST${i}`, spec.ist[i] ?? 0));
   dv.setUint16(102, TSS_SIZE, true);
   return tss;
 }
@@ -109,22 +129,25 @@ export interface GateSpec {
   type?: 0xe | 0xf;
 }
 
-/** One 16-byte 64-bit IDT gate. */
+/** One 16-byte 64-bit IDT gate. Throws RangeError for a field it cannot encode. */
 export function idtGate(spec: GateSpec): Uint8Array {
+  const type = spec.type ?? 0xe;
+  if (type !== 0xe && type !== 0xf) throw new RangeError(`gate type ${type} is neither an interrupt (0xE) nor a trap gate (0xF)`);
   const g = new Uint8Array(16);
   const dv = new DataView(g.buffer);
-  const off = spec.offset;
+  const off = address("gate offset", spec.offset);
   dv.setUint16(0, off & 0xffff, true);
-  dv.setUint16(2, spec.selector ?? SELECTOR.KERNEL_CODE, true);
-  dv.setUint8(4, spec.ist & 7);
-  dv.setUint8(5, 0x80 | ((spec.dpl ?? 0) << 5) | (spec.type ?? 0xe));
+  dv.setUint16(2, field("selector", spec.selector ?? SELECTOR.KERNEL_CODE, 16), true);
+  dv.setUint8(4, field("IST index", spec.ist, 3));
+  dv.setUint8(5, 0x80 | (field("DPL", spec.dpl ?? 0, 2) << 5) | type);
   dv.setUint16(6, Math.floor(off / 0x10000) & 0xffff, true);
   dv.setUint32(8, Math.floor(off / 2 ** 32), true);
   return g;
 }
 
-/** An IDT of `count` gates built from `gate(vector)`. */
+/** An IDT of `count` gates (at most 256 vectors) built from `gate(vector)`. */
 export function buildIdt(count: number, gate: (vector: number) => GateSpec): Uint8Array {
+  if (!(Number.isInteger(count) && count >= 0 && count <= 256)) throw new RangeError(`an IDT has 0..256 gates, not ${count}`);
   const idt = new Uint8Array(count * 16);
   for (let v = 0; v < count; v++) idt.set(idtGate(gate(v)), v * 16);
   return idt;
