@@ -44,7 +44,7 @@ export function parseFlags(argv: string[]): Flags {
 }
 const BOOLEAN_FLAGS = new Set(["json", "help", "quiet"]);
 
-function numberOption(flags: Flags, name: string, fallback: number): number {
+export function numberOption(flags: Flags, name: string, fallback: number): number {
   const v = flags.options.get(name);
   if (v === undefined) return fallback;
   const n = Number(v);
@@ -87,7 +87,7 @@ function doctor(flags: Flags): number {
   return 0;
 }
 
-function parseIntArg(s: string): number | bigint {
+export function parseIntArg(s: string): number | bigint {
   if (!/^-?(0x[0-9a-f]+|\d+)$/i.test(s)) throw new IpreError(`argument "${s}" is not an integer`);
   const b = BigInt(s.startsWith("-") ? -BigInt(s.slice(1)) : BigInt(s));
   return b >= BigInt(Number.MIN_SAFE_INTEGER) && b <= BigInt(Number.MAX_SAFE_INTEGER) ? Number(b) : b;
