@@ -658,34 +658,52 @@ export class Machine {
     return address - this.base;
   }
 
-  /** A zero-copy view of guest user memory [address, address+length); throws GuestMemoryError when out of range. */
+  /**
+   * A zero-copy view of guest user memory [address, address+length); throws GuestMemoryError when
+   * out of range. Inside one of this machine's hostcall handlers, the address is a guest pointer:
+   * it is resolved with the rights of the code that made the hostcall (see {@link guestRead}), and
+   * may designate a connected remote's memory where that code may read it.
+   */
   bytes(address: number, length: number): Uint8Array {
+    const runner = this.#hostcallRunner;
+    if (runner !== undefined) return runner.#guestRange(address, length, false);
     const off = this.#offset(address, length, true);
     return this.#mem.subarray(off, off + length);
   }
   read(address: number, length: number): Uint8Array {
     return this.bytes(address, length).slice();
   }
+  /** Copy into guest memory; inside a hostcall handler the pages must be writable by the code that made it. */
   write(address: number, data: Uint8Array | string): void {
     const bytes = typeof data === "string" ? new TextEncoder().encode(data) : data;
-    this.bytes(address, bytes.length).set(bytes);
+    this.#writable(address, bytes.length).set(bytes);
   }
   readU64(address: number): bigint {
+    if (this.#hostcallRunner !== undefined) return new DataView(this.guestRead(address, 8).buffer).getBigUint64(0, true);
     return this.#dv.getBigUint64(this.#offset(address, 8, true), true);
   }
   writeU64(address: number, value: bigint | number): void {
-    this.#dv.setBigUint64(this.#offset(address, 8, true), BigInt.asUintN(64, BigInt(value)), true);
+    const b = new Uint8Array(8);
+    new DataView(b.buffer).setBigUint64(0, BigInt.asUintN(64, BigInt(value)), true);
+    this.#writable(address, 8).set(b);
   }
   readI64(address: number): number {
     return Number(BigInt.asIntN(64, this.readU64(address)));
   }
   /** A NUL-terminated string (at most maxLength bytes). */
   readCString(address: number, maxLength = 4096): string {
+    if (this.#hostcallRunner !== undefined) return this.guestCString(address, maxLength);
     const off = this.#offset(address, 1, true);
     const end = Math.min(this.#mem.length, off + maxLength);
     let i = off;
     while (i < end && this.#mem[i] !== 0) i++;
     return new TextDecoder().decode(this.#mem.subarray(off, i));
+  }
+  #writable(address: number, length: number): Uint8Array {
+    const runner = this.#hostcallRunner;
+    if (runner !== undefined) return runner.#guestRange(address, length, true);
+    const off = this.#offset(address, length, true);
+    return this.#mem.subarray(off, off + length);
   }
   /** Guest memory of the whole window, runtime area included (host-side tooling and tests). */
   rawMemory(): Uint8Array {
