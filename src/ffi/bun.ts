@@ -6,6 +6,7 @@
  * number. Calls whose results fit in 32 bits are exposed as the raw symbol functions (no JS
  * wrapper on the hot path: `ioctl` is called for every KVM_RUN).
  */
+import { createRequire } from "node:module";
 import type { Libc } from "./libc.ts";
 
 /** The few bits of `bun:ffi` used here (its types are not visible to tsc). */
@@ -49,8 +50,9 @@ const SYMBOLS: Record<string, BunSymbolDef> = {
   clock_gettime: { args: ["i32", "ptr"], returns: "i32" },
 };
 
-export async function load(): Promise<Libc> {
-  const ffi = (await import("bun:ffi" as string)) as BunFFI;
+/** Opens libc through `bun:ffi`, synchronously (`require` of a Bun builtin never blocks). */
+export function load(): Libc {
+  const ffi = createRequire(import.meta.url)("bun:ffi") as BunFFI;
   const s = ffi.dlopen("libc.so.6", SYMBOLS).symbols;
   // Symbols returning i32 give numbers already: hand them out unwrapped.
   const f = s as unknown as Record<string, (...args: number[]) => number>;

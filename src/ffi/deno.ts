@@ -52,7 +52,8 @@ const SYMBOLS: Record<string, DenoForeignFunction> = {
   clock_gettime: { parameters: ["i32", "u64"], result: "i32" },
 };
 
-export async function load(): Promise<Libc> {
+/** Opens libc through `Deno.dlopen` (synchronous); without `--allow-ffi` that throws `NotCapable`. */
+export function load(): Libc {
   const Deno = (globalThis as unknown as { Deno: DenoNamespace }).Deno;
   const s = Deno.dlopen("libc.so.6", SYMBOLS).symbols;
   type F = (...args: (number | bigint)[]) => number;

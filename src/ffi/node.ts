@@ -6,6 +6,7 @@
  * arity, which is faster than koffi's variadic call. errno is captured by koffi after each call
  * and read with `koffi.errno()`. `koffi.view()` accepts a numeric address directly.
  */
+import { createRequire } from "node:module";
 import type { Libc } from "./libc.ts";
 
 type KoffiFn = (...args: number[]) => number | bigint;
@@ -39,9 +40,12 @@ const SYMBOLS: Record<string, [result: string, args: string[]]> = {
   clock_gettime: ["int", ["int", "uintptr_t"]],
 };
 
-export async function load(): Promise<Libc> {
-  const mod = (await import("koffi")) as unknown as { default?: Koffi } & Koffi;
-  const koffi: Koffi = mod.default ?? mod;
+/**
+ * Loads koffi with a synchronous `require` (koffi is CommonJS), so that loading ipre never needs
+ * a top-level await and `require("ipre")` works where Node supports require(esm).
+ */
+export function load(): Libc {
+  const koffi = createRequire(import.meta.url)("koffi") as Koffi;
   const lib = koffi.load("libc.so.6");
   const f: Record<string, (...args: number[]) => number> = {};
   for (const [name, [result, args]] of Object.entries(SYMBOLS)) {
