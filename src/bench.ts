@@ -4,7 +4,7 @@
  * `results/<timestamp>-<subcommand>-<runtime>/` or `--out DIR`; progress goes to stderr.
  */
 import process from "node:process";
-import type { Flags } from "./cli.ts";
+import { checkOptions, type Flags } from "./flags.ts";
 
 export const BENCH_USAGE = `usage: ipre bench <subcommand> [options]
 
@@ -24,11 +24,30 @@ subcommands:
 common options:
   --json        print one JSON document on stdout instead of tables
   --out DIR     write results to DIR (default results/<timestamp>-<subcommand>-<runtime>/)
-  --quiet       no progress lines on stderr
+  --quiet       no progress on stderr (on a terminal progress is one updating line with an ETA;
+                otherwise, or with --json, a line per phase)
+  --help        this help
+
+examples:
+  ipre bench latency --iterations 1000
+  ipre bench payload --max-size 1MiB --json > payload.json
 `;
+
+const COMMON = ["json", "out", "quiet"];
+/** The options each subcommand accepts (an unknown one is a usage error, exit 2). */
+const OPTIONS: Readonly<Record<string, readonly string[]>> = {
+  latency: ["iterations", "warmup", ...COMMON],
+  load: ["iterations", "warmup", "levels", "duration-limit", "load-tool", "pace-us", ...COMMON],
+  payload: ["max-size", "min-size", "iterations", "warmup", ...COMMON],
+};
 
 export async function bench(flags: Flags): Promise<number> {
   const [sub] = flags.positional;
+  if (flags.options.has("help") || sub === "help") {
+    process.stdout.write(BENCH_USAGE);
+    return 0;
+  }
+  if (sub !== undefined && Object.hasOwn(OPTIONS, sub)) checkOptions(flags, OPTIONS[sub]!, `bench ${sub}`);
   switch (sub) {
     case "latency":
       return (await import("./bench/latency.ts")).latencyCommand(flags);
@@ -37,11 +56,10 @@ export async function bench(flags: Flags): Promise<number> {
     case "payload":
       return (await import("./bench/payload.ts")).payloadCommand(flags);
     case undefined:
-    case "help":
-      process.stdout.write(BENCH_USAGE);
-      return sub ? 0 : 2;
+      process.stderr.write(BENCH_USAGE);
+      return 2;
     default:
-      process.stderr.write(`ipre bench: unknown subcommand "${sub}"\n${BENCH_USAGE}`);
+      process.stderr.write(`ipre bench: unknown subcommand "${sub}" (see ipre bench --help; subcommands: ${Object.keys(OPTIONS).join(", ")})\n`);
       return 2;
   }
 }

@@ -5,55 +5,132 @@
 import process from "node:process";
 import { readFileSync } from "node:fs";
 import { libc } from "./ffi/index.ts";
-import { IpreError, KvmError, TimeoutError } from "./errors.ts";
+import { GuestFault, hex, IpreError, KvmError, TimeoutError } from "./errors.ts";
 import { Machine, kvmInfo } from "./machine.ts";
 import { parseElf } from "./guest/elf.ts";
-import { WINDOW_SIZE, MiB } from "./guest/layout.ts";
+import { MAX_WINDOW, WINDOW_SIZE, MiB } from "./guest/layout.ts";
+import { connect } from "./remote.ts";
+import { checkOptions, type Flags, parseFlags as parseFlagsOf, UsageError } from "./flags.ts";
+
+export { BOOLEAN_FLAGS, checkOptions, type Flags, parseFlags, UsageError } from "./flags.ts";
 import { kvmFlavour, kvmOpenHint, KVM_DEVICE } from "./kvm/system.ts";
+
+/** Each command's help: `ipre help <cmd>` and `ipre <cmd> --help` print it; the options are also the ones it accepts. */
+interface CommandHelp {
+  args: string;
+  about: string;
+  options: ReadonlyArray<readonly [flag: string, what: string]>;
+  examples: readonly string[];
+}
+
+const COMMANDS: Readonly<Record<string, CommandHelp>> = {
+  doctor: {
+    args: "[--json] [--device PATH]",
+    about: "check /dev/kvm, KVM flavour, capabilities and the FFI backend",
+    options: [["--json", "print one JSON document"], ["--device PATH", "the KVM device (default /dev/kvm)"]],
+    examples: ["ipre doctor", "ipre doctor --json"],
+  },
+  run: {
+    args: "<elf> <function> [int args...] [options]",
+    about: "load a guest ELF and call a function; prints the result last",
+    options: [
+      ["--memory MiB", "guest memory of the machine (default 32)"],
+      ["--timeout-ms N", "stop the guest after N ms (exit 124)"],
+      ["--argc N", "the function takes N arguments: check the count (an ELF records no arity)"],
+      ["--remote ELF", "connect a remote machine running ELF (the caller may call its exports)"],
+      ["--remote-window N", "the remote's window (default: the window its ELF is linked for)"],
+      ["--allow a,b", "the remote functions the caller may enter (default: its exports)"],
+      ["--loan read", "the caller may read remote memory outside calls (default none)"],
+      ["--json", "print one JSON document: the result as a decimal string"],
+    ],
+    examples: ["ipre run guests/examples/add.elf add 2 40", "ipre run guests/examples/kvcaller.elf serve 7 --remote guests/examples/kvstore.elf"],
+  },
+  symbols: {
+    args: "<elf> [--all] [--json]",
+    about: "a remote's exports as linker-script lines (name = 0xADDR;) to link a caller",
+    options: [["--all", "every global function and object, not only the exports"], ["--json", "print one JSON document"]],
+    examples: ["ipre symbols guests/examples/kvstore.elf > kvstore.syms.ld"],
+  },
+  demo: {
+    args: "[--json]",
+    about: "the IPRE key-value demo (caller VM calls a remote VM's store)",
+    options: [["--json", "print one JSON document instead of the report"]],
+    examples: ["ipre demo"],
+  },
+  bench: {
+    args: "latency|load|payload [options]",
+    about: "the paper's experiments on this machine (ipre bench --help)",
+    options: [],
+    examples: ["ipre bench latency --iterations 1000"],
+  },
+};
 
 const USAGE = `usage: ipre <command> [options]
 
 commands:
-  doctor [--json] [--device PATH]      check /dev/kvm, KVM flavour, capabilities and the FFI backend
-  run <elf> <function> [int args...]   load a guest ELF and call a function; prints the result last
-      [--memory MiB] [--timeout-ms N]
-  symbols <elf> [--all]                a remote's exported functions as linker-script lines
-                                       (name = 0xADDR;) for linking a caller against it
-  demo                                 the IPRE key-value demo (caller VM calls a remote VM's store)
-  bench latency|load|payload [--json]   the paper's experiments on this machine (ipre bench help)
+${Object.entries(COMMANDS)
+  .map(([name, c]) => {
+    const head = `  ${name} ${c.args}`;
+    return head.length < 39 ? `${head.padEnd(39)}${c.about}` : `${head}\n${" ".repeat(39)}${c.about}`;
+  })
+  .join("\n")}
+
+Run ipre <command> --help (or ipre help <command>) for its options and an example.
+Exit status: 0 ok, 1 an error (unreadable file, bad ELF or argument, guest fault, KVM), 2 a usage
+error (unknown command or option, missing argument), 124 a --timeout-ms timeout.
 `;
 
-export interface Flags {
-  positional: string[];
-  options: Map<string, string | true>;
+function commandHelp(name: string): string {
+  const c = COMMANDS[name]!;
+  const width = Math.max(0, ...c.options.map(([f]) => f.length)) + 2;
+  const options = c.options.length ? `\noptions:\n${c.options.map(([f, w]) => `  ${f.padEnd(width)}${w}`).join("\n")}\n  ${"--help".padEnd(width)}this help\n` : "";
+  return `usage: ipre ${name} ${c.args}\n\n${c.about}\n${options}\nexample${c.examples.length > 1 ? "s" : ""}:\n${c.examples.map((e) => `  ${e}`).join("\n")}\n`;
 }
-
-export function parseFlags(argv: string[]): Flags {
-  const positional: string[] = [];
-  const options = new Map<string, string | true>();
-  for (let i = 0; i < argv.length; i++) {
-    const a = argv[i]!;
-    if (a.startsWith("--")) {
-      const eq = a.indexOf("=");
-      if (eq > 0) options.set(a.slice(2, eq), a.slice(eq + 1));
-      else if (i + 1 < argv.length && !argv[i + 1]!.startsWith("--") && !BOOLEAN_FLAGS.has(a.slice(2))) options.set(a.slice(2), argv[++i]!);
-      else options.set(a.slice(2), true);
-    } else positional.push(a);
-  }
-  return { positional, options };
-}
-const BOOLEAN_FLAGS = new Set(["json", "help", "quiet"]);
 
 export function numberOption(flags: Flags, name: string, fallback: number): number {
   const v = flags.options.get(name);
   if (v === undefined) return fallback;
   const n = Number(v);
-  if (v === true || !Number.isFinite(n) || n <= 0) throw new IpreError(`--${name} needs a positive number`);
+  if (v === true || !Number.isFinite(n) || n <= 0) throw new UsageError(`--${name} needs a positive number`);
   return n;
 }
 
 function out(line: string): void {
-  process.stdout.write(line + "\n");
+  try {
+    process.stdout.write(line + "\n");
+  } catch (e) {
+    // Deno (and Bun) may throw a closed pipe synchronously; Node emits it as an "error" event.
+    if (isBrokenPipe(e)) process.exit(0);
+    throw e;
+  }
+}
+
+/** The reader of stdout went away (`ipre symbols x.elf | head -2`). */
+function isBrokenPipe(e: unknown): boolean {
+  const x = e as { code?: unknown; name?: unknown } | null;
+  return x?.code === "EPIPE" || x?.name === "BrokenPipe";
+}
+
+let stdoutGuarded = false;
+/** Exit quietly (status 0) when stdout's reader closes the pipe, as `head` does, on every runtime. */
+function guardStdout(): void {
+  if (stdoutGuarded) return;
+  stdoutGuarded = true;
+  process.stdout.on("error", (e: unknown) => {
+    if (isBrokenPipe(e)) process.exit(0);
+    throw e;
+  });
+}
+
+/** A file's bytes, or an IpreError that names the file and says why in one line. */
+function readInput(path: string, what = "file"): Uint8Array {
+  try {
+    return new Uint8Array(readFileSync(path));
+  } catch (e) {
+    const code = (e as { code?: unknown }).code;
+    const why = code === "ENOENT" ? "no such file" : code === "EACCES" ? "permission denied" : code === "EISDIR" ? "is a directory" : e instanceof Error ? e.message : String(e);
+    throw new IpreError(`cannot read ${what} ${path}: ${why}`);
+  }
 }
 
 function doctor(flags: Flags): number {
@@ -93,21 +170,79 @@ export function parseIntArg(s: string): number | bigint {
   return b >= BigInt(Number.MIN_SAFE_INTEGER) && b <= BigInt(Number.MAX_SAFE_INTEGER) ? Number(b) : b;
 }
 
+/** Hints printed after an error's line (a #PF in a window with no remote). */
+const hints = new WeakMap<object, string>();
+
+function stringOption(flags: Flags, name: string): string | undefined {
+  const v = flags.options.get(name);
+  if (v === true) throw new UsageError(`--${name} needs a value`);
+  return v;
+}
+
+function intArgOption(flags: Flags, name: string, min: number, max: number): number | undefined {
+  const v = stringOption(flags, name);
+  if (v === undefined) return undefined;
+  const n = Number(v);
+  if (!Number.isInteger(n) || n < min || n > max) throw new UsageError(`--${name} needs an integer from ${min} to ${max}`);
+  return n;
+}
+
+/**
+ * `ipre run <elf> <fn> [ints]`. An ELF records no arity, so the registers of missing arguments
+ * hold 0: a call with no arguments at all gets a note on stderr unless `--argc 0` says that is
+ * meant, and `--argc N` turns any other count into a usage error.
+ */
 function run(flags: Flags): number {
   const [path, fn, ...rest] = flags.positional;
-  if (!path || !fn) throw new IpreError("usage: ipre run <elf> <function> [int args...]");
-  const elf = parseElf(new Uint8Array(readFileSync(path)));
+  if (!path) throw new UsageError("run needs an ELF file and a function name");
+  if (!fn) throw new UsageError(`run needs a function name after ${path}`);
+  if (rest.length > 6) throw new UsageError(`at most 6 integer arguments (x86-64 argument registers), got ${rest.length}`);
+  const argc = intArgOption(flags, "argc", 0, 6);
+  if (argc !== undefined && argc !== rest.length) throw new UsageError(`${fn} takes ${argc} argument${argc === 1 ? "" : "s"} (--argc ${argc}), got ${rest.length}`);
+  const remotePath = stringOption(flags, "remote");
+  for (const o of ["allow", "loan", "remote-window"]) if (flags.options.has(o) && !remotePath) throw new UsageError(`--${o} needs --remote <elf>`);
+  const loan = stringOption(flags, "loan") ?? "none";
+  if (loan !== "none" && loan !== "read") throw new UsageError(`--loan is "read" or "none", not "${loan}"`);
+  const allow = stringOption(flags, "allow")?.split(",").map((x) => x.trim()).filter((x) => x);
+  const elf = parseElf(readInput(path, "ELF"));
   const window = Math.floor(elf.lowest / WINDOW_SIZE);
   const memory = numberOption(flags, "memory", 32) * MiB;
   // Every argument is checked before a VM exists: bad input fails the same with or without KVM.
   const args = rest.map(parseIntArg);
   const timeoutMs = flags.options.has("timeout-ms") ? numberOption(flags, "timeout-ms", 0) : 0;
   if (!elf.symbols.has(fn)) throw new IpreError(`${path} has no symbol "${fn}"`);
-  using m = Machine.create({ window, memory, name: path.split("/").pop() ?? path });
+  const remoteElf = remotePath ? parseElf(readInput(remotePath, "remote ELF")) : undefined;
+  const remoteWindow = remoteElf ? (intArgOption(flags, "remote-window", 0, MAX_WINDOW) ?? Math.floor(remoteElf.lowest / WINDOW_SIZE)) : undefined;
+  if (remoteWindow === window) throw new IpreError(`${remotePath} is linked for window ${window}, the caller's window: a remote needs its own window (--remote-window N)`);
+  for (const a of allow ?? []) if (!remoteElf!.symbols.has(a)) throw new IpreError(`--allow: ${remotePath} has no symbol "${a}"`);
+  if (argc === undefined && args.length === 0) process.stderr.write(`ipre: note: ${fn} called with no arguments; an ELF records no arity, so any it takes are 0 (--argc 0 says none are meant)\n`);
+
+  using m = Machine.create({ window, memory, name: basename(path) });
   m.load(elf);
-  const result = m.invokeBigInt(fn, args, { timeoutMs });
-  out(String(result));
+  using remote = remoteElf ? Machine.create({ window: remoteWindow, name: basename(remotePath!) }) : undefined;
+  remote?.load(remoteElf!);
+  using _conn = remote ? connect(m, remote, { allow, loan }) : undefined;
+  let result: bigint;
+  try {
+    result = m.invokeBigInt(fn, args, { timeoutMs });
+  } catch (e) {
+    if (e instanceof GuestFault && e.vector === 14) {
+      const w = Math.floor(e.cr2 / WINDOW_SIZE);
+      if (w >= 0 && w <= MAX_WINDOW && w !== window && w !== remoteWindow) {
+        hints.set(e, `${hex(e.cr2)} is in window ${w}, where no remote is connected: pass --remote <elf linked for window ${w}>`);
+      }
+    }
+    throw e;
+  }
+  if (flags.options.has("json")) {
+    // int64 does not fit a JSON number: the result and the arguments are decimal strings.
+    out(JSON.stringify({ elf: path, function: fn, args: args.map(String), result: String(result), window, ...(remote ? { remote: remotePath, remoteWindow } : {}) }));
+  } else out(String(result));
   return 0;
+}
+
+function basename(path: string): string {
+  return path.split("/").pop() || path;
 }
 
 /** The guest libc that every example links privately: never redirect a caller's copy to it. */
@@ -120,49 +255,76 @@ const PRIVATE_LIBC = new Set(["memcpy", "memmove", "memset", "memcmp", "strlen"]
  */
 function symbols(flags: Flags): number {
   const [path] = flags.positional;
-  if (!path) throw new IpreError("usage: ipre symbols <elf> [--all]");
-  const elf = parseElf(new Uint8Array(readFileSync(path)));
+  if (!path) throw new UsageError("symbols needs an ELF file");
+  const elf = parseElf(readInput(path, "ELF"));
   const exported = new Set(elf.exports);
   const all = flags.options.has("all");
   const rows = [...elf.symbols.values()]
     .filter((s) => (all ? (s.bind === "global" || s.bind === "weak") && (s.type === "func" || s.type === "object") && !PRIVATE_LIBC.has(s.name) : exported.has(s.name)))
     .sort((a, b) => a.value - b.value || a.name.localeCompare(b.name));
+  if (flags.options.has("json")) {
+    out(JSON.stringify({ elf: path, all, symbols: rows.map((s) => ({ name: s.name, address: `0x${s.value.toString(16)}`, type: s.type, exported: exported.has(s.name) })) }));
+    return 0;
+  }
   out(`/* ${rows.length} symbols of ${path.split("/").pop()}, by ipre symbols${all ? " --all" : ""}; only "exported" ones may be entered. */`);
   for (const s of rows) out(`${s.name} = 0x${s.value.toString(16)}; /* ${s.type}${exported.has(s.name) ? ", exported" : ""} */`);
   return 0;
 }
 
 export async function main(argv: string[]): Promise<number> {
-  const flags = parseFlags(argv);
+  guardStdout();
+  // -h is --help, before a bare `--` only (after it, "-h" is an argument).
+  const dd = argv.indexOf("--");
+  const flags = parseFlagsOf(argv.map((a, i) => (a === "-h" && (dd < 0 || i < dd) ? "--help" : a)));
+  const help = flags.options.has("help");
   const [command] = flags.positional;
   flags.positional.shift();
+  if (command === undefined || command === "help") {
+    const topic = command === "help" ? flags.positional[0] : undefined;
+    if (topic === "bench") return (await import("./bench.ts")).bench({ positional: flags.positional.slice(1), options: new Map([["help", true]]) });
+    if (topic !== undefined && !Object.hasOwn(COMMANDS, topic)) return unknownCommand(topic);
+    if (topic !== undefined) process.stdout.write(commandHelp(topic));
+    else if (command || help) process.stdout.write(USAGE);
+    else process.stderr.write(USAGE);
+    return command || help ? 0 : 2;
+  }
+  if (!Object.hasOwn(COMMANDS, command)) return unknownCommand(command);
+  if (help && command !== "bench") {
+    process.stdout.write(commandHelp(command));
+    return 0;
+  }
   try {
     switch (command) {
       case "doctor":
+        checkOptions(flags, ["json", "device"], command);
         return doctor(flags);
       case "run":
+        checkOptions(flags, ["memory", "timeout-ms", "argc", "remote", "remote-window", "allow", "loan", "json"], command);
         return run(flags);
       case "symbols":
+        checkOptions(flags, ["all", "json"], command);
         return symbols(flags);
       case "demo":
+        checkOptions(flags, ["json"], command);
+        if (flags.positional.length) throw new UsageError(`demo takes no arguments (got "${flags.positional[0]}")`);
         return (await import("./demo.ts")).demo(flags);
-      case "bench":
-        return await (await import("./bench.ts")).bench(flags);
-      case undefined:
-      case "help":
-        out(USAGE);
-        return command ? 0 : 2;
       default:
-        process.stderr.write(`ipre: unknown command "${command}"\n${USAGE}`);
-        return 2;
+        return await (await import("./bench.ts")).bench(flags);
     }
   } catch (caught) {
     // `using` wraps an error thrown while disposing after another one: report the first cause
     // and print every error it carries.
     const [e, ...later] = flattenSuppressed(caught);
     const also = () => {
+      const hint = e instanceof Object ? hints.get(e) : undefined;
+      if (hint) process.stderr.write(`ipre: hint: ${hint}\n`);
       for (const x of later) process.stderr.write(`ipre: then, while cleaning up: ${x instanceof Error ? `${x.name}: ${x.message}` : String(x)}\n`);
     };
+    if (e instanceof UsageError) {
+      const sub = command === "bench" && flags.positional[0] ? ` ${flags.positional[0]}` : "";
+      process.stderr.write(`ipre: ${e.message} (see ipre ${command}${sub} --help)\n`);
+      return 2;
+    }
     if (e instanceof TimeoutError) {
       process.stderr.write(`ipre: ${e.name}: ${e.message}\n`);
       also();
@@ -175,6 +337,11 @@ export async function main(argv: string[]): Promise<number> {
     }
     throw caught;
   }
+}
+
+function unknownCommand(command: string): number {
+  process.stderr.write(`ipre: unknown command "${command}" (see ipre --help; commands: ${Object.keys(COMMANDS).join(", ")})\n`);
+  return 2;
 }
 
 /**

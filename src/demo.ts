@@ -15,8 +15,17 @@ function percentile(sorted: Float64Array, p: number): number {
   return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))]!;
 }
 
-export function demo(_flags?: unknown): number {
-  const say = (s: string) => process.stdout.write(s + "\n");
+/**
+ * Prints a line per step, or with `--json` one JSON document of the same facts at the end.
+ * Returns the exit status: 0 when every answer and every vector element was right.
+ */
+export function demo(flags?: { options: ReadonlyMap<string, unknown> }): number {
+  const json = flags?.options.has("json") ?? false;
+  const report: Record<string, unknown> = { runtime: libc.runtime, ffi: libc.backend, flavour: kvmFlavour() };
+  const say = (s: string) => {
+    if (!json) process.stdout.write(s + "\n");
+  };
+  const us = (ms: number) => Math.round(ms * 10_000) / 10;
   say(`ipre demo on ${libc.runtime} (${libc.backend}), KVM flavour ${kvmFlavour()}`);
   using remote = Machine.create({ window: 1, program: exampleElf("kvstore"), name: "kvstore" });
   using caller = Machine.create({ window: 0, program: exampleElf("kvcaller"), name: "kvcaller" });
@@ -25,6 +34,7 @@ export function demo(_flags?: unknown): number {
 
   const keys = 1000;
   const added = caller.call("fill", keys);
+  report.fill = { keys, inserted: added, remoteCount: remote.call("kv_count") };
   say(`fill: the caller inserted ${added} keys through ${keys} remote kv_insert calls; remote kv_count = ${remote.call("kv_count")}`);
 
   // A request stream: keys 0..1499 (a third of them absent), skewed towards small keys.
@@ -42,6 +52,7 @@ export function demo(_flags?: unknown): number {
   }
   const misses = caller.call("serve_misses");
   latency.sort();
+  report.serve = { requests, wrong, misses, p50_us: us(percentile(latency, 50)), p99_us: us(percentile(latency, 99)) };
   say(`serve: ${requests} requests, ${wrong} wrong answers, ${misses} cache misses went to the remote (${((100 * (requests - misses)) / requests).toFixed(1)}% hits)`);
   say(`       per request (vmcall, plus a remote call on a miss): p50 ${(percentile(latency, 50) * 1000).toFixed(1)} us, p99 ${(percentile(latency, 99) * 1000).toFixed(1)} us`);
 
@@ -58,6 +69,7 @@ export function demo(_flags?: unknown): number {
   caller.call("call_remote_n", n);
   caller.onRemoteEntry = undefined;
   gaps.sort();
+  report.remoteCall = { calls: gaps.length, p50_us: us(percentile(gaps, 50)), p90_us: us(percentile(gaps, 90)), p99_us: us(percentile(gaps, 99)) };
   say(`remote call (fault exit, merge, remote runs, return trap, unmerge): p50 ${(percentile(gaps, 50) * 1000).toFixed(1)} us, p90 ${(percentile(gaps, 90) * 1000).toFixed(1)} us, p99 ${(percentile(gaps, 99) * 1000).toFixed(1)} us over ${gaps.length} calls`);
 
   // Zero copy: the remote multiplies the caller's vector in place, many times.
@@ -73,6 +85,9 @@ export function demo(_flags?: unknown): number {
   }
   say(`vector: the remote scaled a ${len}-element vector in caller memory ${rounds} times; every element checked by the host: ${ok ? "all correct" : "MISMATCH"}`);
   const success = ok && wrong === 0;
+  report.vector = { length: len, rounds, correct: ok };
+  report.ok = success;
+  if (json) process.stdout.write(JSON.stringify(report) + "\n");
   say(success ? "demo ok" : "demo FAILED");
   conn.disconnect();
   return success ? 0 : 1;

@@ -118,6 +118,29 @@ const PURE_COMMANDS = {
   symbolsAll: ["symbols", "guests/examples/kvstore.elf", "--all"],
   unknown: ["no-such-command"],
   badInteger: ["run", "guests/examples/add.elf", "add", "2", "forty"],
+  helpFlag: ["--help"],
+  helpShort: ["-h"],
+  helpWord: ["help"],
+  bare: [],
+  runHelp: ["run", "--help"],
+  helpRun: ["help", "run"],
+  demoHelp: ["demo", "--help"],
+  doctorHelp: ["doctor", "-h"],
+  symbolsHelp: ["symbols", "--help"],
+  benchLatencyHelp: ["bench", "latency", "--help"],
+  unknownFlag: ["run", "guests/examples/add.elf", "add", "1", "2", "--foo"],
+  unknownBenchFlag: ["bench", "latency", "--iterationz", "5"],
+  unknownHelpTopic: ["help", "no-such-command"],
+  runMissing: ["run", "missing.elf", "add", "1", "2"],
+  symbolsMissing: ["symbols", "nonexist.elf"],
+  runNoFunction: ["run", "guests/examples/add.elf"],
+  runNothing: ["run"],
+  runArgc: ["run", "guests/examples/add.elf", "add", "1", "--argc", "2"],
+  runTooMany: ["run", "guests/examples/add.elf", "add", "1", "2", "3", "4", "5", "6", "7"],
+  dashDash: ["run", "--", "guests/examples/no-such.elf", "f"],
+  allowWithoutRemote: ["run", "guests/examples/add.elf", "add", "1", "2", "--allow", "kv_count"],
+  remoteMissing: ["run", "guests/examples/kvcaller.elf", "serve", "7", "--remote", "guests/examples/no-such-remote.elf"],
+  symbolsJson: ["symbols", "guests/examples/kvstore.elf", "--json"],
 } as const;
 type PureCommandName = keyof typeof PURE_COMMANDS;
 
@@ -130,6 +153,14 @@ const COMMANDS = {
   window1: ["run", "guests/examples/kvstore.elf", "kv_insert", String(KEY), String(VALUE)],
   divide: ["run", "guests/examples/faults.elf", "divide", "1", "0"],
   spin: ["run", "guests/examples/spin.elf", "spin", "--timeout-ms", "200"],
+  remote: ["run", "guests/examples/kvcaller.elf", "serve", "7", "--remote", "guests/examples/kvstore.elf"],
+  remoteJson: ["run", "guests/examples/kvcaller.elf", "serve", String(KEY % 1000), "--remote", "guests/examples/kvstore.elf", "--allow", "kv_lookup,kv_insert", "--loan", "read", "--json"],
+  noRemote: ["run", "guests/examples/kvcaller.elf", "serve", "7"],
+  runJson: ["run", "guests/examples/add.elf", "add", String(BIG), "1", "--json"],
+  noArgs: ["run", "guests/examples/add.elf", "add"],
+  noArgsMeant: ["run", "guests/examples/add.elf", "add", "--argc", "0"],
+  dashDashKvm: ["run", "--", "guests/examples/add.elf", "add", "-2", "40"],
+  demoJson: ["demo", "--json"],
 } as const;
 type CommandName = keyof typeof COMMANDS;
 
@@ -210,6 +241,56 @@ describeKvm("ipre CLI on Node, Bun and Deno", () => {
       expect(elapsed).toBeGreaterThanOrEqual(200);
       expect(elapsed).toBeLessThan(200 + upperMs(20)); // 20 ms natively; scaled only in the nested harness
     });
+    it("run --remote connects a remote by hand: kvcaller serve 7 against kvstore (the KV demo's pieces)", () => {
+      const r = res(rt, "remote");
+      ok(r);
+      expect(r.lastLine).toBe("-1"); // an empty store: a miss goes to the remote's kv_lookup, which has no key 7
+      const j = res(rt, "remoteJson");
+      ok(j);
+      const doc = JSON.parse(j.stdout);
+      expect(doc).toEqual({ elf: "guests/examples/kvcaller.elf", function: "serve", args: [String(KEY % 1000)], result: "-1", window: 0, remote: "guests/examples/kvstore.elf", remoteWindow: 1 });
+    });
+    it("run of a caller that calls into a window with no remote exits 1 with a #PF and a --remote hint", () => {
+      const r = res(rt, "noRemote");
+      expect(r.signal).toBeNull();
+      expect(r.code).toBe(1);
+      expect(r.stdout).toBe("");
+      expect(r.stderr).toContain("#PF");
+      expect(r.stderr).toMatch(/hint: 0x404[0-9a-f]{5} is in window 1, where no remote is connected: pass --remote <elf linked for window 1>/);
+      expect(r.stderr).not.toMatch(/^\s+at /m);
+    });
+    it("run --json prints one JSON document with the result as a decimal string", () => {
+      const r = res(rt, "runJson");
+      ok(r);
+      expect(JSON.parse(r.stdout)).toEqual({ elf: "guests/examples/add.elf", function: "add", args: [String(BIG), "1"], result: String(BIG + 1n), window: 0 });
+    });
+    it("run with no arguments notes on stderr that missing arguments are 0; --argc 0 says that is meant", () => {
+      const r = res(rt, "noArgs");
+      expect(r.code, r.stderr).toBe(0);
+      expect(r.lastLine).toBe("0");
+      expect(r.stderr).toContain("add called with no arguments");
+      expect(r.stderr.trimEnd().split("\n")).toHaveLength(1);
+      const meant = res(rt, "noArgsMeant");
+      ok(meant);
+      expect(meant.lastLine).toBe("0");
+    });
+    it("run -- ends the options: the ELF after it and a negative argument are positional", () => {
+      const r = res(rt, "dashDashKvm");
+      ok(r);
+      expect(r.lastLine).toBe("38");
+    });
+    it("demo --json prints one JSON document of the demo's facts", () => {
+      const r = res(rt, "demoJson");
+      ok(r);
+      const j = JSON.parse(r.stdout);
+      expect(j.ok).toBe(true);
+      expect(j.runtime).toBe(rt);
+      expect(j.serve.wrong).toBe(0);
+      expect(j.serve.requests).toBe(10_000);
+      expect(j.fill.remoteCount).toBe(1000);
+      expect(j.vector.correct).toBe(true);
+      expect(j.remoteCall.p50_us).toBeGreaterThan(0);
+    });
     it("demo exits 0 and prints demo ok", () => {
       const r = res(rt, "demo");
       ok(r);
@@ -251,12 +332,104 @@ describe("ipre CLI without KVM (argument handling, symbols, a missing device) on
       ok(all);
       expect(lines(all).sort()).toEqual([...committed].sort());
     });
-    it("an unknown command exits 2 with the usage", () => {
-      const r = res(rt, "unknown");
-      expect(r.code).toBe(2);
-      expect(r.stderr).toContain("no-such-command");
-      expect(r.stderr).toContain("usage: ipre");
+    it("an unknown command exits 2 with a one-line hint", () => {
+      for (const name of ["unknown", "unknownHelpTopic"] as const) {
+        const r = res(rt, name);
+        expect(r.code).toBe(2);
+        expect(r.stdout).toBe("");
+        expect(r.stderr).toBe('ipre: unknown command "no-such-command" (see ipre --help; commands: doctor, run, symbols, demo, bench)\n');
+      }
     });
+    it("ipre --help, -h and help exit 0 with the usage on stdout; ipre alone exits 2 with it on stderr", () => {
+      for (const name of ["helpFlag", "helpShort", "helpWord"] as const) {
+        const r = res(rt, name);
+        ok(r);
+        expect(r.stdout).toContain("usage: ipre <command>");
+        for (const c of ["doctor", "run", "symbols", "demo", "bench"]) expect(r.stdout).toMatch(new RegExp(`^  ${c} `, "m"));
+        // The descriptions start in one column (the bench line was misaligned).
+        const columns = r.stdout.split("\n").filter((l) => /^  [a-z]+ .*\S {2,}\S/.test(l)).map((l) => l.search(/(?<=\S {2,})\S/));
+        expect(new Set(columns).size, r.stdout).toBe(1);
+      }
+      const bare = res(rt, "bare");
+      expect(bare.code).toBe(2);
+      expect(bare.stdout).toBe("");
+      expect(bare.stderr).toContain("usage: ipre <command>");
+    });
+    it("<cmd> --help, <cmd> -h and help <cmd> exit 0 with usage, options and an example, and do not run the command", () => {
+      const cases = { runHelp: "run", helpRun: "run", demoHelp: "demo", doctorHelp: "doctor", symbolsHelp: "symbols" } as const;
+      for (const [name, cmd] of Object.entries(cases) as [keyof typeof cases, string][]) {
+        const r = res(rt, name);
+        ok(r);
+        expect(r.stdout).toMatch(new RegExp(`^usage: ipre ${cmd} `));
+        expect(r.stdout).toContain("options:");
+        expect(r.stdout).toMatch(new RegExp(`example[s]?:\n  ipre ${cmd}\\b`));
+        expect(r.stdout).not.toContain("ipre demo on"); // demo did not run
+        expect(r.stdout).not.toContain("runtime "); // doctor did not run
+      }
+      expect(res(rt, "runHelp").stdout).toContain("--remote ELF");
+      expect(res(rt, "runHelp").stdout).toBe(res(rt, "helpRun").stdout);
+      const bench = res(rt, "benchLatencyHelp");
+      ok(bench);
+      expect(bench.stdout).toContain("usage: ipre bench <subcommand>");
+      expect(bench.stdout).toContain("examples:");
+      expect(bench.stdout).not.toContain("[bench]"); // no benchmark started
+    });
+    it("an unknown option exits 2 with a one-line hint naming it and the command", () => {
+      const r = res(rt, "unknownFlag");
+      expect(r.code).toBe(2);
+      expect(r.stdout).toBe("");
+      expect(r.stderr).toBe('ipre: unknown option --foo for "run" (see ipre run --help)\n');
+      const b = res(rt, "unknownBenchFlag");
+      expect(b.code).toBe(2);
+      expect(b.stderr).toBe('ipre: unknown option --iterationz for "bench latency" (see ipre bench latency --help)\n');
+    });
+    it("a missing file exits 1 with one line naming it, no stack trace", () => {
+      for (const [name, file] of [["runMissing", "missing.elf"], ["symbolsMissing", "nonexist.elf"], ["remoteMissing", "guests/examples/no-such-remote.elf"]] as const) {
+        const r = res(rt, name);
+        expect(r.code, r.stderr).toBe(1);
+        expect(r.stdout).toBe("");
+        expect(r.stderr).toBe(`ipre: IpreError: cannot read ${name === "remoteMissing" ? "remote ELF" : "ELF"} ${file}: no such file\n`);
+      }
+    });
+    it("missing or surplus arguments are usage errors: exit 2, one line", () => {
+      const cases = {
+        runNoFunction: "ipre: run needs a function name after guests/examples/add.elf (see ipre run --help)",
+        runNothing: "ipre: run needs an ELF file and a function name (see ipre run --help)",
+        runArgc: "ipre: add takes 2 arguments (--argc 2), got 1 (see ipre run --help)",
+        runTooMany: "ipre: at most 6 integer arguments (x86-64 argument registers), got 7 (see ipre run --help)",
+        allowWithoutRemote: "ipre: --allow needs --remote <elf> (see ipre run --help)",
+      } as const;
+      for (const [name, line] of Object.entries(cases) as [keyof typeof cases, string][]) {
+        const r = res(rt, name);
+        expect(r.code, name).toBe(2);
+        expect(r.stdout).toBe("");
+        expect(r.stderr).toBe(line + "\n");
+      }
+    });
+    it("a bare -- ends the options: the word after it is the ELF, not an option's value", () => {
+      const r = res(rt, "dashDash");
+      expect(r.code).toBe(1);
+      expect(r.stderr).toBe("ipre: IpreError: cannot read ELF guests/examples/no-such.elf: no such file\n");
+    });
+    it("symbols --json prints one JSON document of the same symbols", () => {
+      const r = res(rt, "symbolsJson");
+      ok(r);
+      const j = JSON.parse(r.stdout);
+      const text = res(rt, "symbols").stdout.split("\n").filter((l) => / = 0x/.test(l));
+      expect(j.symbols.map((s: { name: string; address: string }) => `${s.name} = ${s.address};`)).toEqual(text.map((l) => l.replace(/ \/\*.*$/, "")));
+      expect(j.symbols.every((s: { exported: boolean; type: string }) => s.exported && s.type === "func")).toBe(true);
+    });
+    it("a closed stdout (ipre symbols … | head) exits 0 quietly, without an EPIPE trace", async () => {
+      const [cmd, argv] = cliCommand(rt, ["symbols", "guests/examples/kvstore.elf", "--all"]);
+      const child = spawn(cmd, argv, { cwd: repoRoot, env: { ...process.env, NO_COLOR: "1", DENO_NO_UPDATE_CHECK: "1" }, stdio: ["ignore", "pipe", "pipe"] });
+      child.stdout.destroy(); // the reader is gone before the CLI writes its first line
+      let stderr = "";
+      child.stderr.setEncoding("utf8").on("data", (d: string) => (stderr += d));
+      const [code, signal] = await new Promise<[number | null, string | null]>((resolve) => child.on("close", (c, s) => resolve([c, s])));
+      expect(stderr).toBe("");
+      expect(signal).toBeNull();
+      expect(code).toBe(0);
+    }, upperMs(60_000));
     it("kvmFlavour() of a device that cannot be opened is 'none' (not read from /sys/module)", async () => {
       const { kvmFlavour } = await import("../src/kvm/system.ts");
       expect(kvmFlavour("/dev/ipre-no-such-kvm")).toBe("none");

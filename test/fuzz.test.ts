@@ -613,14 +613,15 @@ describe("fuzz: GDT, TSS and IDT builders", () => {
 
 // ------------------------------------------------------------------ command line
 
-const BOOLEAN = ["json", "help", "quiet"];
+const BOOLEAN = ["json", "help", "quiet", "all"];
 /** Any argument, with the shapes parseFlags tells apart over-represented. */
 const argArb = fc.oneof(
   fc.string({ maxLength: 8 }),
   fc.constantFrom("--", "-", "--=", "--=x", "--json", "--help", "--quiet", "--json=no", "--memory", "--memory=8", "-5", "0x10", "--a=b=c"),
   fc.string({ maxLength: 6 }).map((s) => `--${s}`),
 );
-const keyArb = fc.string({ maxLength: 6 }).filter((k) => !k.includes("=") && !BOOLEAN.includes(k));
+// Not empty: a bare `--` ends the options (tested on its own below).
+const keyArb = fc.string({ minLength: 1, maxLength: 6 }).filter((k) => !k.includes("=") && !BOOLEAN.includes(k));
 const wordArb = fc.string({ maxLength: 8 }).filter((s) => !s.startsWith("--"));
 
 type Token = { kind: "positional"; value: string } | { kind: "eq"; key: string; value: string } | { kind: "boolean"; key: string } | { kind: "option"; key: string; value: string } | { kind: "bare"; key: string };
@@ -637,8 +638,15 @@ describe("fuzz: command line", () => {
     fc.assert(
       fc.property(fc.array(argArb, { maxLength: 10 }), (argv) => {
         const copy = [...argv];
-        const { positional, options } = parseFlags(argv);
+        const parsed = parseFlags(argv);
         expect(argv, "argv is not modified").toEqual(copy);
+        // A bare `--` ends the options: every word after it is positional, as written.
+        const end = argv.indexOf("--");
+        const tail = end < 0 ? [] : argv.slice(end + 1);
+        expect(parsed.positional.slice(parsed.positional.length - tail.length)).toEqual(tail);
+        const positional = parsed.positional.slice(0, parsed.positional.length - tail.length);
+        const options = parsed.options;
+        if (end >= 0) argv = argv.slice(0, end);
         let from = 0;
         for (const p of positional) {
           expect(p.startsWith("--")).toBe(false);
@@ -691,13 +699,28 @@ describe("fuzz: command line", () => {
 
   it("a boolean flag keeps the word after it positional, and a trailing --k=v wins, whatever comes before", () => {
     fc.assert(
-      fc.property(fc.array(argArb, { maxLength: 8 }), fc.constantFrom(...BOOLEAN), wordArb, keyArb, fc.string({ maxLength: 8 }), (rest, flag, word, key, value) => {
+      fc.property(fc.array(argArb.filter((a) => a !== "--"), { maxLength: 8 }), fc.constantFrom(...BOOLEAN), wordArb, keyArb, fc.string({ maxLength: 8 }), (rest, flag, word, key, value) => {
         const head = parseFlags([`--${flag}`, word, ...rest]);
         expect(head.positional[0]).toBe(word);
         expect(parseFlags([...rest, `--${key}=${value}`]).options.get(key)).toBe(value);
       }),
       params(RUNS.cli),
     );
+  });
+
+  it("parseFlags: a bare -- ends the options, and the words after it (-- and --k included) are positional", () => {
+    fc.assert(
+      fc.property(fc.array(tokenArb, { maxLength: 4 }), fc.array(argArb, { maxLength: 6 }), (tokens, tail) => {
+        const head = tokens.flatMap((t) => (t.kind === "positional" ? [t.value] : t.kind === "eq" ? [`--${t.key}=${t.value}`] : t.kind === "option" ? [`--${t.key}`, t.value] : [`--${t.key}`]));
+        const before = parseFlags(head);
+        const after = parseFlags([...head, "--", ...tail]);
+        expect(after.options).toEqual(before.options);
+        expect(after.positional).toEqual([...before.positional, ...tail]);
+      }),
+      params(RUNS.cli),
+    );
+    expect(parseFlags(["run", "--", "a.elf", "f"]).positional).toEqual(["run", "a.elf", "f"]);
+    expect(parseFlags(["--memory", "--", "a.elf"])).toEqual({ positional: ["a.elf"], options: new Map([["memory", true]]) });
   });
 
   it("numberOption: the fallback when absent, the number when finite and positive, otherwise IpreError naming the option", () => {
