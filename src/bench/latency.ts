@@ -48,6 +48,9 @@ export interface LatencyResult {
   ratios: Record<string, number>;
 }
 
+/** The steps measureLatency reports through `progress` (one per operation measured). */
+export const LATENCY_STEPS = 4;
+
 export function measureLatency(iterations: number, warmup: number, progress: (s: string) => void): LatencyRow[] {
   const rows: LatencyRow[] = [];
   {
@@ -121,7 +124,13 @@ export async function latencyCommand(flags: Flags): Promise<number> {
   const warmup = intOption(flags, "warmup", 100, 0);
   const machine = describeMachine();
   rep.progress(`latency on ${machineLine(machine)}`);
-  const rows = measureLatency(iterations, warmup, rep.progress);
+  rep.plan(LATENCY_STEPS);
+  let rows: LatencyRow[];
+  try {
+    rows = measureLatency(iterations, warmup, rep.step);
+  } finally {
+    rep.done();
+  }
   const ratios = latencyRatios(rows);
   const result: LatencyResult = { runtime: machine.runtime, machine, config: { iterations, warmup }, results: rows, ratios };
 

@@ -90,6 +90,7 @@ export async function loadCommand(flags: Flags): Promise<number> {
   const loadDescriptions: Record<string, string> = {};
   /** /proc/loadavg just before each level's hogs start: other work on the machine. */
   const ambient: Record<string, string> = {};
+  rep.plan(levels.length * (paceUs > 0 ? 4 : 3));
   const pair = createPair();
   const sock = await SocketChild.start();
   try {
@@ -101,7 +102,7 @@ export async function loadCommand(flags: Flags): Promise<number> {
       loadDescriptions[String(level)] = load.description;
       try {
         const measure = async (system: LoadSystem, run: () => Float64Array | Promise<Float64Array>) => {
-          rep.progress(`level ${level}%: ${system}, ${iterations} round trips after ${warmup} warm-up (limit ${limitS} s)`);
+          rep.step(`level ${level}%: ${system}, ${iterations} round trips after ${warmup} warm-up (limit ${limitS} s)`);
           const samples = await run();
           if (samples.length === 0) throw new IpreError(`${system} produced no samples at load ${level}% (duration limit too short?)`);
           const s = summarize(samples);
@@ -128,6 +129,7 @@ export async function loadCommand(flags: Flags): Promise<number> {
       }
     }
   } finally {
+    rep.done();
     await sock.close();
     pair.close();
   }

@@ -155,6 +155,7 @@ export async function payloadCommand(flags: Flags): Promise<number> {
       }
       rep.progress(`direct vmcall into the remote: ${directEntry.ok ? "works" : "FAILED: " + directEntry.detail}`);
     }
+    rep.plan(sizes.length);
     worker = await ChecksumWorker.start();
     sock = await SocketChild.start();
     for (const size of sizes) {
@@ -163,7 +164,7 @@ export async function payloadCommand(flags: Flags): Promise<number> {
       const view = buf.subarray(0, size);
       const copy = view.slice(); // a JS-heap buffer of exactly `size` bytes for the baselines
       const expect = fnv1a(copy); // (on JS-heap bytes only: keeps local_js's JIT code monomorphic)
-      rep.progress(`${fmtBytes(size)}: ${count} operations per system`);
+      rep.step(`${fmtBytes(size)}: ${count} operations per system`);
       rows.push(toRow("ipre", size, syncTimeOps(count, w, () => caller.call("remote_checksum", bufAddr, size), expect, `ipre ${size}`)));
       const wk = worker;
       rows.push(toRow("worker_postmessage", size, await timeOps(count, w, () => wk.checksum(copy), expect, `worker ${size}`)));
@@ -172,6 +173,7 @@ export async function payloadCommand(flags: Flags): Promise<number> {
       rows.push(toRow("local_js", size, syncTimeOps(count, w, () => fnv1a(copy), expect, `local ${size}`)));
     }
   } finally {
+    rep.done();
     await worker?.close();
     await sock?.close();
     pair.close();
