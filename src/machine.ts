@@ -974,6 +974,9 @@ export class Machine {
       this.#callback(top.link, rsp);
       return true;
     }
+    // A fetch fault in the running remote's own window is its own fault (e.g. no-execute data),
+    // not an entry.
+    if (inRemote && window === top.link.window) return false;
     const link = this.links.get(window);
     if (link !== undefined && cr2 >= link.remote.base && cr2 < link.remote.memoryEnd) {
       this.#enterRemote(link, cr2, rsp, inRemote ? top.link : undefined);
@@ -995,6 +998,7 @@ export class Machine {
   /** A callback: remote code called caller code (a fetch fault: caller code is no-execute while merged). */
   #callback(link: RemoteLink, rsp: number): void {
     const returnAddress = this.#stackU64(rsp);
+    this.#checkTrapSlot(rsp, link.remote);
     this.#setU64At((rsp - this.base) >> 2, this.callbackTrap);
     const frame: IpreFrame = { kind: "callback", link, returnAddress, rsp };
     this.#frames.push(frame);
@@ -1029,8 +1033,23 @@ export class Machine {
   /** Read the u64 at a guest stack address (the stack is this machine's memory). */
   #stackU64(rsp: number): number {
     const off = rsp - this.base;
-    if (off < USER_OFFSET || off + 8 > this.memorySize || off % 8 !== 0) throw new GuestMemoryError(rsp, 8, `${this.name}: guest stack pointer 0x${rsp.toString(16)} is outside its memory`);
+    if (off < USER_OFFSET || off + 8 > this.memorySize) throw new GuestMemoryError(rsp, 8, `${this.name}: guest stack pointer 0x${rsp.toString(16)} is outside its memory`);
+    if (off % 8 !== 0) throw new GuestMemoryError(rsp, 8, `${this.name}: guest stack pointer 0x${rsp.toString(16)} is not 8-byte aligned`);
     return this.#getU64At(off >> 2);
+  }
+
+  /**
+   * The VMM replaces the return address at [rsp] with a trap: only where the guest code itself
+   * could write (a user-writable page; checked on the leaf entry, the upper levels of a window's
+   * own tables are always user-writable), else this is the #PF a `push` there would have raised,
+   * blamed on `remote` when remote code set up that stack.
+   */
+  #checkTrapSlot(rsp: number, remote: Machine | undefined): void {
+    const pte = this.#tables.pteAddress(rsp) - this.base;
+    const lo = this.#mem32[pte >> 2]!;
+    if ((lo & 7) === 7) return; // present, writable, user
+    const info: FaultInfo = { vector: PF, rip: this.#getI64At(this.#frame + (FRAME.rip >> 2)), cr2: rsp, errorCode: (lo & 1) | 2 | 4, rsp };
+    throw remote !== undefined ? new RemoteFault(info, remote.name) : new GuestFault(info, this.name);
   }
   #callerOf(rsp: number): number {
     try {
@@ -1166,6 +1185,7 @@ export class Machine {
     if (link.remote.#closed) throw new MachineStateError(`${link.remote.name} is closed`);
     if (link.remote.#mustReset !== undefined) throw new MachineStateError(`${link.remote.name} must be reset before it serves calls again (${link.remote.#mustReset})`);
     const returnAddress = this.#stackU64(rsp);
+    this.#checkTrapSlot(rsp, undefined);
     this.#setU64At((rsp - this.base) >> 2, this.returnTrap);
     link.remote.busyWith = this;
     const frame: IpreFrame = { kind: "call", link, returnAddress, rsp };

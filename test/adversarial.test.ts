@@ -227,17 +227,16 @@ describeKvm("adversarial IPRE: a malicious caller and a malicious remote, on Nod
       expectHealthy(s.health, r);
     });
 
-    it("caller: entering a remote with a garbage, misaligned or foreign RSP is refused before it runs; an RSP in the guard page faults in the remote", () => {
+    it("caller: entering a remote with a garbage, misaligned or foreign RSP is refused before it runs; an RSP in the guard page is the caller's #PF write at RSP", () => {
       const r = report(rt);
       const g = r.caller.garbageRsp;
       const A = r.win.A;
       expect(g.cases.map((c) => c.rsp)).toEqual([A.memoryEnd, A.stackTop - 12, 0xdead0000, r.sym.kv_data_marker, A.base + RT.IST1_TOP - 64, A.stackGuard + 8]);
       for (const c of g.cases.slice(0, 5)) expectMemoryError(c.result, c.rsp, 8, /stack pointer/);
       const guard = g.cases[5]!;
-      expectPf(guard.result, "kvstore", guard.rsp, EC.read); // kv_count's `ret` reads the guard page
-      expect(guard.result.rip).toBeGreaterThanOrEqual(r.sym.kv_count!);
-      expect(guard.result.rip).toBeLessThan(r.sym.kv_count! + 16);
-      expect(g.entries).toBe(1); // only the guard-page case got in
+      // The VMM would write the return trap there: it refuses as the CPU would refuse a push.
+      expectPf(guard.result, "caller", guard.rsp, EC.write, r.sym.kv_count);
+      expect(g.entries).toBe(0);
       expectHealthy(g.health, r);
     });
 
@@ -251,12 +250,14 @@ describeKvm("adversarial IPRE: a malicious caller and a malicious remote, on Nod
       expectHealthy(s.health, r);
     });
 
-    // KNOWN BUG (src/machine.ts #enterRemote): the VMM replaces the return address at [RSP] with
-    // the return trap by a host write, without checking that ring-3 code could write there. A
-    // caller whose RSP points into its own read-only code gets its code overwritten.
-    it.fails("KNOWN BUG: entering a remote with RSP in read-only caller code writes the return trap into that code", () => {
+    // Was a bug (found by this suite): the VMM wrote the return trap at [RSP] without checking
+    // that ring-3 code could write there. Now the entry is the #PF a push there would raise.
+    it("entering a remote with RSP in read-only caller code is a #PF write-protection at RSP; the code is untouched", () => {
       const s = report(rt).caller.stackInCode;
-      expect(s.after).toBe(s.before); // fails: the return trap address is now there
+      expect(s.after).toBe(s.before);
+      expectError(s.result, "GuestFault");
+      expect(s.result.vector).toBe(14);
+      expect(s.result.errorCode).toBe(EC.writeProt);
     });
 
     it("caller: IPRE recursion through callbacks stops at the nesting limit (64) with RemoteAccessError", () => {
@@ -394,16 +395,16 @@ describeKvm("adversarial IPRE: a malicious caller and a malicious remote, on Nod
       expectHealthy(c.health, r);
     });
 
-    // KNOWN BUG (src/machine.ts #callback): for a callback the VMM replaces [RSP] with the
-    // callback trap by a host write, without checking that the page is writable. Remote code
-    // that points RSP into the caller's read-only code or data and jumps into caller code makes
-    // the VMM overwrite the caller's read-only memory (8 bytes per callback, at an address of the
-    // remote's choosing).
-    it.fails("KNOWN BUG: a remote makes the VMM write the callback trap into the caller's read-only memory", () => {
+    // Was a bug (found by this suite): for a callback the VMM replaced [RSP] with the callback
+    // trap by a host write without checking that the page is writable, so remote code could make
+    // it overwrite 8 bytes of the caller's read-only memory of its choosing.
+    it("fixed: a remote cannot make the VMM write the callback trap into the caller's read-only memory (RemoteFault #PF write-protection)", () => {
       const r = report(rt);
       const c = r.remote.cbStack;
-      expect(c.after).toBe(c.before); // fails: two callback-trap addresses are written there
-      expectValue(c.read, r.sym.a_retonly);
+      expect(c.after).toBe(c.before);
+      expectError(c.result, "RemoteFault");
+      expect(c.result.vector).toBe(14);
+      expect(c.result.errorCode).toBe(EC.writeProt);
     });
 
     it("remote: FSBASE values set through the API are switched on entry and restored on return", () => {
@@ -436,10 +437,9 @@ describeKvm("adversarial IPRE: a malicious caller and a malicious remote, on Nod
       expectHealthy(x.health, r);
     });
 
-    // KNOWN BUG (minor, src/machine.ts #fetchFault): a fetch fault inside the running remote's
-    // own window is taken for an IPRE entry into it, so it is reported as a RemoteAccessError
-    // "nested remote calls are not supported" instead of a RemoteFault #PF (fetch, protection).
-    it.fails("KNOWN BUG: executing the remote's own data is a RemoteFault #PF, not a refused nested call", () => {
+    // Was a bug (minor): a fetch fault inside the running remote's own window was taken for an
+    // IPRE entry into it (RemoteAccessError "nested remote calls").
+    it("fixed: executing the remote's own data is a RemoteFault #PF, not a refused nested call", () => {
       const x = report(rt).remote.execOwnData;
       expectPf(x.result, "evil", x.address, EC.fetchProt, x.address);
     });

@@ -648,8 +648,8 @@ export function adversarialReport(seed: number) {
       health: health(),
     };
 
-    // KNOWN BUG (see test/adversarial.test.ts): evil uses the caller's read-only q_victim as the
-    // stack of a callback; the VMM writes the callback trap there.
+    // Evil uses the caller's read-only q_victim as the stack of a callback: the VMM must not write
+    // the callback trap there (it did, before the fix).
     const victimBefore = hex(A.read(a.q_victim!, 16));
     const cbResult = attempt(() => call(e.e_cb_stack, a.a_retonly!, a.q_victim!));
     const cbStack = {
