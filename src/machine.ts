@@ -847,12 +847,18 @@ export class Machine {
     this.#vcpu!.setReg("rip", this.#resumeIret);
   }
 
-  /** Continue with a CR3 load (IPRE merge/unmerge) through the short resume_cr3 path when possible. */
-  #resumeWithCr3(root: number): void {
+  /**
+   * Continue with a CR3 load and the FSBASE of the code that runs next (IPRE merge/unmerge)
+   * through the short resume_cr3 path when possible: a value a guest wrote with `wrfsbase` never
+   * survives a switch into the other side's code.
+   */
+  #resumeWithCr3(root: number, fsBase: number): void {
     if (this.#mem32[this.#mbPending] !== 0) {
       this.#mailbox(this.#mbCr3, root); // other mailbox work is queued: the general path does all
+      this.#loadFsBase(fsBase);
       return;
     }
+    this.#setU64At(this.#mbFsbase, fsBase); // resume_cr3 loads it (mb_fsbase_set stays 0)
     const vcpu = this.#vcpu!;
     vcpu.setReg("r11", root); // scratch at function entry and return (SysV ABI)
     vcpu.setReg("rsp", this.base + RT.IST1_TOP - FRAME_SIZE + FRAME.rip);
@@ -965,7 +971,7 @@ export class Machine {
       if (rsp !== top.rsp + 8) return false;
       this.#frames.pop();
       this.#setU64At(ripIdx, top.returnAddress);
-      this.#switchTo(this.#frames[this.#frames.length - 1], top.kind === "call" ? top.link.remote : this);
+      this.#switchTo(this.#frames[this.#frames.length - 1]);
       if (top.kind === "call" && !this.#frames.some((f) => f.link.remote === top.link.remote)) top.link.remote.busyWith = undefined;
       return true;
     }
@@ -989,10 +995,9 @@ export class Machine {
    * Load the address space of the now innermost frame: the merged root of a call, or the normal
    * root for a callback or for no IPRE at all; FSBASE follows whose code runs.
    */
-  #switchTo(frame: IpreFrame | undefined, from: Machine): void {
+  #switchTo(frame: IpreFrame | undefined): void {
     const to = frame?.kind === "call" ? frame.link.remote : this;
-    if (to.#fsBase !== from.#fsBase) this.#loadFsBase(to.#fsBase);
-    this.#resumeWithCr3(frame?.kind === "call" ? frame.link.mergedRoot : this.normalRoot);
+    this.#resumeWithCr3(frame?.kind === "call" ? frame.link.mergedRoot : this.normalRoot, to.#fsBase);
   }
 
   /** A callback: remote code called caller code (a fetch fault: caller code is no-execute while merged). */
@@ -1002,7 +1007,7 @@ export class Machine {
     this.#setU64At((rsp - this.base) >> 2, this.callbackTrap);
     const frame: IpreFrame = { kind: "callback", link, returnAddress, rsp };
     this.#frames.push(frame);
-    this.#switchTo(frame, link.remote); // RIP stays at the target: it retries unmerged
+    this.#switchTo(frame); // RIP stays at the target: it retries unmerged
   }
 
   #hostcall(owner: Machine, gate: number, rsp: number, ripIdx: number, rspIdx: number): void {
@@ -1190,7 +1195,7 @@ export class Machine {
     link.remote.busyWith = this;
     const frame: IpreFrame = { kind: "call", link, returnAddress, rsp };
     this.#frames.push(frame);
-    this.#switchTo(frame, this);
+    this.#switchTo(frame);
     this.onRemoteEntry?.(entry);
   }
 

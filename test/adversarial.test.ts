@@ -418,15 +418,13 @@ describeKvm("adversarial IPRE: a malicious caller and a malicious remote, on Nod
       expectHealthy(f.health, r);
     });
 
-    // KNOWN BUG (src/machine.ts #switchTo): FSBASE is reloaded on an IPRE switch only when the
-    // host-side fsBase values of caller and remote differ. Both are 0 by default, so a remote's
-    // `wrfsbase` stays in force in the caller after the call (and in its later vmcalls), and a
-    // caller's `wrfsbase` is what the remote runs with.
-    it.fails("KNOWN BUG: with default FSBASEs, a remote's wrfsbase leaks into the caller and the caller's into the remote", () => {
+    // Was a bug (found by this suite): FSBASE was reloaded on an IPRE switch only when the
+    // host-side fsBase values differed, so a value a guest wrote with wrfsbase leaked across.
+    it("fixed: with default FSBASEs, a remote's wrfsbase does not leak into the caller, nor the caller's into the remote", () => {
       const l = report(rt).remote.fsbase.leak;
-      expectValue(l.callerSees, 0); // fails: the remote's value
+      expectValue(l.callerSees, 0);
       expectValue(l.nextCall, 0);
-      expectValue(l.remoteSees, 0); // fails: the caller's value
+      expectValue(l.remoteSees, 0);
     });
 
     it("remote: jumping into its own no-execute data ends the call with an error; both sides keep working", () => {

@@ -130,6 +130,8 @@ resume_iret:
 	.globl resume_cr3
 resume_cr3:
 	mov cr3, r11                 /* flushes the TLB: the remote's translations go with it */
+	mov r11, [rip + mb_fsbase]   /* FSBASE of the code that runs next, set by the host: a value */
+	wrfsbase r11                 /* a guest wrote itself must not leak across the switch */
 	iretq
 
 /*
