@@ -269,7 +269,7 @@ export class Machine {
   /** @internal Root loaded when no remote call is active (the plain root, or one with loans). */
   normalRoot: number;
   /** Remote links by window index. */
-  readonly links = new Map<number, RemoteLink>();
+  readonly links: Map<number, RemoteLink> = new Map();
   /** IPRE calls and callbacks in progress, innermost last. */
   #frames: IpreFrame[] = [];
   /** @internal Set while a remote call runs *into* this machine (serialises access to a remote). */
@@ -1267,7 +1267,7 @@ export class Machine {
     this.#roots[index] = false;
   }
   /** Callers currently connected to this machine as a remote. */
-  readonly callers = new Set<Machine>();
+  readonly callers: Set<Machine> = new Set();
 
   // ---- faults and crashes ----
 
