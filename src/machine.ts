@@ -270,8 +270,10 @@ export class Machine {
   normalRoot: number;
   /** Remote links by window index. */
   readonly links: Map<number, RemoteLink> = new Map();
-  /** IPRE calls and callbacks in progress, innermost last. */
+  /** IPRE calls and callbacks in progress, innermost last (objects from #framePool). */
   #frames: IpreFrame[] = [];
+  /** Preallocated frames, one per nesting level: an IPRE call or callback allocates nothing. */
+  readonly #framePool: IpreFrame[] = Array.from({ length: MAX_IPRE_DEPTH + 1 }, () => ({ kind: "call" as const, link: undefined as unknown as RemoteLink, returnAddress: 0, rsp: 0 }));
   /** @internal Set while a remote call runs *into* this machine (serialises access to a remote). */
   busyWith: Machine | undefined;
   /** Statistics: exits handled since creation. */
@@ -972,7 +974,7 @@ export class Machine {
       this.#frames.pop();
       this.#setU64At(ripIdx, top.returnAddress);
       this.#switchTo(this.#frames[this.#frames.length - 1]);
-      if (top.kind === "call" && !this.#frames.some((f) => f.link.remote === top.link.remote)) top.link.remote.busyWith = undefined;
+      if (top.kind === "call" && !this.#inFrames(top.link.remote)) top.link.remote.busyWith = undefined;
       return true;
     }
     // Remote code jumped into caller code (a function pointer): run it unmerged.
@@ -1000,13 +1002,27 @@ export class Machine {
     this.#resumeWithCr3(frame?.kind === "call" ? frame.link.mergedRoot : this.normalRoot, to.#fsBase);
   }
 
+  #pushFrame(kind: IpreFrame["kind"], link: RemoteLink, returnAddress: number, rsp: number): IpreFrame {
+    const frame = this.#framePool[this.#frames.length]!; // depth < MAX_IPRE_DEPTH: checked on entry
+    frame.kind = kind;
+    frame.link = link;
+    frame.returnAddress = returnAddress;
+    frame.rsp = rsp;
+    this.#frames.push(frame);
+    return frame;
+  }
+  /** Whether a call into `remote` is still on the frame stack (a loop: no closure on the return path). */
+  #inFrames(remote: Machine): boolean {
+    for (let i = 0; i < this.#frames.length; i++) if (this.#frames[i]!.link.remote === remote) return true;
+    return false;
+  }
+
   /** A callback: remote code called caller code (a fetch fault: caller code is no-execute while merged). */
   #callback(link: RemoteLink, rsp: number): void {
     const returnAddress = this.#stackU64(rsp);
     this.#checkTrapSlot(rsp, link.remote);
     this.#setU64At((rsp - this.base) >> 2, this.callbackTrap);
-    const frame: IpreFrame = { kind: "callback", link, returnAddress, rsp };
-    this.#frames.push(frame);
+    const frame = this.#pushFrame("callback", link, returnAddress, rsp);
     this.#switchTo(frame); // RIP stays at the target: it retries unmerged
   }
 
@@ -1193,8 +1209,7 @@ export class Machine {
     this.#checkTrapSlot(rsp, undefined);
     this.#setU64At((rsp - this.base) >> 2, this.returnTrap);
     link.remote.busyWith = this;
-    const frame: IpreFrame = { kind: "call", link, returnAddress, rsp };
-    this.#frames.push(frame);
+    const frame = this.#pushFrame("call", link, returnAddress, rsp);
     this.#switchTo(frame);
     this.onRemoteEntry?.(entry);
   }
@@ -1240,7 +1255,7 @@ export class Machine {
     this.#mailbox(this.#mbCr3, this.normalRoot);
     this.#loadFsBase(this.#fsBase);
     for (const f of this.#frames) if (f.link.remote.busyWith === this) f.link.remote.busyWith = undefined;
-    this.#frames = [];
+    this.#frames.length = 0;
   }
 
   /** Whether an IPRE call is in progress (e.g. from inside a hostcall). */
@@ -1320,7 +1335,7 @@ export class Machine {
     const vcpu = this.#vcpu!;
     this.#writeRuntimeArea();
     this.#setSpecialRegisters(vcpu);
-    this.#frames = [];
+    this.#frames.length = 0;
     this.#clearMailbox();
     this.#booted = false;
     this.#boot(vcpu);
