@@ -6,9 +6,8 @@
  */
 import { beforeAll, describe, expect, test } from "vitest";
 import { runScenario } from "./harness.ts";
-import { describeKvm, upperMs } from "./kvm.ts";
+import { describeKvm } from "./kvm.ts";
 import type { BadInputReport, CallCase, ProgramCase } from "./scenarios/badinput.ts";
-import type { Outcome } from "./scenarios/common.ts";
 import { expectError, expectValue } from "./expect.ts";
 
 const SCENARIO = "test/scenarios/badinput.ts";

@@ -8,7 +8,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import { runScenario, type ScenarioRuntime } from "./harness.ts";
-import { describeKvm, upperMs } from "./kvm.ts";
+import { describeKvm } from "./kvm.ts";
 import { main } from "../src/cli.ts";
 
 const outRoot = mkdtempSync(join(tmpdir(), "ipre-bench-test-"));

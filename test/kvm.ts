@@ -6,7 +6,6 @@
  */
 import { closeSync, constants, openSync } from "node:fs";
 import { describe } from "vitest";
-import { NESTED } from "./scenarios/common.ts";
 
 /** Why /dev/kvm cannot be used (e.g. "ENOENT"), or undefined when it opens read-write. */
 export const KVM_UNUSABLE: string | undefined = (() => {

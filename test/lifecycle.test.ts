@@ -6,7 +6,6 @@ import { beforeAll, describe, expect, test } from "vitest";
 import { runScenario } from "./harness.ts";
 import { describeKvm, scaled, upperMs } from "./kvm.ts";
 import type { CycleReport, LifecycleReport, Resources, Timed } from "./scenarios/lifecycle.ts";
-import type { Outcome } from "./scenarios/common.ts";
 import { expectError, expectValue } from "./expect.ts";
 
 const SCENARIO = "test/scenarios/lifecycle.ts";

@@ -7,7 +7,6 @@ import { spawn } from "node:child_process";
 import { beforeAll, describe, expect, it } from "vitest";
 import { repoRoot, collectReports, ReportSet, RUNTIMES, type Runtime } from "./harness.ts";
 import { describeKvm, upperMs } from "./kvm.ts";
-import type { Outcome } from "./scenarios/common.ts";
 import { CLOSED_PROBES } from "./scenarios/closed.ts";
 import { machineReport, type MachineReport } from "./scenarios/machine.ts";
 import { expectError, expectScenarioRan, expectValue } from "./expect.ts";

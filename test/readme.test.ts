@@ -5,7 +5,7 @@
 import { spawnSync } from "node:child_process";
 import { mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { afterAll, beforeAll, expect, it } from "vitest";
-import { describeKvm, upperMs } from "./kvm.ts";
+import { describeKvm } from "./kvm.ts";
 
 const ROOT = new URL("..", import.meta.url).pathname;
 const DIR = `${ROOT}test/.readme`;
