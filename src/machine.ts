@@ -25,9 +25,9 @@ import {
   type FaultInfo,
 } from "./errors.ts";
 import { Watchdog } from "./watchdog.ts";
-import { CAP, EXIT, EXIT_NAMES, SEGMENT, SREGS, DTABLE, SYNC } from "./kvm/abi.ts";
+import { CAP, EXIT, EXIT_NAMES, SYNC } from "./kvm/abi.ts";
 import { Kvm, kvmFlavour, type KvmFlavour } from "./kvm/system.ts";
-import { setU64, Vm } from "./kvm/vm.ts";
+import { Vm } from "./kvm/vm.ts";
 import type { Vcpu } from "./kvm/vcpu.ts";
 import { flatImage, parseElf, type ElfImage } from "./guest/elf.ts";
 import {
@@ -52,7 +52,8 @@ import {
   windowBase,
 } from "./guest/layout.ts";
 import { runtimeBytes, runtimeSymbol, stubOffset } from "./guest/runtime.ts";
-import { buildGdt, buildIdt, buildTss, GDT_LIMIT, SELECTOR, starMsr, TSS_SIZE } from "./x86/descriptors.ts";
+import { buildGdt, buildIdt, buildTss, GDT_LIMIT, SELECTOR, starMsr } from "./x86/descriptors.ts";
+import { segmentFromGdt } from "./kvm/sregs.ts";
 import { CR0, CR4, EFER, MSR, RFLAGS_RESERVED } from "./x86/registers.ts";
 import { ADDR_MASK, indices, PERM, PTE, SPAN, type PagePerm, type PtMemory, WindowTables } from "./x86/paging.ts";
 
@@ -456,45 +457,25 @@ export class Machine {
     this.#tables.setPages(this.#directPt, this.stackGuard, PAGE_SIZE, null);
   }
 
-  /** Long mode, ring 0, paging on (Intel SDM Vol. 3A §9.8.5), the GDT/IDT/TSS above, MSR_STAR. */
+  /**
+   * Long mode, ring 0, paging on (Intel SDM Vol. 3A §9.8.5), the GDT/IDT/TSS above, MSR_STAR.
+   * Segment registers are derived from the GDT in guest memory (written by #writeRuntimeArea).
+   */
   #setSpecialRegisters(vcpu: Vcpu): void {
     const s = vcpu.getSregs();
-    const seg = (off: number, selector: number, code: boolean) => {
-      setU64(s, off + SEGMENT.base, 0);
-      s.setUint32(off + SEGMENT.limit, 0xffffffff, true);
-      s.setUint16(off + SEGMENT.selector, selector, true);
-      s.setUint8(off + SEGMENT.type, code ? 0xb : 0x3);
-      s.setUint8(off + SEGMENT.present, 1);
-      s.setUint8(off + SEGMENT.dpl, 0);
-      s.setUint8(off + SEGMENT.db, code ? 0 : 1);
-      s.setUint8(off + SEGMENT.s, 1);
-      s.setUint8(off + SEGMENT.l, code ? 1 : 0);
-      s.setUint8(off + SEGMENT.g, 1);
-      s.setUint8(off + SEGMENT.unusable, 0);
-    };
-    seg(SREGS.cs, SELECTOR.KERNEL_CODE, true);
-    for (const r of [SREGS.ds, SREGS.es, SREGS.fs, SREGS.gs, SREGS.ss]) seg(r, SELECTOR.KERNEL_DATA, false);
-    // Task register: a busy 64-bit TSS (type 0xB).
-    setU64(s, SREGS.tr + SEGMENT.base, this.base + RT.TSS);
-    s.setUint32(SREGS.tr + SEGMENT.limit, TSS_SIZE - 1, true);
-    s.setUint16(SREGS.tr + SEGMENT.selector, SELECTOR.TSS, true);
-    s.setUint8(SREGS.tr + SEGMENT.type, 0xb);
-    s.setUint8(SREGS.tr + SEGMENT.present, 1);
-    s.setUint8(SREGS.tr + SEGMENT.s, 0);
-    s.setUint8(SREGS.tr + SEGMENT.g, 0);
-    s.setUint8(SREGS.tr + SEGMENT.l, 0);
-    s.setUint8(SREGS.tr + SEGMENT.db, 0);
-    s.setUint8(SREGS.tr + SEGMENT.unusable, 0);
-    s.setUint8(SREGS.ldt + SEGMENT.unusable, 1);
-    setU64(s, SREGS.gdt + DTABLE.base, this.base + RT.GDT);
-    s.setUint16(SREGS.gdt + DTABLE.limit, GDT_LIMIT, true);
-    setU64(s, SREGS.idt + DTABLE.base, this.base + RT.IDT);
-    s.setUint16(SREGS.idt + DTABLE.limit, 32 * 16 - 1, true);
-    setU64(s, SREGS.cr0, (CR0.PE | CR0.MP | CR0.ET | CR0.NE | CR0.WP | CR0.PG) >>> 0); // PG is bit 31: keep it unsigned
-    setU64(s, SREGS.cr3, this.normalRoot);
-    setU64(s, SREGS.cr4, CR4.PAE | CR4.OSFXSR | CR4.OSXMMEXCPT | CR4.FSGSBASE);
-    setU64(s, SREGS.efer, EFER.LME | EFER.LMA | EFER.NXE | EFER.SCE);
-    vcpu.setSregs();
+    const gdt = this.#mem.subarray(RT.GDT, RT.GDT + GDT_LIMIT + 1);
+    s.cs = segmentFromGdt(gdt, SELECTOR.KERNEL_CODE);
+    s.ds = s.es = s.fs = s.gs = s.ss = segmentFromGdt(gdt, SELECTOR.KERNEL_DATA);
+    // KVM wants the task register busy (type 0xB); the GDT keeps it available (0x9) as `ltr` would expect.
+    s.tr = { ...segmentFromGdt(gdt, SELECTOR.TSS), type: 0xb };
+    s.ldt = { ...s.ldt, unusable: 1 };
+    s.gdt = { base: this.base + RT.GDT, limit: GDT_LIMIT };
+    s.idt = { base: this.base + RT.IDT, limit: 32 * 16 - 1 };
+    s.cr0 = BigInt((CR0.PE | CR0.MP | CR0.ET | CR0.NE | CR0.WP | CR0.PG) >>> 0); // PG is bit 31: keep it unsigned
+    s.cr3 = BigInt(this.normalRoot);
+    s.cr4 = BigInt(CR4.PAE | CR4.OSFXSR | CR4.OSXMMEXCPT | CR4.FSGSBASE);
+    s.efer = BigInt(EFER.LME | EFER.LMA | EFER.NXE | EFER.SCE);
+    vcpu.setSregs(s);
     vcpu.setMsrs([
       [MSR.STAR, starMsr()],
       [MSR.LSTAR, 0n],

@@ -7,6 +7,7 @@ import { MAP_SHARED, NativeBuffer, PROT_READ, PROT_WRITE } from "../ffi/native.t
 import { KvmError } from "../errors.ts";
 import { EXIT, KVM, MSR_ENTRY, REGS, type RegName, RUN, SIZEOF, SREGS, SYNC } from "./abi.ts";
 import { check, kvmIoctl } from "./system.ts";
+import { decodeSregs, encodeSregs, type KvmSregs } from "./sregs.ts";
 
 const TWO32 = 2 ** 32;
 
@@ -101,18 +102,21 @@ export class Vcpu {
   }
 
   /** KVM_GET_SREGS: a DataView over the vCPU's special registers (struct kvm_sregs). */
-  getSregs(): DataView {
+  /** KVM_GET_SREGS, decoded. */
+  getSregs(): KvmSregs {
     kvmIoctl(this.fd, "GET_SREGS", this.#sregs.address);
-    return this.#sregs.view;
+    return decodeSregs(this.#sregs.view);
   }
   /** CR2 (the last page-fault address) through KVM_GET_SREGS, as a signed number (upper half < 0). */
   cr2(): number {
-    const s = this.getSregs();
+    kvmIoctl(this.fd, "GET_SREGS", this.#sregs.address);
+    const s = this.#sregs.view;
     return s.getUint32(SREGS.cr2, true) + s.getInt32(SREGS.cr2 + 4, true) * TWO32;
   }
 
-  /** KVM_SET_SREGS from the view returned by getSregs(). */
-  setSregs(): void {
+  /** KVM_SET_SREGS with `value` (typically getSregs() with fields changed). */
+  setSregs(value: KvmSregs): void {
+    encodeSregs(this.#sregs.view, value);
     kvmIoctl(this.fd, "SET_SREGS", this.#sregs.address);
   }
 
