@@ -4,7 +4,7 @@
  * after `npx tsc -p tsconfig.json`. See bench/README.md.
  */
 import process from "node:process";
-import { parseFlags } from "../src/cli.ts";
+import { parseFlags } from "../src/flags.ts";
 import { bench } from "../src/bench.ts";
 
 process.exitCode = await bench(parseFlags(["latency", ...process.argv.slice(2)]));

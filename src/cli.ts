@@ -10,7 +10,7 @@ import { Machine, kvmInfo } from "./machine.ts";
 import { parseElf } from "./guest/elf.ts";
 import { MAX_WINDOW, WINDOW_SIZE, MiB } from "./guest/layout.ts";
 import { connect } from "./remote.ts";
-import { checkOptions, type Flags, parseFlags as parseFlagsOf, UsageError } from "./flags.ts";
+import { checkOptions, type Flags, numberOption, parseFlags as parseFlagsOf, UsageError } from "./flags.ts";
 
 export { BOOLEAN_FLAGS, checkOptions, type Flags, parseFlags, UsageError } from "./flags.ts";
 import { kvmFlavour, kvmOpenHint, KVM_DEVICE } from "./kvm/system.ts";
@@ -85,14 +85,6 @@ function commandHelp(name: string): string {
   const width = Math.max(0, ...c.options.map(([f]) => f.length)) + 2;
   const options = c.options.length ? `\noptions:\n${c.options.map(([f, w]) => `  ${f.padEnd(width)}${w}`).join("\n")}\n  ${"--help".padEnd(width)}this help\n` : "";
   return `usage: ipre ${name} ${c.args}\n\n${c.about}\n${options}\nexample${c.examples.length > 1 ? "s" : ""}:\n${c.examples.map((e) => `  ${e}`).join("\n")}\n`;
-}
-
-export function numberOption(flags: Flags, name: string, fallback: number): number {
-  const v = flags.options.get(name);
-  if (v === undefined) return fallback;
-  const n = Number(v);
-  if (v === true || !Number.isFinite(n) || n <= 0) throw new UsageError(`--${name} needs a positive number`);
-  return n;
 }
 
 function out(line: string): void {

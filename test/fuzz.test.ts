@@ -6,7 +6,8 @@
  */
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
-import { numberOption, parseFlags, parseIntArg } from "../src/cli.ts";
+import { parseIntArg } from "../src/cli.ts";
+import { numberOption, parseFlags } from "../src/flags.ts";
 import { ElfError, IpreError } from "../src/errors.ts";
 import { flatImage, type ElfImage, type ElfSegment, parseElf } from "../src/guest/elf.ts";
 import { MAX_MEMORY, MAX_WINDOW, MiB, PAGE_SIZE, RT, USER_OFFSET, WINDOW_SIZE, windowBase } from "../src/guest/layout.ts";

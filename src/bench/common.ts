@@ -1,52 +1,9 @@
-/** Shared plumbing of the benchmarks: option parsing, progress on stderr, the results directory. */
+/** Shared plumbing of the benchmarks: progress on stderr, the results directory (option values: src/flags.ts). */
 import { mkdirSync, writeFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 import process from "node:process";
-import { IpreError } from "../errors.ts";
 import { libc } from "../ffi/index.ts";
-import type { Flags } from "../cli.ts";
-
-export function intOption(flags: Flags, name: string, fallback: number, min = 1): number {
-  const v = flags.options.get(name);
-  if (v === undefined) return fallback;
-  const n = Number(v);
-  if (v === true || !Number.isInteger(n) || n < min) throw new IpreError(`--${name} needs an integer >= ${min}`);
-  return n;
-}
-
-export function numberOption(flags: Flags, name: string, fallback: number): number {
-  const v = flags.options.get(name);
-  if (v === undefined || v === true) return fallback;
-  const n = Number(v);
-  if (!Number.isFinite(n) || n <= 0) throw new IpreError(`--${name} needs a positive number`);
-  return n;
-}
-
-/** "64MiB", "64M", "1KiB", "4096", "1GiB" -> bytes. */
-export function parseSize(s: string): number {
-  const m = /^(\d+(?:\.\d+)?)\s*(b|k|kb|kib|m|mb|mib|g|gb|gib)?$/i.exec(s.trim());
-  if (!m) throw new IpreError(`"${s}" is not a size (e.g. 64MiB, 1KiB, 4096)`);
-  const unit = (m[2] ?? "b").toLowerCase()[0]!;
-  const mult = unit === "k" ? 1024 : unit === "m" ? 1024 ** 2 : unit === "g" ? 1024 ** 3 : 1;
-  return Math.round(Number(m[1]) * mult);
-}
-
-export function sizeOption(flags: Flags, name: string, fallback: number): number {
-  const v = flags.options.get(name);
-  if (v === undefined) return fallback;
-  if (v === true) throw new IpreError(`--${name} needs a size`);
-  return parseSize(v);
-}
-
-/** "0,50,100,200" -> [0, 50, 100, 200]. */
-export function listOption(flags: Flags, name: string, fallback: number[]): number[] {
-  const v = flags.options.get(name);
-  if (v === undefined) return fallback;
-  if (v === true) throw new IpreError(`--${name} needs a comma-separated list`);
-  const out = v.split(",").map((x) => Number(x.trim()));
-  if (out.some((x) => !Number.isFinite(x) || x < 0)) throw new IpreError(`--${name}: "${v}" is not a list of non-negative numbers`);
-  return out;
-}
+import type { Flags } from "../flags.ts";
 
 export interface Reporter {
   json: boolean;

@@ -8,10 +8,11 @@
  *   remote_call  caller guest -> remote guest -> caller guest (time between IPRE entries)
  */
 import process from "node:process";
-import type { Flags } from "../cli.ts";
+import type { Flags } from "../flags.ts";
 import { Machine } from "../machine.ts";
 import { exampleElf } from "../examples.ts";
-import { intOption, reporter, writeResults } from "./common.ts";
+import { reporter, writeResults } from "./common.ts";
+import { intOption } from "../flags.ts";
 import { describeMachine, machineLine } from "./machine-info.ts";
 import { createPair, remoteCallSamples } from "./ipre.ts";
 import { fmtNs, summarize, table, type Summary } from "./stats.ts";

@@ -9,9 +9,10 @@
  */
 import { readFileSync } from "node:fs";
 import process from "node:process";
-import type { Flags } from "../cli.ts";
+import type { Flags } from "../flags.ts";
 import { IpreError } from "../errors.ts";
-import { intOption, listOption, numberOption, reporter, writeResults } from "./common.ts";
+import { reporter, writeResults } from "./common.ts";
+import { intOption, listOption, numberOption } from "../flags.ts";
 import { coreCount, describeMachine, machineLine } from "./machine-info.ts";
 import { createPair, remoteCallPacedSamples, remoteCallSamples } from "./ipre.ts";
 import { atomicsPingPong, availableLoadTools, SocketChild, startLoad, workerApi, type LoadTool } from "./ipc.ts";

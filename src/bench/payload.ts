@@ -11,10 +11,11 @@
  *   local_js            the checksum in JS on the calling thread: the compute-only reference
  */
 import process from "node:process";
-import type { Flags } from "../cli.ts";
+import type { Flags } from "../flags.ts";
 import { IpreError } from "../errors.ts";
 import { MAX_MEMORY, MiB } from "../guest/layout.ts";
-import { intOption, reporter, sizeOption, writeResults } from "./common.ts";
+import { reporter, writeResults } from "./common.ts";
+import { intOption, sizeOption } from "../flags.ts";
 import { describeMachine, machineLine } from "./machine-info.ts";
 import { createPair } from "./ipre.ts";
 import { ChecksumWorker, fnv1a, SocketChild, workerApi } from "./ipc.ts";
