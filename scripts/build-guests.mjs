@@ -23,7 +23,6 @@
  * the tools is relative to the repository root (STT_FILE symbols name the source as given).
  */
 import { spawnSync } from "node:child_process";
-import { createHash } from "node:crypto";
 import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync, copyFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join, relative, resolve } from "node:path";
@@ -96,7 +95,6 @@ function run(cmd, args, opts = {}) {
 }
 
 const rel = (p) => relative(ROOT, p) || ".";
-const sha256 = (buf) => createHash("sha256").update(buf).digest("hex");
 
 // ------------------------------------------------------------------------------------ runtime
 
@@ -140,8 +138,6 @@ function buildRuntime(tmp) {
     `export const RUNTIME_SYMBOLS = {`,
     ...symbols.map(([name, { value }]) => `  ${ident.test(name) ? name : JSON.stringify(name)}: 0x${value.toString(16)},`),
     `} as const;`,
-    `/** sha256 of ${RUNTIME_SRC}, so a test can tell the bytes above are current. */`,
-    `export const RUNTIME_SOURCE_SHA256 = "${sha256(readFileSync(join(ROOT, RUNTIME_SRC)))}";`,
     ``,
   ];
   const out = join(tmp, "runtime.generated.ts");

@@ -55,7 +55,6 @@ export const RT = {
   TSS: 0x2000,
   /** The assembled runtime (guests/runtime/runtime.S): stubs and the host mailbox. */
   CODE: 0x10000,
-  CODE_MAX: 0x10000,
   /** IST1: every exception vector; the parked vCPU's frame lives at its top. */
   IST1_TOP: 0x24000,
   /** IST2: double fault, NMI, machine check. */
@@ -80,7 +79,5 @@ export const FRAME_SIZE = 48;
 
 /** I/O ports of the runtime's exits: vector v exits on PORT.VECTOR_BASE + v. */
 export const PORT = { BOOT: 0xd0, SERVICE: 0xd1, VECTOR_BASE: 0xe0 } as const;
-/** Vectors for which the CPU pushes an error code (Intel SDM Vol. 3A Table 6-1). */
-export const VECTORS_WITH_ERROR_CODE: readonly number[] = [8, 10, 11, 12, 13, 14, 17, 21, 29, 30];
 /** Maximum page-table writes the mailbox carries per service run. */
 export const MAILBOX_PT_WRITES = 240;

@@ -55,5 +55,3 @@ export const RUNTIME_SYMBOLS = {
   mb_pt_writes: 0x1030,
   runtime_end: 0x1f30,
 } as const;
-/** sha256 of guests/runtime/runtime.S, so a test can tell the bytes above are current. */
-export const RUNTIME_SOURCE_SHA256 = "6131d0ba4ac401712cbf1da2c9b259e992351fef2bfa3746a90c363c69c81a0f";
