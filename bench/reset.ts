@@ -20,20 +20,18 @@
  * Anchor (TinyKVM, ARM64): ~33 us reset, ~88 us fork.
  */
 import process from "node:process";
-import { readFileSync } from "node:fs";
 import { libc } from "../src/ffi/index.ts";
 import { Machine } from "../src/machine.ts";
 import { kvmFlavour } from "../src/kvm/system.ts";
+import { PAGE_SIZE } from "../src/guest/layout.ts";
+import { exampleElf as elf } from "../src/examples.ts";
+import { checkOptions, intOption, parseFlags } from "../src/flags.ts";
+import { percentile } from "../src/bench/stats.ts";
 
-const elf = (name: string) => new Uint8Array(readFileSync(new URL(`../guests/examples/${name}.elf`, import.meta.url)));
-const argv = process.argv.slice(2);
-const flag = (name: string, dflt: number) => {
-  const i = argv.indexOf(`--${name}`);
-  return i >= 0 ? Number(argv[i + 1]) : dflt;
-};
-const ITER = flag("iterations", 200);
+const flags = parseFlags(process.argv.slice(2));
+checkOptions(flags, ["iterations"], "bench/reset.ts");
+const ITER = intOption(flags, "iterations", 200);
 const WARMUP = Math.max(5, Math.floor(ITER / 10));
-const PAGE = 4096;
 
 interface Row {
   name: string;
@@ -46,9 +44,8 @@ interface Row {
 
 function stats(name: string, us: number[]): Row {
   const s = [...us].sort((a, b) => a - b);
-  const q = (p: number) => s[Math.min(s.length - 1, Math.floor(p * s.length))]!;
   const r = (x: number) => Math.round(x * 10) / 10;
-  return { name, n: s.length, p50: r(q(0.5)), p90: r(q(0.9)), min: r(s[0]!), mean: r(s.reduce((a, b) => a + b, 0) / s.length) };
+  return { name, n: s.length, p50: r(percentile(s, 50)), p90: r(percentile(s, 90)), min: r(s[0]!), mean: r(s.reduce((a, b) => a + b, 0) / s.length) };
 }
 
 /** Sample `timed` ITER times after WARMUP unrecorded runs; `prepare` runs before each, untimed. */
@@ -74,10 +71,10 @@ const add = elf("add");
   const area = m.userStart + 4 * 1024 * 1024; // free user memory (RW, no-execute), below the stack
   const one = new Uint8Array(8).fill(0xab);
   const hostDirty = (pages: number) => () => {
-    for (let p = 0; p < pages; p++) m.write(area + p * PAGE, one);
+    for (let p = 0; p < pages; p++) m.write(area + p * PAGE_SIZE, one);
   };
   const guestDirty = (pages: number) => () => {
-    for (let p = 0; p < pages; p++) m.call("poke", area + p * PAGE, 0x5a);
+    for (let p = 0; p < pages; p++) m.call("poke", area + p * PAGE_SIZE, 0x5a);
   };
   rows.push(sample("reset/0 pages", () => m.reset()));
   for (const pages of [1, 256]) {

@@ -13,15 +13,15 @@
  * stops a spinning guest whose timeout was lost; such a *late* timeout is counted and fails the run.
  */
 import process from "node:process";
-import { readFileSync } from "node:fs";
 import { libc } from "../src/ffi/index.ts";
 import { Machine } from "../src/machine.ts";
+import { exampleElf as elf } from "../src/examples.ts";
+import { checkOptions, intOption, parseFlags } from "../src/flags.ts";
 import { fdTargets, GuardTimer, resources, type Resources } from "../test/scenarios/lifecycle.ts";
 
-const elf = (name: string) => new Uint8Array(readFileSync(new URL(`../guests/examples/${name}.elf`, import.meta.url)));
-const argv = process.argv.slice(2);
-const at = argv.indexOf("--cycles");
-const CYCLES = at >= 0 ? Number(argv[at + 1]) : 10_000;
+const flags = parseFlags(process.argv.slice(2));
+checkOptions(flags, ["cycles"], "bench/soak.ts");
+const CYCLES = intOption(flags, "cycles", 10_000);
 const CHECKPOINT = Math.min(100, CYCLES);
 
 /** What a leak would grow (the JS heap's anonymous memory is not part of it). */

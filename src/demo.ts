@@ -10,10 +10,7 @@ import { Machine } from "./machine.ts";
 import { connect } from "./remote.ts";
 import { exampleElf } from "./examples.ts";
 import { kvmFlavour } from "./kvm/system.ts";
-
-function percentile(sorted: Float64Array, p: number): number {
-  return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))]!;
-}
+import { percentile } from "./bench/stats.ts";
 
 /**
  * Prints a line per step, or with `--json` one JSON document of the same facts at the end.
