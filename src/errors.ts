@@ -1,5 +1,6 @@
 /** Typed errors of ipre. Every error carries the facts a user needs to act on it. */
-import { errnoName } from "./ffi/libc.ts";
+import { errnoName } from "./errno.ts";
+import type { RuntimeName } from "./ffi/libc.ts";
 
 /** An address as hex; negative numbers are the sign-extended upper half of the address space. */
 export function hex(address: number): string {
@@ -12,13 +13,40 @@ export class IpreError extends Error {
   override name = "IpreError";
 }
 
-/** A KVM (or libc) call failed. */
-export class KvmError extends IpreError {
-  override name = "KvmError";
+/**
+ * A libc call failed (mmap, munmap, memfd_create, ftruncate, madvise, timer_create, timer_settime,
+ * pthread_sigmask, …): `operation` names the call and what it was for, `errno` says why.
+ */
+export class OsError extends IpreError {
+  override name = "OsError";
   readonly errnoName: string;
   constructor(readonly operation: string, readonly errno: number, detail?: string) {
     super(`${operation} failed: ${errnoName(errno)}${detail ? ` (${detail})` : ""}`);
     this.errnoName = errnoName(errno);
+  }
+}
+
+/**
+ * A KVM ioctl failed, or `/dev/kvm` could not be opened (or was used after close).
+ *
+ * It extends {@link OsError} because it is one: a system call that returned -1 with an errno,
+ * with the same facts (operation, errno, errnoName). `instanceof OsError` catches every failing
+ * system call (an ENOMEM from mmap and one from KVM_CREATE_VM alike); `instanceof KvmError`
+ * still means "the KVM device refused", which is what a caller checks to suggest a fix for KVM.
+ */
+export class KvmError extends OsError {
+  override name = "KvmError";
+}
+
+/**
+ * The C library could not be loaded through the runtime's FFI: `library` is the path handed to
+ * dlopen, `runtime` the JS runtime, `hint` what to do about it (also in the message).
+ */
+export class LibcLoadError extends IpreError {
+  override name = "LibcLoadError";
+  constructor(readonly library: string, readonly runtime: RuntimeName, readonly backendName: string, readonly hint: string, options?: ErrorOptions) {
+    const why = options?.cause instanceof Error ? options.cause.message : String(options?.cause ?? "unknown error");
+    super(`cannot load ${library} through ${backendName}: ${why}. ${hint}`, options);
   }
 }
 

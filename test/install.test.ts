@@ -260,7 +260,7 @@ describe("README Install: a packed tarball in a scratch app, without KVM", () =>
     expect(r.code, r.stderr).toBe(0);
     const [imported, failed] = r.stdout.trim().split("\n").map((l) => JSON.parse(l) as Record<string, string>);
     expect(imported).toEqual({ imported: "deno" });
-    expect(failed!.name).toBe("IpreError");
+    expect(failed!.name).toBe("LibcLoadError");
     expect(failed!.message).toContain("--allow-ffi --allow-read");
   });
 });

@@ -8,19 +8,20 @@
  * numbers. 64-bit results come back as bigint and are converted with `Number()`.
  */
 import type { Libc } from "./libc.ts";
+import { declareSymbols, type TypeMap } from "./symbols.ts";
 
+/** The Deno `NativeType` names used here. */
+type DenoType = "i32" | "u32" | "u64" | "i64" | "pointer";
 /** The few bits of the `Deno` namespace used here (its types are not visible to tsc). */
 type DenoPointer = object;
 interface DenoForeignFunction {
-  readonly parameters: readonly string[];
-  readonly result: string;
+  readonly parameters: readonly DenoType[];
+  readonly result: DenoType;
 }
+type DenoSymbol = (...args: (number | bigint)[]) => unknown;
 interface DenoNamespace {
   readonly version: { readonly deno: string };
-  dlopen(path: string, symbols: Record<string, DenoForeignFunction>): {
-    symbols: Record<string, (...args: unknown[]) => unknown>;
-    close(): void;
-  };
+  dlopen<K extends string>(path: string, symbols: Record<K, DenoForeignFunction>): { symbols: Record<K, DenoSymbol>; close(): void };
   readonly UnsafePointer: {
     create(value: bigint): DenoPointer | null;
   };
@@ -30,38 +31,28 @@ interface DenoNamespace {
   };
 }
 
-const SYMBOLS: Record<string, DenoForeignFunction> = {
-  open: { parameters: ["u64", "i32"], result: "i32" },
-  close: { parameters: ["i32"], result: "i32" },
-  // Fixed-arity ioctl: (int fd, unsigned long request, unsigned long arg).
-  ioctl: { parameters: ["i32", "u64", "u64"], result: "i32" },
-  mmap: { parameters: ["u64", "u64", "i32", "i32", "i32", "i64"], result: "i64" },
-  munmap: { parameters: ["u64", "u64"], result: "i32" },
-  madvise: { parameters: ["u64", "u64", "i32"], result: "i32" },
-  memfd_create: { parameters: ["u64", "u32"], result: "i32" },
-  ftruncate: { parameters: ["i32", "i64"], result: "i32" },
-  __errno_location: { parameters: [], result: "pointer" },
-  gettid: { parameters: [], result: "i32" },
-  getpid: { parameters: [], result: "i32" },
-  timer_create: { parameters: ["i32", "u64", "u64"], result: "i32" },
-  // timer_t is a pointer-sized value: u64.
-  timer_settime: { parameters: ["u64", "i32", "u64", "u64"], result: "i32" },
-  timer_delete: { parameters: ["u64"], result: "i32" },
-  pthread_sigmask: { parameters: ["i32", "u64", "u64"], result: "i32" },
-  sigtimedwait: { parameters: ["u64", "u64", "u64"], result: "i32" },
-  clock_gettime: { parameters: ["i32", "u64"], result: "i32" },
+/** Addresses are `u64` (fed a bigint), not `pointer`: Deno's pointers are opaque objects. */
+const TYPES: TypeMap<DenoType> = {
+  int: "i32",
+  uint: "u32",
+  ulong: "u64",
+  off: "i64",
+  address: "u64",
+  pointer: "pointer",
+  intptr: "i64",
 };
 
-/** Opens libc through `Deno.dlopen` (synchronous); without `--allow-ffi` that throws `NotCapable`. */
-export function load(): Libc {
+/** The Deno.dlopen declarations of every libc symbol (src/ffi/symbols.ts). */
+export const DENO_SYMBOLS = declareSymbols((def) => ({ parameters: def.params.map((p) => TYPES[p]), result: TYPES[def.result] }));
+
+/** Opens `path` through `Deno.dlopen` (synchronous); without `--allow-ffi` that throws `NotCapable`. */
+export function load(path: string): Libc {
   const Deno = (globalThis as unknown as { Deno: DenoNamespace }).Deno;
-  const s = Deno.dlopen("libc.so.6", SYMBOLS).symbols;
-  type F = (...args: (number | bigint)[]) => number;
-  const f = s as unknown as Record<string, F>;
-  const open = f.open!, close = f.close!, ioctl = f.ioctl!, munmap = f.munmap!, madvise = f.madvise!;
-  const memfd_create = f.memfd_create!, ftruncate = f.ftruncate!, gettid = f.gettid!, getpid = f.getpid!;
-  const timer_create = f.timer_create!, timer_settime = f.timer_settime!, timer_delete = f.timer_delete!;
-  const pthread_sigmask = f.pthread_sigmask!, sigtimedwait = f.sigtimedwait!, clock_gettime = f.clock_gettime!;
+  const s = Deno.dlopen(path, DENO_SYMBOLS).symbols;
+  // i32 results are numbers; the 64-bit ones (mmap) are bigints and the pointer is an object.
+  const f = s as Record<keyof typeof s, (...args: (number | bigint)[]) => number>;
+  const { open, close, ioctl, munmap, madvise, memfd_create, ftruncate, gettid, getpid } = f;
+  const { timer_create, timer_settime, timer_delete, pthread_sigmask, sigtimedwait, clock_gettime } = f;
   const mmap = s.mmap as (...args: (number | bigint)[]) => bigint;
   const errnoLocation = s.__errno_location as () => DenoPointer;
   const { UnsafePointer, UnsafePointerView } = Deno;

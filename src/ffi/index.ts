@@ -17,13 +17,15 @@
  * against the former top-level-await `libc`, no difference beyond the noise on Node, Bun or Deno
  * (errno() 19-22 ns vs 19-20 on Node, 13 vs 12-13 on Bun, 48-65 vs 47-68 on Deno).
  */
-import { IpreError } from "../errors.ts";
+import { LibcLoadError } from "../errors.ts";
 import { load as loadBun } from "./bun.ts";
 import { load as loadDeno } from "./deno.ts";
 import type { Libc, RuntimeName } from "./libc.ts";
 import { load as loadNode } from "./node.ts";
+import { LIBC_ENV, LIBC_PATH, libcPath } from "./symbols.ts";
 
 export type { Libc, RuntimeName } from "./libc.ts";
+export { LIBC_ENV, LIBC_PATH } from "./symbols.ts";
 
 /** The JS runtime executing this module. */
 export function detectRuntime(): RuntimeName {
@@ -32,20 +34,38 @@ export function detectRuntime(): RuntimeName {
   return "node";
 }
 
-/** Each backend, and what to do when it cannot be loaded. */
-const BACKENDS: Record<RuntimeName, { load: () => Libc; name: string; fix: string }> = {
-  bun: { load: loadBun, name: "bun:ffi on Bun", fix: "" },
-  deno: { load: loadDeno, name: "Deno.dlopen on Deno", fix: " ipre needs: deno run --allow-ffi --allow-read …" },
-  node: { load: loadNode, name: "koffi on Node", fix: " koffi is a dependency of ipre: reinstall (npm install), or run on Bun or Deno." },
+/** Each backend: how it opens a library, and its name in errors. */
+const BACKENDS: Record<RuntimeName, { load: (path: string) => Libc; name: string }> = {
+  bun: { load: loadBun, name: "bun:ffi on Bun" },
+  deno: { load: loadDeno, name: "Deno.dlopen on Deno" },
+  node: { load: loadNode, name: "koffi on Node" },
 };
 
-/** Loads the backend for `runtime` (normally {@link detectRuntime}), synchronously. */
-export function loadLibc(runtime: RuntimeName = detectRuntime()): Libc {
+/** What to do when `runtime` could not open `path`; `error` is what the backend threw. */
+export function libcLoadHint(runtime: RuntimeName, path: string, error: unknown): string {
+  const e = error as { name?: string; code?: string; message?: string } | null;
+  const message = String(e?.message ?? error);
+  if (runtime === "deno" && (e?.name === "NotCapable" || e?.name === "PermissionDenied" || /--allow-ffi/.test(message))) {
+    return "Deno needs the FFI permission: deno run --allow-ffi --allow-read … (or --allow-all).";
+  }
+  if (runtime === "node" && e?.code === "MODULE_NOT_FOUND" && /koffi/.test(message)) {
+    return "koffi is a dependency of ipre: reinstall (npm install), or run on Bun or Deno.";
+  }
+  const override = path === LIBC_PATH ? "" : `${LIBC_ENV}=${path} is set: unset it, or point it at the C library. `;
+  return `${override}ipre needs a Linux x86-64 C library: ${LIBC_PATH} on glibc; on musl (Alpine) set ${LIBC_ENV}=/lib/libc.musl-x86_64.so.1 (or install gcompat).`;
+}
+
+/**
+ * Loads the backend for `runtime` (normally {@link detectRuntime}) on the C library at `path`
+ * (normally {@link LIBC_PATH}, or `$IPRE_LIBC`), synchronously. Throws a {@link LibcLoadError}
+ * with a hint when the runtime cannot open it.
+ */
+export function loadLibc(runtime: RuntimeName = detectRuntime(), path: string = libcPath()): Libc {
   const backend = BACKENDS[runtime];
   try {
-    return backend.load();
+    return backend.load(path);
   } catch (e) {
-    throw new IpreError(`cannot load the FFI backend (${backend.name}): ${e instanceof Error ? e.message : String(e)}.${backend.fix}`, { cause: e });
+    throw new LibcLoadError(path, runtime, backend.name, libcLoadHint(runtime, path, e), { cause: e });
   }
 }
 

@@ -8,8 +8,8 @@
  * typed-array marshalling.
  *
  * Functions return what libc returns (-1 on failure for most); read {@link Libc.errno} right
- * after a failing call. Nothing here throws on a failing syscall: the typed errors live in
- * `src/kvm/`.
+ * after a failing call. Nothing here throws on a failing syscall: callers throw the typed errors
+ * of `src/errors.ts` (`KvmError` for KVM ioctls, `OsError` for the other calls).
  */
 export type RuntimeName = "node" | "bun" | "deno";
 
@@ -47,15 +47,4 @@ export interface Libc {
 
   /** A zero-copy ArrayBuffer over native memory [address, address + length). */
   view(address: number, length: number): ArrayBuffer;
-}
-
-/** errno values ipre names in its errors (Linux x86-64). */
-export const ERRNO_NAMES: Readonly<Record<number, string>> = {
-  1: "EPERM", 2: "ENOENT", 4: "EINTR", 5: "EIO", 9: "EBADF", 11: "EAGAIN", 12: "ENOMEM",
-  13: "EACCES", 14: "EFAULT", 16: "EBUSY", 17: "EEXIST", 19: "ENODEV", 22: "EINVAL",
-  24: "EMFILE", 25: "ENOTTY", 28: "ENOSPC", 38: "ENOSYS", 95: "EOPNOTSUPP", 110: "ETIMEDOUT",
-};
-
-export function errnoName(errno: number): string {
-  return ERRNO_NAMES[errno] ?? `errno ${errno}`;
 }

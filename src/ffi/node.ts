@@ -8,72 +8,63 @@
  */
 import { createRequire } from "node:module";
 import type { Libc } from "./libc.ts";
+import { declareSymbols, type TypeMap } from "./symbols.ts";
 
-type KoffiFn = (...args: number[]) => number | bigint;
+type KoffiFn = (...args: number[]) => number;
 /** The few bits of koffi used here. */
 interface Koffi {
-  load(path: string): { func(name: string, result: string, args: string[]): KoffiFn };
+  load(path: string): { func(name: string, result: string, args: readonly string[]): KoffiFn };
   errno(): number;
   view(pointer: number | bigint, length: number): ArrayBuffer;
   readonly version?: string;
 }
 
-const SYMBOLS: Record<string, [result: string, args: string[]]> = {
-  open: ["int", ["uintptr_t", "int"]],
-  close: ["int", ["int"]],
-  // Fixed-arity ioctl: (int fd, unsigned long request, unsigned long arg).
-  ioctl: ["int", ["int", "unsigned long", "uintptr_t"]],
+const TYPES: TypeMap = {
+  int: "int",
+  uint: "unsigned int",
+  ulong: "unsigned long",
+  off: "int64_t",
+  address: "uintptr_t",
+  pointer: "uintptr_t",
   // intptr_t: MAP_FAILED comes back as -1.
-  mmap: ["intptr_t", ["uintptr_t", "size_t", "int", "int", "int", "int64_t"]],
-  munmap: ["int", ["uintptr_t", "size_t"]],
-  madvise: ["int", ["uintptr_t", "size_t", "int"]],
-  memfd_create: ["int", ["uintptr_t", "unsigned int"]],
-  ftruncate: ["int", ["int", "int64_t"]],
-  gettid: ["int", []],
-  getpid: ["int", []],
-  timer_create: ["int", ["int", "uintptr_t", "uintptr_t"]],
-  // timer_t is a pointer-sized value.
-  timer_settime: ["int", ["uintptr_t", "int", "uintptr_t", "uintptr_t"]],
-  timer_delete: ["int", ["uintptr_t"]],
-  pthread_sigmask: ["int", ["int", "uintptr_t", "uintptr_t"]],
-  sigtimedwait: ["int", ["uintptr_t", "uintptr_t", "uintptr_t"]],
-  clock_gettime: ["int", ["int", "uintptr_t"]],
+  intptr: "intptr_t",
 };
+
+/** The koffi declarations (result, parameters) of every libc symbol (src/ffi/symbols.ts). */
+export const KOFFI_SYMBOLS = declareSymbols((def) => ({ result: TYPES[def.result], params: def.params.map((p) => TYPES[p]) }));
 
 /**
  * Loads koffi with a synchronous `require` (koffi is CommonJS), so that loading ipre never needs
- * a top-level await and `require("ipre")` works where Node supports require(esm).
+ * a top-level await and `require("ipre")` works where Node supports require(esm), then opens
+ * `path` with it.
  */
-export function load(): Libc {
+export function load(path: string): Libc {
   const koffi = createRequire(import.meta.url)("koffi") as Koffi;
-  const lib = koffi.load("libc.so.6");
-  const f: Record<string, (...args: number[]) => number> = {};
-  for (const [name, [result, args]] of Object.entries(SYMBOLS)) {
-    f[name] = lib.func(name, result, args) as (...args: number[]) => number;
-  }
-  const mmap = f.mmap!;
+  const lib = koffi.load(path);
+  const f = declareSymbols((_def, name) => lib.func(name, KOFFI_SYMBOLS[name].result, KOFFI_SYMBOLS[name].params));
+  const mmap = f.mmap as (...args: number[]) => number | bigint;
 
   return {
     runtime: "node",
     backend: `koffi ${koffi.version ?? "?"}`,
-    open: f.open!,
-    close: f.close!,
-    ioctl: f.ioctl!,
+    open: f.open,
+    close: f.close,
+    ioctl: f.ioctl,
     // intptr_t results are numbers when they fit; Number() also covers a bigint.
     mmap: (addr, length, prot, flags, fd, offset) => Number(mmap(addr, length, prot, flags, fd, offset)),
-    munmap: f.munmap!,
-    madvise: f.madvise!,
-    memfd_create: f.memfd_create!,
-    ftruncate: f.ftruncate!,
+    munmap: f.munmap,
+    madvise: f.madvise,
+    memfd_create: f.memfd_create,
+    ftruncate: f.ftruncate,
     errno: () => koffi.errno(),
-    gettid: f.gettid!,
-    getpid: f.getpid!,
-    timer_create: f.timer_create!,
-    timer_settime: f.timer_settime!,
-    timer_delete: f.timer_delete!,
-    pthread_sigmask: f.pthread_sigmask!,
-    sigtimedwait: f.sigtimedwait!,
-    clock_gettime: f.clock_gettime!,
+    gettid: f.gettid,
+    getpid: f.getpid,
+    timer_create: f.timer_create,
+    timer_settime: f.timer_settime,
+    timer_delete: f.timer_delete,
+    pthread_sigmask: f.pthread_sigmask,
+    sigtimedwait: f.sigtimedwait,
+    clock_gettime: f.clock_gettime,
     view: (address, length) => koffi.view(address, length),
   };
 }
