@@ -17,6 +17,7 @@ import {
   IpreError,
   KvmError,
   MachineStateError,
+  OsError,
   RemoteAccessError,
   RemoteFault,
   TimeoutError,
@@ -393,7 +394,7 @@ export class Machine {
   /** Guest memory as a private (copy-on-write) mapping of a snapshot's memfd. */
   #mapSnapshot(snapshot: Snapshot): void {
     const addr = libc.mmap(0, this.memorySize, PROT_READ | PROT_WRITE, MAP_PRIVATE, snapshot.fd, 0);
-    if (addr === -1) throw new KvmError("mmap(snapshot)", libc.errno());
+    if (addr === -1) throw new OsError("mmap(snapshot)", libc.errno());
     this.#adoptMemory(addr);
   }
 
@@ -418,13 +419,13 @@ export class Machine {
   #createMemory(): void {
     using name = NativeBuffer.alloc(64);
     const fd = libc.memfd_create(name.writeCString(0, `ipre-${this.name}`), MFD_CLOEXEC);
-    if (fd < 0) throw new KvmError("memfd_create", libc.errno());
+    if (fd < 0) throw new OsError("memfd_create", libc.errno());
     this.#memfd = fd;
-    if (libc.ftruncate(fd, this.memorySize) < 0) throw new KvmError("ftruncate(memfd)", libc.errno());
+    if (libc.ftruncate(fd, this.memorySize) < 0) throw new OsError("ftruncate(memfd)", libc.errno());
     // Private: the memfd is the implicit baseline that reset() returns to without a snapshot
     // (load() writes programs into both); the guest's writes are copy-on-write pages.
     const addr = libc.mmap(0, this.memorySize, PROT_READ | PROT_WRITE, MAP_PRIVATE, fd, 0);
-    if (addr === -1) throw new KvmError("mmap(guest memory)", libc.errno());
+    if (addr === -1) throw new OsError("mmap(guest memory)", libc.errno());
     this.#adoptMemory(addr);
   }
 
@@ -435,7 +436,7 @@ export class Machine {
   #withBaseline(write: (baseline: Uint8Array) => void): void {
     if (this.#snapshot !== undefined || this.#memfd < 0) return;
     const addr = libc.mmap(0, this.memorySize, PROT_READ | PROT_WRITE, MAP_SHARED, this.#memfd, 0);
-    if (addr === -1) throw new KvmError("mmap(baseline)", libc.errno());
+    if (addr === -1) throw new OsError("mmap(baseline)", libc.errno());
     try {
       write(new Uint8Array(libc.view(addr, this.memorySize)));
     } finally {
@@ -1354,17 +1355,17 @@ export class Machine {
     if (this.#frames.length > 0 || this.busyWith) throw new MachineStateError(`${this.name} is inside a remote call`);
     using name = NativeBuffer.alloc(64);
     const fd = libc.memfd_create(name.writeCString(0, `ipre-snapshot-${this.name}`), MFD_CLOEXEC);
-    if (fd < 0) throw new KvmError("memfd_create", libc.errno());
+    if (fd < 0) throw new OsError("memfd_create", libc.errno());
     try {
-      if (libc.ftruncate(fd, this.memorySize) < 0) throw new KvmError("ftruncate(snapshot)", libc.errno());
+      if (libc.ftruncate(fd, this.memorySize) < 0) throw new OsError("ftruncate(snapshot)", libc.errno());
       const tmp = libc.mmap(0, this.memorySize, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
-      if (tmp === -1) throw new KvmError("mmap(snapshot)", libc.errno());
+      if (tmp === -1) throw new OsError("mmap(snapshot)", libc.errno());
       new Uint8Array(libc.view(tmp, this.memorySize)).set(this.#mem);
       libc.munmap(tmp, this.memorySize);
       // Same host address, so the memslots of this VM and of connected callers stay valid;
       // KVM's MMU notifiers drop the old pages.
       const addr = libc.mmap(this.#hostAddr, this.memorySize, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_FIXED, fd, 0);
-      if (addr !== this.#hostAddr) throw new KvmError("mmap(MAP_FIXED snapshot)", libc.errno());
+      if (addr !== this.#hostAddr) throw new OsError("mmap(MAP_FIXED snapshot)", libc.errno());
     } catch (e) {
       libc.close(fd);
       throw e;
@@ -1391,7 +1392,7 @@ export class Machine {
     if (this.#inCall || (this.busyWith !== undefined && this.busyWith.#inCall)) throw new MachineStateError(`cannot reset ${this.name} while ${this.busyWith?.name ?? this.name} is running a call into it; reset it after the call`);
     if (!this.#snapshot && this.#memfd < 0) throw new MachineStateError(`${this.name} has no snapshot or baseline to reset to`);
     this.#abortRemoteCall();
-    if (libc.madvise(this.#hostAddr + USER_OFFSET, this.memorySize - USER_OFFSET, MADV_DONTNEED) < 0) throw new KvmError("madvise(MADV_DONTNEED)", libc.errno());
+    if (libc.madvise(this.#hostAddr + USER_OFFSET, this.memorySize - USER_OFFSET, MADV_DONTNEED) < 0) throw new OsError("madvise(MADV_DONTNEED)", libc.errno());
     if (this.#snapshot) this.program = this.#snapshot.program;
     this.#mustReset = undefined;
     this.busyWith = undefined;

@@ -13,7 +13,9 @@ export { connect, Connection } from "./remote.ts";
 export type { ConnectOptions, LoanMode } from "./remote.ts";
 export {
   IpreError,
+  OsError,
   KvmError,
+  LibcLoadError,
   ElfError,
   GuestFault,
   GuestCrash,

@@ -8,7 +8,7 @@
  */
 import { libc } from "./ffi/index.ts";
 import { CLOCK_MONOTONIC, NativeBuffer, SIG_BLOCK } from "./ffi/native.ts";
-import { KvmError } from "./errors.ts";
+import { OsError } from "./errors.ts";
 
 /** The real-time signal used for timeouts (not SIGUSR1: Node's inspector; not SIGUSR2: JSC). */
 export const TIMEOUT_SIGNAL = 40;
@@ -57,7 +57,7 @@ export class Watchdog {
     const r = libc.pthread_sigmask(SIG_BLOCK, buf.address, buf.address + 16);
     if (r !== 0) {
       buf.close();
-      throw new KvmError("pthread_sigmask", r);
+      throw new OsError("pthread_sigmask", r);
     }
     const oldMask = buf.view.getBigUint64(16, true);
     // struct sigevent: sigev_value (8), sigev_signo at 8, sigev_notify at 12, _tid at 16.
@@ -67,7 +67,7 @@ export class Watchdog {
     if (libc.timer_create(CLOCK_MONOTONIC, buf.address + 64, buf.address + 192) < 0) {
       const errno = libc.errno();
       buf.close();
-      throw new KvmError("timer_create", errno);
+      throw new OsError("timer_create", errno);
     }
     const timerId = Number(buf.view.getBigInt64(192, true));
     return new Watchdog(tid, oldMask & ~bit, timerId, buf);
@@ -83,7 +83,7 @@ export class Watchdog {
     dv.setBigInt64(264, 0n, true);
     dv.setBigInt64(272, BigInt(sec), true);
     dv.setBigInt64(280, BigInt(nsec), true);
-    if (libc.timer_settime(this.#timerId, 0, this.#buf.address + 256, 0) < 0) throw new KvmError("timer_settime", libc.errno());
+    if (libc.timer_settime(this.#timerId, 0, this.#buf.address + 256, 0) < 0) throw new OsError("timer_settime", libc.errno());
     this.#armed = ms > 0;
   }
 

@@ -2,7 +2,7 @@
  * Runtime-neutral helpers over {@link Libc}: native memory the caller owns, and the Linux x86-64
  * constants that go with the libc calls.
  */
-import { KvmError } from "../errors.ts";
+import { OsError } from "../errors.ts";
 import { libc as defaultLibc, type Libc } from "./index.ts";
 
 export const PROT_NONE = 0;
@@ -68,7 +68,7 @@ export class NativeBuffer implements Disposable {
       throw new RangeError(`NativeBuffer length must be a positive integer, got ${length}`);
     }
     const address = lib.mmap(0, length, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    if (address === MAP_FAILED) throw new KvmError("mmap", lib.errno(), `${length} bytes of scratch memory`);
+    if (address === MAP_FAILED) throw new OsError("mmap", lib.errno(), `${length} bytes of scratch memory`);
     this.#libc = lib;
     this.address = address;
     this.length = length;
@@ -109,7 +109,7 @@ export class NativeBuffer implements Disposable {
     this.#closed = true;
     detach(this.bytes.buffer as ArrayBuffer);
     if (this.#libc.munmap(this.address, this.length) !== 0) {
-      throw new KvmError("munmap", this.#libc.errno(), `0x${this.address.toString(16)}+${this.length}`);
+      throw new OsError("munmap", this.#libc.errno(), `0x${this.address.toString(16)}+${this.length}`);
     }
   }
 

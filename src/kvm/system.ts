@@ -12,7 +12,7 @@ export const KVM_API_VERSION = 12;
 /** The kind of KVM behind a device node; "none" when it cannot be opened. */
 export type KvmFlavour = "hardware" | "pvm" | "none" | "unknown";
 
-/** Check a libc result: throw a KvmError naming the operation and errno when it is negative. */
+/** Check the result of a KVM ioctl: throw a KvmError naming the operation and errno when it is negative. */
 export function check(result: number, operation: string, detail?: string): number {
   if (result < 0) throw new KvmError(operation, libc.errno(), detail);
   return result;

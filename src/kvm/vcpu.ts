@@ -4,7 +4,7 @@
  */
 import { libc } from "../ffi/index.ts";
 import { MAP_SHARED, NativeBuffer, PROT_READ, PROT_WRITE } from "../ffi/native.ts";
-import { KvmError } from "../errors.ts";
+import { KvmError, OsError } from "../errors.ts";
 import { EXIT, KVM, MSR_ENTRY, REGS, type RegName, RUN, SIZEOF, SREGS, SYNC } from "./abi.ts";
 import { check, kvmIoctl } from "./system.ts";
 import { decodeSregs, encodeSregs, type KvmSregs } from "./sregs.ts";
@@ -25,7 +25,7 @@ export class Vcpu {
     this.#fd = fd;
     this.runSize = runSize;
     const addr = libc.mmap(0, runSize, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
-    if (addr === -1) throw new KvmError("mmap(kvm_run)", libc.errno());
+    if (addr === -1) throw new OsError("mmap(kvm_run)", libc.errno());
     this.runAddress = addr;
     const buf = libc.view(addr, runSize);
     this.#u32 = new Uint32Array(buf);

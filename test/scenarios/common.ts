@@ -1,8 +1,8 @@
 /** Helpers shared by the scenario scripts (runtime-neutral: no Node-only APIs beyond node:fs). */
 import { readFileSync } from "node:fs";
 import {
-  ElfError, GuestCrash, GuestFault, GuestMemoryError, IpreError, KvmError, MachineStateError,
-  RemoteAccessError, RemoteFault, TimeoutError,
+  ElfError, GuestCrash, GuestFault, GuestMemoryError, IpreError, KvmError, LibcLoadError, MachineStateError,
+  OsError, RemoteAccessError, RemoteFault, TimeoutError,
 } from "../../src/errors.ts";
 
 function env(name: string): string | undefined {
@@ -53,7 +53,7 @@ export function randInt(r: () => number, lo: number, hi: number): number {
 }
 
 const CLASSES = [
-  ["IpreError", IpreError], ["KvmError", KvmError], ["ElfError", ElfError], ["GuestFault", GuestFault],
+  ["IpreError", IpreError], ["OsError", OsError], ["KvmError", KvmError], ["LibcLoadError", LibcLoadError], ["ElfError", ElfError], ["GuestFault", GuestFault],
   ["GuestCrash", GuestCrash], ["GuestMemoryError", GuestMemoryError], ["RemoteAccessError", RemoteAccessError],
   ["RemoteFault", RemoteFault], ["TimeoutError", TimeoutError], ["MachineStateError", MachineStateError],
 ] as const;
