@@ -1,0 +1,42 @@
+/**
+ * kvm-hello-world on ipre's raw handles (test/scenarios/kvm-hello.ts): open, VM, memslot, vCPU,
+ * sregs, regs, then KVM_RUN through `out`, `in` and `hlt`, on Node (in process), Bun and Deno.
+ * It documents the src/kvm/ layer: the scenario is the canonical flow in one screen.
+ */
+import { beforeAll, describe, expect, it } from "vitest";
+import { kvmFlavour } from "../src/kvm/system.ts";
+import { collectReports, ReportSet, RUNTIMES } from "./harness.ts";
+import { describeKvm, HAVE_KVM } from "./kvm.ts";
+import { CODE, CODE_GPA, helloReport, IN_BYTE, PORT, type HelloReport } from "./scenarios/kvm-hello.ts";
+
+const OUT = 1;
+const IN = 0;
+
+describeKvm("kvm-hello: the raw kvm/ handles run a real-mode guest to hlt", () => {
+  // PVM runs 64-bit guests only; real mode is a hardware-KVM test.
+  const pvm = HAVE_KVM && kvmFlavour() === "pvm";
+  let set = new ReportSet<HelloReport>();
+  beforeAll(async () => {
+    if (!pvm) set = await collectReports("test/scenarios/kvm-hello.ts", () => [], helloReport, 60_000);
+  }, 90_000);
+
+  describe.each(RUNTIMES)("%s", (rt) => {
+    it.skipIf(pvm)("exits on each out/in with port, direction, size and data, then KVM_EXIT_HLT after the last byte of code", () => {
+      const r = set.report(rt);
+      expect(r.runtime).toBe(rt);
+      expect(r.apiVersion).toBe(12);
+      expect(r.exits).toEqual([
+        { port: PORT, direction: OUT, size: 1, count: 1, data: [0x48] },
+        { port: PORT, direction: OUT, size: 2, count: 1, data: [0x69, 0x0a] },
+        { port: PORT, direction: IN, size: 1, count: 1, data: [IN_BYTE] },
+        { port: PORT, direction: OUT, size: 1, count: 1, data: [IN_BYTE] },
+      ]);
+      expect(r.text).toBe("Hi\n!");
+      expect(r.last).toBe("KVM_EXIT_HLT");
+      // RIP points past the hlt: the whole code ran, once.
+      expect(r.rip).toBe(CODE_GPA + CODE.length);
+      // AL holds what the host answered to `in` (AH still 0x0a from `mov ax, 0x0a69`).
+      expect(r.rax & 0xffff).toBe(0x0a00 | IN_BYTE);
+    });
+  });
+});
