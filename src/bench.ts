@@ -17,9 +17,10 @@ subcommands:
       the paper's Table II: p50/p90/p99 of ipre, atomics (worker ping-pong) and unix_socket
       (child process echo) under CPU load (level% x cores busy loops), plus an SVG like Fig. 2;
       ipre_paced: remote calls from a caller that sleeps --pace-us (default 200, 0 = off) between calls
-  payload [--max-size 64MiB] [--min-size 64] [--iterations N]
-      zero-copy ipre checksum over caller memory vs postMessage (copy) to a worker and a
-      Unix socket to a child process, sizes in powers of 4
+  payload [--max-size 64MiB] [--min-size 64] [--iterations N] [--op checksum|sum64|both]
+      zero-copy ipre over caller memory vs postMessage (copy) to a worker and a Unix socket
+      to a child process, sizes in powers of 4; ops: checksum (FNV-1a, compute-bound) and
+      sum64 (u64 word sum, memory-bandwidth-bound), default both
 
 common options:
   --json        print one JSON document on stdout instead of tables
@@ -38,7 +39,7 @@ const COMMON = ["json", "out", "quiet"];
 const OPTIONS: Readonly<Record<string, readonly string[]>> = {
   latency: ["iterations", "warmup", ...COMMON],
   load: ["iterations", "warmup", "levels", "duration-limit", "load-tool", "pace-us", ...COMMON],
-  payload: ["max-size", "min-size", "iterations", "warmup", ...COMMON],
+  payload: ["max-size", "min-size", "iterations", "warmup", "op", ...COMMON],
 };
 
 export async function bench(flags: Flags): Promise<number> {

@@ -130,6 +130,7 @@ const PURE_COMMANDS = {
   benchLatencyHelp: ["bench", "latency", "--help"],
   unknownFlag: ["run", "guests/examples/add.elf", "add", "1", "2", "--foo"],
   unknownBenchFlag: ["bench", "latency", "--iterationz", "5"],
+  badPayloadOp: ["bench", "payload", "--op", "crc32"],
   unknownHelpTopic: ["help", "no-such-command"],
   runMissing: ["run", "missing.elf", "add", "1", "2"],
   symbolsMissing: ["symbols", "nonexist.elf"],
@@ -374,7 +375,7 @@ describe("ipre CLI without KVM (argument handling, symbols, a missing device) on
       expect(bench.stdout).toContain("examples:");
       expect(bench.stdout).not.toContain("[bench]"); // no benchmark started
     });
-    it("an unknown option exits 2 with a one-line hint naming it and the command", () => {
+    it("an unknown option or a bad --op value exits 2 with a one-line hint naming it and the command", () => {
       const r = res(rt, "unknownFlag");
       expect(r.code).toBe(2);
       expect(r.stdout).toBe("");
@@ -382,6 +383,9 @@ describe("ipre CLI without KVM (argument handling, symbols, a missing device) on
       const b = res(rt, "unknownBenchFlag");
       expect(b.code).toBe(2);
       expect(b.stderr).toBe('ipre: unknown option --iterationz for "bench latency" (see ipre bench latency --help)\n');
+      const op = res(rt, "badPayloadOp");
+      expect(op.code).toBe(2);
+      expect(op.stderr).toBe("ipre: --op needs checksum, sum64 or both (see ipre bench payload --help)\n");
     });
     it("a missing file exits 1 with one line naming it, no stack trace", () => {
       for (const [name, file] of [["runMissing", "missing.elf"], ["symbolsMissing", "nonexist.elf"], ["remoteMissing", "guests/examples/no-such-remote.elf"]] as const) {

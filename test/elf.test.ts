@@ -96,7 +96,7 @@ describe("parseElf on the built examples", () => {
     const img = parseElf(load("kvstore"));
     expect(img.exports).toEqual([
       "call_back", "checksum", "kv_count", "kv_insert", "kv_lookup", "remote_fault", "remote_fsbase", "remote_hostcall",
-      "remote_spin", "vec_scale",
+      "remote_spin", "sum64", "vec_scale",
     ]);
     expect(img.symbols.get("kv_secret")).toMatchObject({ type: "func", section: ".text", bind: "global" });
     expect(img.symbols.get("kv_lookup")).toMatchObject({ type: "func", section: ".ipre_export" });

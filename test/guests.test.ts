@@ -62,8 +62,8 @@ describe("committed example ELFs", () => {
       faults: ["divide", "touch", "poke", "undefined_insn", "recurse", "write_code", "jump_to", "breakpoint", "general_protection", "ok"],
       spin: ["spin", "spin_for"],
       bench: ["nop", "hostcall_loop"],
-      kvstore: ["kv_insert", "kv_lookup", "kv_count", "vec_scale", "checksum", "call_back", "remote_hostcall", "remote_fault", "remote_spin", "remote_fsbase", "kv_secret"],
-      kvcaller: ["serve", "serve_misses", "fill", "scale_vector", "sum_vector", "double_it", "via_callback", "call_remote_n", "call_secret", "read_remote", "read_marker", "write_marker"],
+      kvstore: ["kv_insert", "kv_lookup", "kv_count", "vec_scale", "checksum", "sum64", "call_back", "remote_hostcall", "remote_fault", "remote_spin", "remote_fsbase", "kv_secret"],
+      kvcaller: ["serve", "serve_misses", "fill", "scale_vector", "sum_vector", "double_it", "via_callback", "call_remote_n", "call_secret", "read_remote", "read_marker", "write_marker", "remote_checksum", "remote_sum64"],
     };
     for (const [name, funcs] of Object.entries(expected)) {
       const img = load(name);
@@ -75,7 +75,7 @@ describe("committed example ELFs", () => {
     const img = load("kvstore");
     expect(img.exports).toEqual([
       "call_back", "checksum", "kv_count", "kv_insert", "kv_lookup", "remote_fault", "remote_fsbase", "remote_hostcall",
-      "remote_spin", "vec_scale",
+      "remote_spin", "sum64", "vec_scale",
     ]);
     expect(img.exports).not.toContain("kv_secret");
     for (const s of img.segments) {

@@ -20,7 +20,7 @@ const GIB = 2 ** 30;
 const CACHE = 256;
 
 /** kvstore.c's IPRE_EXPORT functions: what a default connect() must allow, and nothing else. */
-const EXPORTS = ["call_back", "checksum", "kv_count", "kv_insert", "kv_lookup", "remote_fault", "remote_fsbase", "remote_hostcall", "remote_spin", "vec_scale"];
+const EXPORTS = ["call_back", "checksum", "kv_count", "kv_insert", "kv_lookup", "remote_fault", "remote_fsbase", "remote_hostcall", "remote_spin", "sum64", "vec_scale"];
 
 /** What the store answers for key after fill(n). */
 const stored = (key: number, n: number) => (key >= 0 && key < n ? key * 10 + 1 : -1);
@@ -94,6 +94,11 @@ function checkData(r: RemoteReport): void {
   let h = 2166136261;
   for (const b of r.checksum.bytes) h = Math.imul(h ^ b, 16777619) >>> 0;
   expect(r.checksum.result).toBe(h);
+  // sum64 over the same bytes, cut to a length that is not a multiple of 8: u64 words, the last one zero-padded.
+  expect(r.sum64.length % 8).not.toBe(0);
+  let s = 0n;
+  for (let i = 0; i < r.sum64.length; i++) s += BigInt(r.checksum.bytes[i]!) << BigInt(8 * (i % 8));
+  expect(r.sum64.result).toBe(BigInt.asUintN(64, s).toString());
 }
 
 function checkHostcalls(h: RemoteReport["hostcalls"], sym: RemoteReport["sym"]): void {

@@ -15,6 +15,7 @@ extern long kv_lookup(long key);
 extern long kv_count(void);
 extern long vec_scale(long *v, long n, long k);
 extern long checksum(const unsigned char *p, long n);
+extern long sum64(const unsigned char *p, long n);
 extern long call_back(long (*fn)(long), long x);
 extern long remote_hostcall(long x);
 extern long remote_fault(void);
@@ -103,6 +104,9 @@ long write_marker(long v) {
 
 /** checksum() in the remote over the caller's bytes (zero copy). */
 long remote_checksum(const unsigned char *p, long n) { return checksum(p, n); }
+
+/** sum64() in the remote over the caller's bytes (zero copy). */
+long remote_sum64(const unsigned char *p, long n) { return sum64(p, n); }
 
 long call_remote_hostcall(long x) { return remote_hostcall(x); }
 long call_remote_fault(void) { return remote_fault(); }

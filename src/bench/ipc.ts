@@ -26,6 +26,142 @@ export function fnv1a(p: Uint8Array): number {
 
 const FNV_SOURCE = `function fnv(p, h) { for (let i = 0; i < p.length; i++) { h ^= p[i]; h = Math.imul(h, 16777619); } return h; }`;
 
+/**
+ * What a payload consumer computes over the bytes it gets: `checksum` is FNV-1a (a multiply per
+ * byte, about 1 GiB/s: compute-bound); `sum64` adds u64 words (bound by memory bandwidth), so
+ * that the cost of moving the bytes is not hidden behind the consumer's own work.
+ */
+export const PAYLOAD_OPS = ["checksum", "sum64"] as const;
+export type PayloadOp = (typeof PAYLOAD_OPS)[number];
+/** checksum: a u32 as a number; sum64: a u64 as a bigint. */
+export type OpResult = number | bigint;
+
+const TWO32 = 2 ** 32;
+/** Words added between two carry folds: every sum stays below 2^52 + 2^32, exact in a double. */
+const FOLD_WORDS = 1 << 20;
+
+/**
+ * Adds the bytes of `p`, which sit at offsets pos, pos+1, … of a stream, to a running sum64:
+ * `acc` holds the sum's low and high 32 bits as doubles (each < 2^32 between calls). Byte k of a
+ * word adds b * 2^(8k) to its half, so a stream may be cut anywhere and a last partial word counts
+ * as zero-padded. Whole words are read as two u32 halves (x86 is little-endian, like the guest)
+ * and added as doubles, folding the carry every FOLD_WORDS: no BigInt in the loop.
+ * SUM64_SOURCE is the same code for workers and child processes.
+ */
+export function sum64Update(acc: Float64Array, p: Uint8Array, pos: number): void {
+  let lo = acc[0]!;
+  let hi = acc[1]!;
+  const n = p.length;
+  let i = 0;
+  for (; i < n && (pos + i) % 8 !== 0; i++) {
+    const lane = (pos + i) % 8;
+    if (lane < 4) lo += p[i]! * 2 ** (8 * lane);
+    else hi += p[i]! * 2 ** (8 * (lane - 4));
+  }
+  const words = Math.floor((n - i) / 8);
+  if ((p.byteOffset + i) % 4 === 0) {
+    const w = new Uint32Array(p.buffer, p.byteOffset + i, 2 * words);
+    // Two words per step into two pairs of sums: each double add waits for the one before it in
+    // its chain, so a second chain lets two adds run at once (1.3-2x on Bun and Deno).
+    const pairs = w.length - (w.length % 4);
+    let j = 0;
+    while (j < pairs) {
+      const end = Math.min(pairs, j + 2 * FOLD_WORDS);
+      let lo1 = 0;
+      let hi1 = 0;
+      for (; j < end; j += 4) {
+        lo += w[j]!;
+        hi += w[j + 1]!;
+        lo1 += w[j + 2]!;
+        hi1 += w[j + 3]!;
+      }
+      lo += lo1;
+      hi += hi1;
+      hi = (hi + Math.floor(lo / TWO32)) % TWO32;
+      lo %= TWO32;
+    }
+    if (j < w.length) {
+      lo += w[j]!;
+      hi += w[j + 1]!;
+    }
+  } else {
+    // A stream chunk at an odd address (a socket read): DataView, slower but the same sum.
+    const v = new DataView(p.buffer, p.byteOffset + i, 8 * words);
+    for (let j = 0; j < 8 * words; ) {
+      const end = Math.min(8 * words, j + 8 * FOLD_WORDS);
+      for (; j < end; j += 8) {
+        lo += v.getUint32(j, true);
+        hi += v.getUint32(j + 4, true);
+      }
+      hi = (hi + Math.floor(lo / TWO32)) % TWO32;
+      lo %= TWO32;
+    }
+  }
+  for (i += 8 * words; i < n; i++) {
+    const lane = (pos + i) % 8;
+    if (lane < 4) lo += p[i]! * 2 ** (8 * lane);
+    else hi += p[i]! * 2 ** (8 * (lane - 4));
+  }
+  acc[0] = lo % TWO32;
+  acc[1] = (hi + Math.floor(lo / TWO32)) % TWO32;
+}
+
+/** The u64 that sum64Update() accumulated. */
+export function sum64Result(acc: Float64Array): bigint {
+  return (BigInt(acc[1]!) << 32n) | BigInt(acc[0]!);
+}
+
+/**
+ * The wrapping sum of `p` read as little-endian u64 words, the same function as kvstore.c's
+ * sum64(): when p.length is not a multiple of 8, the last partial word counts with its missing
+ * high bytes as zero.
+ */
+export function sum64(p: Uint8Array): bigint {
+  const acc = new Float64Array(2);
+  sum64Update(acc, p, 0);
+  return sum64Result(acc);
+}
+
+/** sum64Update() and sum64Result() as source for workers and child processes (exported for its test). */
+export const SUM64_SOURCE = `function sum64Update(acc, p, pos) {
+  const TWO32 = 4294967296, FOLD_WORDS = 1048576;
+  let lo = acc[0], hi = acc[1];
+  const n = p.length;
+  let i = 0;
+  for (; i < n && (pos + i) % 8 !== 0; i++) {
+    const lane = (pos + i) % 8;
+    if (lane < 4) lo += p[i] * 2 ** (8 * lane); else hi += p[i] * 2 ** (8 * (lane - 4));
+  }
+  const words = Math.floor((n - i) / 8);
+  if ((p.byteOffset + i) % 4 === 0) {
+    const w = new Uint32Array(p.buffer, p.byteOffset + i, 2 * words);
+    const pairs = w.length - (w.length % 4);
+    let j = 0;
+    while (j < pairs) {
+      const end = Math.min(pairs, j + 2 * FOLD_WORDS);
+      let lo1 = 0, hi1 = 0;
+      for (; j < end; j += 4) { lo += w[j]; hi += w[j + 1]; lo1 += w[j + 2]; hi1 += w[j + 3]; }
+      lo += lo1; hi += hi1;
+      hi = (hi + Math.floor(lo / TWO32)) % TWO32; lo %= TWO32;
+    }
+    if (j < w.length) { lo += w[j]; hi += w[j + 1]; }
+  } else {
+    const v = new DataView(p.buffer, p.byteOffset + i, 8 * words);
+    for (let j = 0; j < 8 * words; ) {
+      const end = Math.min(8 * words, j + 8 * FOLD_WORDS);
+      for (; j < end; j += 8) { lo += v.getUint32(j, true); hi += v.getUint32(j + 4, true); }
+      hi = (hi + Math.floor(lo / TWO32)) % TWO32; lo %= TWO32;
+    }
+  }
+  for (i += 8 * words; i < n; i++) {
+    const lane = (pos + i) % 8;
+    if (lane < 4) lo += p[i] * 2 ** (8 * lane); else hi += p[i] * 2 ** (8 * (lane - 4));
+  }
+  acc[0] = lo % TWO32;
+  acc[1] = (hi + Math.floor(lo / TWO32)) % TWO32;
+}
+function sum64Result(acc) { return (BigInt(acc[1]) << 32n) | BigInt(acc[0]); }`;
+
 // ---------------------------------------------------------------- child processes
 
 /** argv that makes the current runtime's executable run `code`; extra args land at the end of process.argv. */
@@ -288,24 +424,28 @@ export async function atomicsPingPong(iterations: number, warmup: number, limitM
 
 // ---------------------------------------------------------------- worker postMessage (payload)
 
-const CHECKSUM_WORKER = `${FNV_SOURCE}
-onMsg((p) => post(fnv(p, 0x811c9dc5 | 0) >>> 0));`;
+const PAYLOAD_WORKER: Record<PayloadOp, string> = {
+  checksum: `${FNV_SOURCE}
+onMsg((p) => post(fnv(p, 0x811c9dc5 | 0) >>> 0));`,
+  sum64: `${SUM64_SOURCE}
+onMsg((p) => { const acc = new Float64Array(2); sum64Update(acc, p, 0); post(sum64Result(acc)); });`,
+};
 
-/** A worker thread that checksums whatever Uint8Array it is sent (copied by structured clone, not transferred). */
-export class ChecksumWorker {
+/** A worker thread that runs `op` over whatever Uint8Array it is sent (copied by structured clone, not transferred). */
+export class PayloadWorker {
   readonly #t: Thread;
   private constructor(t: Thread) {
     this.#t = t;
   }
-  static async start(): Promise<ChecksumWorker> {
-    const cw = new ChecksumWorker(startThread(CHECKSUM_WORKER));
+  static async start(op: PayloadOp = "checksum"): Promise<PayloadWorker> {
+    const pw = new PayloadWorker(startThread(PAYLOAD_WORKER[op]));
     // The first message also waits for the worker to have loaded.
-    await cw.checksum(new Uint8Array(8));
-    return cw;
+    await pw.run(new Uint8Array(8));
+    return pw;
   }
-  /** Post a copy of `p`, wait for the checksum. */
-  checksum(p: Uint8Array): Promise<number> {
-    const reply = this.#t.next<number>();
+  /** Post a copy of `p`, wait for the result (a bigint crosses structured clone as it is). */
+  run(p: Uint8Array): Promise<OpResult> {
+    const reply = this.#t.next<OpResult>();
     this.#t.post(p); // no transfer list: structured clone copies the bytes
     return reply;
   }
@@ -317,18 +457,21 @@ export class ChecksumWorker {
 // ---------------------------------------------------------------- Unix socket child
 
 /**
- * The child: for every message (8-byte little-endian length + payload) it computes FNV-1a over the
- * payload as it streams in and answers with 8 bytes (the checksum). A ping is a message with an
- * 8-byte payload.
+ * The child: for every message (8-byte little-endian length + payload) it computes its op
+ * (argv[-2]: FNV-1a, or sum64 into 8 bytes) over the payload as it streams in and answers with
+ * 8 bytes (the result, little-endian). A ping is a message with an 8-byte payload.
  */
 const SOCKET_CHILD = `import("node:net").then((mod) => {
   const net = mod.default ?? mod;
   ${FNV_SOURCE}
+  ${SUM64_SOURCE}
   const path = process.argv[process.argv.length - 1];
+  const sum = process.argv[process.argv.length - 2] === "sum64";
+  const acc = new Float64Array(2);
   const srv = net.createServer((c) => {
     c.setNoDelay?.(true);
     const hdr = new Uint8Array(8);
-    let fill = 0, remaining = -1, h = 0;
+    let fill = 0, remaining = -1, h = 0, pos = 0;
     c.on("data", (d) => {
       let i = 0;
       while (i < d.length || remaining === 0) {
@@ -338,13 +481,18 @@ const SOCKET_CHILD = `import("node:net").then((mod) => {
           if (fill < 8) break;
           const v = new DataView(hdr.buffer);
           remaining = v.getUint32(0, true) + v.getUint32(4, true) * 4294967296;
-          fill = 0; h = 0x811c9dc5 | 0;
+          fill = 0; h = 0x811c9dc5 | 0; acc[0] = 0; acc[1] = 0; pos = 0;
         }
         const k = Math.min(remaining, d.length - i);
-        if (k > 0) { h = fnv(d.subarray(i, i + k), h); i += k; remaining -= k; }
+        if (k > 0) {
+          if (sum) { sum64Update(acc, d.subarray(i, i + k), pos); pos += k; }
+          else h = fnv(d.subarray(i, i + k), h);
+          i += k; remaining -= k;
+        }
         if (remaining === 0) {
           const r = new Uint8Array(8);
-          new DataView(r.buffer).setUint32(0, h >>> 0, true);
+          if (sum) new DataView(r.buffer).setBigUint64(0, sum64Result(acc), true);
+          else new DataView(r.buffer).setUint32(0, h >>> 0, true);
           c.write(r);
           remaining = -1;
         }
@@ -361,15 +509,17 @@ export class SocketChild {
   readonly #child: ChildProcess;
   readonly #sock: net.Socket;
   readonly #path: string;
+  readonly #op: PayloadOp;
   #reply = new Uint8Array(8);
   #fill = 0;
-  /** Called with each complete 8-byte reply's checksum. */
-  #onReply: ((checksum: number) => void) | undefined;
+  /** Called with each complete 8-byte reply's result. */
+  #onReply: ((result: OpResult) => void) | undefined;
 
-  private constructor(child: ChildProcess, sock: net.Socket, path: string) {
+  private constructor(child: ChildProcess, sock: net.Socket, path: string, op: PayloadOp) {
     this.#child = child;
     this.#sock = sock;
     this.#path = path;
+    this.#op = op;
     sock.on("data", (d: Uint8Array) => {
       let i = 0;
       while (i < d.length) {
@@ -379,16 +529,17 @@ export class SocketChild {
         i += k;
         if (this.#fill === 8) {
           this.#fill = 0;
-          const h = new DataView(this.#reply.buffer).getUint32(0, true);
-          this.#onReply?.(h);
+          const v = new DataView(this.#reply.buffer);
+          this.#onReply?.(this.#op === "sum64" ? v.getBigUint64(0, true) : v.getUint32(0, true));
         }
       }
     });
   }
 
-  static async start(): Promise<SocketChild> {
+  /** A child that computes `op` over each message (the op does not matter for pingPong()). */
+  static async start(op: PayloadOp = "checksum"): Promise<SocketChild> {
     const path = join(os.tmpdir(), `ipre-bench-${process.pid}-${Math.random().toString(36).slice(2, 10)}.sock`);
-    const child = spawnInline(SOCKET_CHILD, [path]);
+    const child = spawnInline(SOCKET_CHILD, [op, path]);
     try {
       await readyLine(child, "unix socket child");
       const sock = net.connect(path);
@@ -397,7 +548,7 @@ export class SocketChild {
         sock.once("error", reject);
       });
       sock.setNoDelay?.(true);
-      return new SocketChild(child, sock, path);
+      return new SocketChild(child, sock, path, op);
     } catch (e) {
       await killAndWait(child);
       rmSync(path, { force: true });
@@ -414,12 +565,12 @@ export class SocketChild {
   }
 
   /**
-   * Send `p` (framed), resolve with the child's checksum of it. Large payloads are written in
+   * Send `p` (framed), resolve with the child's result of its op over it. Large payloads are written in
    * 1 MiB pieces with backpressure (what a streaming sender does; a single huge write is much
    * slower on Bun).
    */
-  checksum(p: Uint8Array): Promise<number> {
-    const reply = new Promise<number>((resolve) => {
+  run(p: Uint8Array): Promise<OpResult> {
+    const reply = new Promise<OpResult>((resolve) => {
       this.#onReply = (h) => {
         this.#onReply = undefined;
         resolve(h);

@@ -39,6 +39,7 @@ export interface RemoteReport {
   vector: Array<{ n: number; k: number; sum: number; elements: number[]; localSum: number }>;
   callbacks: Array<[number, number]>;
   checksum: { bytes: number[]; result: number };
+  sum64: { length: number; result: string };
   /** FSBASE seen by the caller before, by the remote during, and by the caller after a call. */
   fsbase: { caller: number; remote: number; seen: number[] };
   hostcalls: {
@@ -310,6 +311,9 @@ export function remoteReport(seed: number, serveCount = 10_000): RemoteReport {
 
     const bytes = Uint8Array.from({ length: ri(r, 100, 4000) }, () => ri(r, 0, 255));
     const checksum = { bytes: [...bytes], result: caller.call("remote_checksum", bytes, bytes.length) };
+    // sum64 over a length that is not a multiple of 8 (the zero-padded last word), as a decimal string (JSON has no u64).
+    const oddBytes = bytes.length % 8 ? bytes : bytes.subarray(0, bytes.length - 3);
+    const sum64 = { length: oddBytes.length, result: BigInt.asUintN(64, caller.callBigInt("remote_sum64", oddBytes, oddBytes.length)).toString() };
     const fsCaller = 0x1000 + 0x10 * randInt(r, 1, 1000);
     const fsRemote = remote.userStart + 0x10 * randInt(r, 1, 1000);
     caller.fsBase = fsCaller;
@@ -580,7 +584,7 @@ export function remoteReport(seed: number, serveCount = 10_000): RemoteReport {
 
 
     return {
-      runtime: libc.runtime, seed, sym, allowedNames, fill, serve, callRemoteN, persistence, vector, callbacks, checksum, fsbase,
+      runtime: libc.runtime, seed, sym, allowedNames, fill, serve, callRemoteN, persistence, vector, callbacks, checksum, sum64, fsbase,
       hostcalls, disallowed, allowList, loan, unmerge, unmergeAfter, remoteFault, disconnect, nested,
       closeOrder: { remoteFirst, callerFirst },
       reentrant: reentrantSection(r),
