@@ -9,6 +9,7 @@ import { IpreError, MachineStateError, RemoteAccessError } from "../errors.ts";
 import { type Core, coreOf, type RemoteLink } from "../machine/core.ts";
 import { flushPageTables } from "../machine/service.ts";
 import type { Machine } from "../machine/machine.ts";
+import type { Remote } from "./share.ts";
 import { loanEntry, tableEntry, writeRoot } from "../x86/paging.ts";
 
 export type LoanMode = "none" | "read";
@@ -28,13 +29,13 @@ interface LinkState extends RemoteLink {
   readonly rootIndex: number;
 }
 
-let makeConnection: (caller: Machine, remote: Machine, core: Core, link: LinkState) => Connection;
+let makeConnection: (caller: Machine, remote: Machine | Remote, core: Core, link: LinkState) => Connection;
 
 /** An IPRE connection from a caller to a remote. `disconnect()` (or dispose) undoes it. */
 export class Connection {
   #link: LinkState | undefined;
   readonly #caller: Core;
-  private constructor(readonly caller: Machine, readonly remote: Machine, callerCore: Core, link: LinkState) {
+  private constructor(readonly caller: Machine, readonly remote: Machine | Remote, callerCore: Core, link: LinkState) {
     this.#caller = callerCore;
     this.#link = link;
   }
@@ -105,13 +106,15 @@ function rebuildNormalRoot(caller: Core): void {
 }
 
 /** Resolve allow-list entries to addresses inside the remote's program. */
-function resolveAllow(remote: Machine, allow: ReadonlyArray<string | number> | undefined): Set<number> {
+function resolveAllow(remote: Core, allow: ReadonlyArray<string | number> | undefined): Set<number> {
   const program = remote.program;
   if (!program) throw new IpreError(`${remote.name} has no program loaded: load one before connecting`);
   const names = allow ?? program.exports;
   const out = new Set<number>();
   for (const a of names) {
-    const addr = typeof a === "number" ? a : remote.symbol(a);
+    const sym = typeof a === "number" ? undefined : program.symbols.get(a);
+    if (typeof a !== "number" && sym === undefined) throw new IpreError(`${remote.name}: no symbol "${a}" in the loaded program`);
+    const addr = typeof a === "number" ? a : sym!.value;
     if (addr < remote.userStart || addr >= remote.memoryEnd) throw new RemoteAccessError(addr, `allowed entry 0x${addr.toString(16)} is outside ${remote.name}'s memory`);
     out.add(addr);
   }
@@ -119,20 +122,22 @@ function resolveAllow(remote: Machine, allow: ReadonlyArray<string | number> | u
 }
 
 /**
- * Connect `caller` to `remote`: afterwards caller code may call the remote's allowed functions
- * by their addresses (a plain C call; the symbols are absolute addresses in the remote's window).
+ * Connect `caller` to `remote` (a Machine, or a Remote attached from another thread's share()):
+ * afterwards caller code may call the remote's allowed functions by their addresses (a plain C
+ * call; the symbols are absolute addresses in the remote's window).
  */
-export function connect(caller: Machine, remote: Machine, options: ConnectOptions = {}): Connection {
+export function connect(caller: Machine, remote: Machine | Remote, options: ConnectOptions = {}): Connection {
   const c = coreOf(caller);
   const r = coreOf(remote);
   if (c === r) throw new IpreError("a machine cannot connect to itself");
+  if (c.attached) throw new IpreError(`${c.name} is an attached Remote: only a Machine can be a caller`);
   if (c.closed || r.closed) throw new MachineStateError("cannot connect a closed machine");
   if (c.window === r.window) throw new IpreError(`${c.name} and ${r.name} share window ${c.window}; give the remote its own window (Machine.create({ window }))`);
   if (c.links.has(r.window)) throw new IpreError(`${c.name} already has a remote in window ${r.window}`);
   if (c.frames.length > 0) throw new MachineStateError(`${c.name} is inside a remote call`);
   const loan = options.loan ?? "none";
   if (loan !== "none" && loan !== "read") throw new IpreError(`loan must be "none" or "read"`);
-  const allow = resolveAllow(remote, options.allow);
+  const allow = resolveAllow(r, options.allow);
 
   const vm = c.requireVm();
   const slot = c.allocSlot();

@@ -114,6 +114,10 @@ export class Core {
   readonly slots = new Set<number>();
   /** Root with the loaned windows, while some connection lends memory. */
   loanRoot: Root | undefined;
+  /** Owner of a remote shared with other threads: [attached Remotes, owner closed] (src/ipre/share.ts). */
+  shared: SharedArrayBuffer | undefined;
+  /** A Remote attached in this thread to memory another machine owns: it has no VM of its own. */
+  attached = false;
   readonly #roots: boolean[] = new Array<boolean>(RT.ROOT_POOL_ROOTS).fill(false);
 
   constructor(

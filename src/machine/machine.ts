@@ -31,6 +31,7 @@ import { runCall } from "./exits.ts";
 import { guestCString, guestRange } from "./pointers.ts";
 import { abortRemoteCall } from "../ipre/calls.ts";
 import { Snapshot } from "./snapshot.ts";
+import { closeShared, refuseWhileAttached, shareCore, type SharedRemote } from "../ipre/share.ts";
 
 export { HOSTCALL_PRINT } from "../guest/layout.ts";
 export { kvmInfo, type KvmInfo } from "./boot.ts";
@@ -330,6 +331,7 @@ export class Machine {
     const c = this.#c;
     this.#requireUsable();
     if (c.callers.size > 0) throw new MachineStateError(`${c.name} is connected as a remote; disconnect its callers before loading a program (their VMs cache its page tables)`);
+    refuseWhileAttached(c, "load a program into");
     const elf = image instanceof Uint8Array ? parseElf(image) : image;
     for (const seg of elf.segments) {
       const end = seg.vaddr + seg.memsz;
@@ -454,6 +456,16 @@ export class Machine {
     setFsBase(this.#c.mem, value);
   }
 
+  /**
+   * A handle to share this machine as a remote with other threads (Workers) of this process:
+   * send it with postMessage, then `Remote.attach(handle)` there and `connect(caller, remote)`.
+   * No copy: callers there map this machine's memory. close(), reset() and load() are refused
+   * while Remotes are attached (docs/ARCHITECTURE.md §3).
+   */
+  share(): SharedRemote {
+    return shareCore(this.#c);
+  }
+
   /** Whether an IPRE call is in progress (e.g. from inside a hostcall). */
   get inRemoteCall(): boolean {
     return this.#c.frames.length > 0;
@@ -500,6 +512,7 @@ export class Machine {
     c.requireVcpu();
     if (c.inCall || (c.busyWith !== undefined && c.busyWith.inCall)) throw new MachineStateError(`cannot reset ${c.name} while ${c.busyWith?.name ?? c.name} is running a call into it; reset it after the call`);
     if (!this.#snapshot && c.mem.memfd < 0) throw new MachineStateError(`${c.name} has no snapshot or baseline to reset to`);
+    refuseWhileAttached(c, "reset");
     abortRemoteCall(c);
     c.mem.discard(USER_OFFSET);
     if (this.#snapshot) c.program = this.#snapshot.program;
@@ -519,6 +532,7 @@ export class Machine {
     // Not from inside a call that runs on this vCPU or uses this memory (a hostcall handler).
     const running = c.inCall ? c : [...c.callers].find((k) => k.inCall);
     if (running) throw new MachineStateError(`cannot close ${c.name} while ${running.name} is running a call${running === c ? "" : " (it maps this machine's memory)"}; close it after the call`);
+    closeShared(c); // refused while other threads' Remotes map this memory
     // From here on nothing runs this vCPU: its own links go without a page-table service run.
     c.closed = true;
     let error: unknown;

@@ -31,6 +31,18 @@ export class GuestMemory {
     return new GuestMemory(base, size);
   }
 
+  /**
+   * Views of memory another machine owns (a remote shared with this thread, src/ipre/share.ts):
+   * close() drops the views and never unmaps.
+   */
+  static borrow(base: number, size: number, hostAddr: number): GuestMemory {
+    const m = new GuestMemory(base, size);
+    m.#borrowed = true;
+    m.#adopt(hostAddr);
+    return m;
+  }
+  #borrowed = false;
+
   /** A new zeroed memfd, mapped privately: the guest's writes are copy-on-write pages. */
   static create(base: number, size: number, name: string): GuestMemory {
     const m = new GuestMemory(base, size);
@@ -121,7 +133,7 @@ export class GuestMemory {
 
   /** Unmap and close. Idempotent. */
   close(): void {
-    if (this.hostAddr) libc.munmap(this.hostAddr, this.size);
+    if (this.hostAddr && !this.#borrowed) libc.munmap(this.hostAddr, this.size);
     if (this.memfd >= 0) libc.close(this.memfd);
     this.hostAddr = 0;
     this.memfd = -1;

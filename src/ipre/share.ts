@@ -1,0 +1,227 @@
+/**
+ * Sharing a remote with other threads (docs/ARCHITECTURE.md §3, "Fan-in"). `machine.share()` gives
+ * a plain, structured-clonable handle; `Remote.attach(handle)` in a Worker (or any thread of the
+ * same process) gives a Remote that `connect(caller, remote)` accepts. The remote's memory is not
+ * copied or mapped again: a thread's caller VM gets the owner's mapping (same host address, same
+ * process) as a memslot, and the remote's page tables, which live in that memory, are shared.
+ *
+ * Calls from callers on different threads run the remote's code at the same time, each on its own
+ * vCPU: the remote must be written as a multi-threaded program (atomics, locks). Everything the
+ * host touches on a call (allow-list, roots, frames, busy flag, FSBASE) belongs to the attaching
+ * thread's Remote and its callers; the only shared host state is the attachment count.
+ *
+ * The owner refuses close(), reset() and load() while Remotes are attached: those would unmap or
+ * rewrite memory that other threads' VMs are running. Detach first (`remote.detach()`, or
+ * `using remote = Remote.attach(...)`).
+ */
+import { GuestMemoryError, IpreError, MachineStateError } from "../errors.ts";
+import { libc } from "../ffi/index.ts";
+import type { ElfImage } from "../guest/elf.ts";
+import { HOSTCALL_GATE_COUNT } from "../guest/layout.ts";
+import { Core, NO_HANDLER, registerCore } from "../machine/core.ts";
+import { GuestMemory } from "../machine/memory.ts";
+import { guestCString, guestRange } from "../machine/pointers.ts";
+
+/** The transferable description of a shared remote (send it with postMessage). */
+export interface SharedRemote {
+  readonly kind: "ipre.shared-remote";
+  readonly version: 1;
+  readonly name: string;
+  readonly window: number;
+  readonly memorySize: number;
+  readonly stackSize: number;
+  /** Host address of the owner's mapping of guest memory: valid in every thread of this process. */
+  readonly hostAddress: number;
+  /** The process the address belongs to. */
+  readonly pid: number;
+  /** FSBASE of the owner at share() time (the default thread pointer of an attached Remote). */
+  readonly fsBase: number;
+  /** The program's symbols and exports (segment bytes left out). */
+  readonly program: ElfImage;
+  /** Int32Array over it: [0] attached Remotes, [1] the owner closed (1) or is open (0). */
+  readonly state: SharedArrayBuffer;
+}
+
+const ATTACHED = 0;
+const OWNER_CLOSED = 1;
+
+/** A hostcall handler of an attached Remote: six integer args, integer result. */
+export type RemoteHostcallFn = (a0: number, a1: number, a2: number, a3: number, a4: number, a5: number, remote: Remote) => number | bigint | void;
+
+export interface AttachOptions {
+  /** A name for messages (default: the owner's name + "@" + thread id). */
+  name?: string;
+  /** Handlers for hostcalls the remote's code makes while it runs for this thread's callers. */
+  hostcalls?: Record<number, RemoteHostcallFn>;
+  /** Where the remote's `ipre_print` output goes on this thread (default console.log). */
+  print?: (text: string) => void;
+  /**
+   * FSBASE while the remote's code runs for this thread's callers (default: the owner's at
+   * share()). A remote that uses TLS should give each attached thread its own block.
+   */
+  fsBase?: number;
+}
+
+/** The owner side: the handle, and the count that guards close/reset/load. */
+export function shareCore(core: Core): SharedRemote {
+  if (core.closed) throw new MachineStateError(`${core.name} is closed`);
+  if (!core.program) throw new IpreError(`${core.name} has no program loaded: load one before sharing it`);
+  const state = (core.shared ??= new SharedArrayBuffer(8));
+  const program = core.program;
+  return {
+    kind: "ipre.shared-remote",
+    version: 1,
+    name: core.name,
+    window: core.window,
+    memorySize: core.memorySize,
+    stackSize: core.stackSize,
+    hostAddress: core.mem.hostAddr,
+    pid: libc.getpid(),
+    fsBase: core.fsBase,
+    program: { ...program, segments: program.segments.map((s) => ({ ...s, data: new Uint8Array(0) })) },
+    state,
+  };
+}
+
+/** Attached Remotes of an owner (0 when it was never shared). */
+export function attachedCount(core: Core): number {
+  return core.shared ? Atomics.load(new Int32Array(core.shared), ATTACHED) : 0;
+}
+
+/** A MachineStateError when Remotes are attached to the owner (reset, load). */
+export function refuseWhileAttached(core: Core, what: string): void {
+  const n = attachedCount(core);
+  if (n > 0) throw new MachineStateError(`cannot ${what} ${core.name} while ${n} Remote${n === 1 ? " is" : "s are"} attached to it (threads that called Remote.attach on its share() handle); detach them first`);
+}
+
+/**
+ * The owner's close(): mark it closed first, then look for attached Remotes, so that a concurrent
+ * attach() either sees the mark (and fails) or is counted here (and close is refused).
+ */
+export function closeShared(core: Core): void {
+  if (!core.shared) return;
+  const state = new Int32Array(core.shared);
+  Atomics.store(state, OWNER_CLOSED, 1);
+  if (Atomics.load(state, ATTACHED) > 0) {
+    Atomics.store(state, OWNER_CLOSED, 0);
+    refuseWhileAttached(core, "close");
+  }
+}
+
+function isShared(h: unknown): h is SharedRemote {
+  return typeof h === "object" && h !== null && (h as SharedRemote).kind === "ipre.shared-remote" && (h as SharedRemote).version === 1 && (h as SharedRemote).state instanceof SharedArrayBuffer;
+}
+
+/** A remote shared by another thread (or this one): connect callers to it with `connect(caller, remote)`. */
+export class Remote {
+  readonly #core: Core;
+  readonly #state: Int32Array;
+  readonly hostcalls: Map<number, RemoteHostcallFn>;
+
+  private constructor(handle: SharedRemote, options: AttachOptions) {
+    const name = options.name ?? `${handle.name}@${libc.gettid()}`;
+    const print = options.print ?? ((text: string) => console.log(text.endsWith("\n") ? text.slice(0, -1) : text));
+    const core = new Core(name, handle.window, handle.memorySize, handle.stackSize, print);
+    core.attach(GuestMemory.borrow(core.base, handle.memorySize, handle.hostAddress));
+    core.program = handle.program;
+    core.fsBase = options.fsBase ?? handle.fsBase;
+    core.attached = true;
+    this.hostcalls = new Map(Object.entries(options.hostcalls ?? {}).map(([k, v]) => [Number(k), v]));
+    for (const gate of this.hostcalls.keys()) if (!(Number.isInteger(gate) && gate >= 0 && gate < HOSTCALL_GATE_COUNT - 1)) throw new RangeError(`hostcall gate ${gate} is not in 0..${HOSTCALL_GATE_COUNT - 2}`);
+    core.hostcall = (gate, a0, a1, a2, a3, a4, a5) => {
+      const fn = this.hostcalls.get(gate);
+      return fn === undefined ? NO_HANDLER : fn(a0, a1, a2, a3, a4, a5, this);
+    };
+    this.#core = core;
+    this.#state = new Int32Array(handle.state);
+    registerCore(this, core);
+  }
+
+  /**
+   * Attach to a remote shared with `machine.share()` (usually in a Worker, with the handle it
+   * received by postMessage). The owner cannot close, reset or load until this Remote detaches.
+   */
+  static attach(handle: SharedRemote, options: AttachOptions = {}): Remote {
+    if (!isShared(handle)) throw new TypeError("Remote.attach: not a handle from machine.share()");
+    if (handle.pid !== libc.getpid()) throw new IpreError(`Remote.attach: ${handle.name} was shared by process ${handle.pid}; a remote can be shared only with threads of the same process`);
+    const state = new Int32Array(handle.state);
+    Atomics.add(state, ATTACHED, 1);
+    if (Atomics.load(state, OWNER_CLOSED) !== 0) {
+      Atomics.sub(state, ATTACHED, 1);
+      throw new MachineStateError(`Remote.attach: ${handle.name} is closed`);
+    }
+    return new Remote(handle, options);
+  }
+
+  get name(): string {
+    return this.#core.name;
+  }
+  get window(): number {
+    return this.#core.window;
+  }
+  get program(): ElfImage | undefined {
+    return this.#core.program;
+  }
+  /** Whether detach() ran (then connect() refuses it and its connections are gone). */
+  get detached(): boolean {
+    return this.#core.closed;
+  }
+  /** FSBASE while the remote's code runs for this thread's callers. */
+  get fsBase(): number {
+    return this.#core.fsBase;
+  }
+  set fsBase(value: number) {
+    if (this.#core.frames.length > 0 || this.#core.busyWith) throw new MachineStateError(`${this.name} is inside a call`);
+    this.#core.fsBase = value;
+  }
+  /** Why this Remote refuses calls (a timeout inside a call into it: the owner must reset), or undefined. */
+  get needsReset(): string | undefined {
+    return this.#core.mustReset;
+  }
+
+  /** Address of a symbol of the remote's program. */
+  symbol(name: string): number {
+    const s = this.#core.program?.symbols.get(name);
+    if (!s) throw new IpreError(`${this.name}: no symbol "${name}" in the remote's program`);
+    return s.value;
+  }
+
+  /** For hostcall handlers: like Machine.guestRead, with the rights of the code that made the hostcall. */
+  guestRead(address: number, length: number): Uint8Array {
+    return guestRange(this.#runner(), address, length, false).slice();
+  }
+  guestWrite(address: number, data: Uint8Array | string): void {
+    const bytes = typeof data === "string" ? new TextEncoder().encode(data) : data;
+    guestRange(this.#runner(), address, bytes.length, true).set(bytes);
+  }
+  guestCString(address: number, maxLength = 4096): string {
+    return guestCString(this.#runner(), address, maxLength);
+  }
+  #runner(): Core {
+    const r = this.#core.hostcallRunner;
+    if (r === undefined) throw new GuestMemoryError(0, 0, `${this.name}: guest pointers can be followed only inside one of its hostcall handlers`);
+    return r;
+  }
+
+  /** Disconnect this thread's callers from it and release the attachment. Idempotent; refused inside a call. */
+  detach(): void {
+    const c = this.#core;
+    if (c.closed) return;
+    const running = [...c.callers].find((k) => k.inCall);
+    if (running) throw new MachineStateError(`cannot detach ${c.name} while ${running.name} is running a call`);
+    c.closed = true;
+    let error: unknown;
+    for (const caller of [...c.callers]) {
+      try {
+        caller.links.get(c.window)?.disconnect();
+      } catch (e) {
+        error ??= e;
+      }
+    }
+    Atomics.sub(this.#state, ATTACHED, 1);
+    if (error !== undefined) throw error;
+  }
+  [Symbol.dispose](): void {
+    this.detach();
+  }
+}
