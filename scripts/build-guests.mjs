@@ -5,8 +5,9 @@
  *  (a) guests/runtime/runtime.S  -> src/guest/runtime.generated.ts
  *      (flat binary linked at address 0, base64, plus every defined symbol as an offset)
  *  (b) guests/examples/*.c       -> guests/examples/*.elf
- *      kvstore.c (IPRE remote, window 1) first, then its global symbols into
- *      guests/examples/kvstore.syms.ld, then kvcaller.c (window 0) linked against them.
+ *      The remotes (kvstore.c, kvshared.c: window 1) first, then each remote's global symbols
+ *      into guests/examples/<remote>.syms.ld, then kvcaller.c (window 0) linked against
+ *      kvstore's.
  *
  * Usage:  node scripts/build-guests.mjs            build and write the files
  *         node scripts/build-guests.mjs --check    build into a temp dir, compare with the
@@ -41,8 +42,8 @@ const LINKER_SCRIPT = "guests/ipre.ld";
 const LIBC_SRC = "guests/lib/ipre_libc.c";
 const TOOLCHAIN_FILE = "guests/toolchain.txt";
 
-/** Window of each example (0 unless listed). The remote kvstore lives in window 1. */
-const WINDOW_OF = { kvstore: 1 };
+/** Window of each example (0 unless listed). The remotes kvstore and kvshared live in window 1. */
+const WINDOW_OF = { kvstore: 1, kvshared: 1 };
 const GIB = 0x40000000;
 /** IPRE pairs: caller -> remote whose symbols it links against. Remotes are built first. */
 const LINKS_AGAINST = { kvcaller: "kvstore" };
@@ -265,7 +266,8 @@ function buildExamples(tmp) {
         loads.map((l) => `${l.flags} 0x${l.vaddr.toString(16)}+0x${l.memsz.toString(16)}`).join(", ") +
         (exported.length ? `; exports ${exported.join(", ")}` : "") + ")",
     );
-    if (Object.values(LINKS_AGAINST).includes(name)) {
+    // Every remote gets a syms.ld, so that a caller can be linked against it.
+    if (window !== 0 || Object.values(LINKS_AGAINST).includes(name)) {
       const symsOut = join(tmp, `${name}.syms.ld`);
       const n = writeSymsLd(elf, name, symsOut, libcNames);
       symsFiles.set(name, symsOut);

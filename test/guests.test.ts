@@ -41,7 +41,7 @@ describe("committed example ELFs", () => {
 
   it.each(names)("%s.elf parses, is page-aligned, W^X, and lies in its window", (name) => {
     const img = load(name);
-    const window = name === "kvstore" ? 1 : 0;
+    const window = name === "kvstore" || name === "kvshared" ? 1 : 0;
     expect(img.entry).toBe(0);
     expect(img.lowest).toBe(window * GIB + 0x400000);
     expect(img.highest).toBeLessThanOrEqual((window + 1) * GIB - 2 * 1024 * 1024);
@@ -61,6 +61,7 @@ describe("committed example ELFs", () => {
       faults: ["divide", "touch", "poke", "undefined_insn", "recurse", "write_code", "jump_to", "breakpoint", "general_protection", "ok"],
       spin: ["spin", "spin_for"],
       bench: ["nop", "hostcall_loop"],
+      kvshared: ["kv_put", "kv_get", "kv_has", "kv_count", "kv_capacity", "kv_clear"],
       kvstore: ["kv_insert", "kv_lookup", "kv_count", "vec_scale", "checksum", "call_back", "remote_hostcall", "remote_fault", "remote_spin", "remote_fsbase", "kv_secret"],
       kvcaller: ["serve", "serve_misses", "fill", "scale_vector", "sum_vector", "double_it", "via_callback", "call_remote_n", "call_secret", "read_remote", "read_marker", "write_marker"],
     };
@@ -82,6 +83,17 @@ describe("committed example ELFs", () => {
       expect(s.vaddr + s.memsz).toBeLessThanOrEqual(2 * GIB);
     }
     expect(img.symbols.get("kv_data_marker")).toMatchObject({ type: "object", section: ".data" });
+  });
+
+  it("kvshared exports exactly its IPRE_EXPORT functions, in window 1, with a current syms.ld", () => {
+    const img = load("kvshared");
+    expect(img.exports).toEqual(["kv_capacity", "kv_clear", "kv_count", "kv_get", "kv_has", "kv_put"]);
+    for (const s of img.segments) {
+      expect(s.vaddr).toBeGreaterThanOrEqual(GIB);
+      expect(s.vaddr + s.memsz).toBeLessThanOrEqual(2 * GIB);
+    }
+    const syms = readFileSync(`${examples}kvshared.syms.ld`, "utf8");
+    for (const name of img.exports) expect(syms).toContain(`${name} = 0x${img.symbols.get(name)!.value.toString(16)}; /* func, exported */`);
   });
 
   it("kvcaller links against kvstore's addresses (kvstore.syms.ld is current)", () => {
