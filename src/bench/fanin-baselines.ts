@@ -19,10 +19,25 @@ import { JsKv, OP_GET, OP_PUT, type FaninClient } from "./fanin-workload.ts";
 export const SLOT_WORDS = 16;
 /** Slot words: state, then the request (op, key, value), then the reply. */
 const STATE = 0, OP = 1, KEY = 2, VALUE = 3, REPLY = 4;
-/** Slot states. */
-const IDLE = 0, REQUEST = 1, REPLIED = 2;
+/** Slot states. STOPPED: the server stopped before it replied. */
+const IDLE = 0, REQUEST = 1, REPLIED = 2, STOPPED = 3;
 /** Control words: the doorbell (bumped with every request) and the stop flag. */
 export const DOORBELL = 0, STOP = 1;
+
+/** Stops the server thread and wakes every client waiting for a reply (they then fail). */
+export function stopAtomics(init: AtomicsInit): void {
+  const c = new Int32Array(init.control);
+  const s = new Int32Array(init.slots);
+  Atomics.store(c, STOP, 1);
+  Atomics.add(c, DOORBELL, 1);
+  Atomics.notify(c, DOORBELL);
+  // Changing the state (not only notifying) wakes a client that checked STOP just before
+  // it went to sleep: Atomics.wait returns at once when the word differs.
+  for (let b = 0; b < init.workers * SLOT_WORDS; b += SLOT_WORDS) {
+    Atomics.compareExchange(s, b + STATE, REQUEST, STOPPED);
+    Atomics.notify(s, b + STATE);
+  }
+}
 
 export interface AtomicsInit {
   /** Int32Array(2): doorbell, stop. */
@@ -44,7 +59,12 @@ export function connectAtomics(init: AtomicsInit, index: number): FaninClient {
     Atomics.store(s, b + STATE, REQUEST); // publishes the request words (Atomics are seq-cst)
     Atomics.add(c, DOORBELL, 1);
     Atomics.notify(c, DOORBELL, 1);
-    while (Atomics.load(s, b + STATE) !== REPLIED) Atomics.wait(s, b + STATE, REQUEST);
+    while (Atomics.load(s, b + STATE) !== REPLIED) {
+      // Stopped while waiting (the run failed elsewhere): do not sleep forever (Deno cannot
+      // terminate a worker blocked in Atomics.wait), see stopAtomics().
+      if (Atomics.load(c, STOP) !== 0) throw new Error("atomics server stopped before it replied");
+      Atomics.wait(s, b + STATE, REQUEST);
+    }
     const reply = s[b + REPLY]!;
     Atomics.store(s, b + STATE, IDLE);
     return reply;

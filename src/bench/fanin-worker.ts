@@ -10,7 +10,7 @@
  * It answers { type: "ready" }, then { type: "done", result } or { type: "error", message }.
  */
 import { parentPort } from "node:worker_threads";
-import { runWorkload, type ClientEntry, type FaninClient, type WorkloadPlan } from "./fanin-workload.ts";
+import { ABORT, runWorkload, type ClientEntry, type FaninClient, type WorkloadPlan } from "./fanin-workload.ts";
 
 export type ThreadStart =
   | { kind: "client"; entry: ClientEntry; plan: WorkloadPlan; go: SharedArrayBuffer }
@@ -43,6 +43,7 @@ async function start(m: ThreadStart): Promise<void> {
   const result = await runWorkload(client, m.plan, () => {
     port.post({ type: "ready" });
     while (Atomics.load(go, 0) === 0) Atomics.wait(go, 0, 0);
+    if (Atomics.load(go, 0) === ABORT) throw new Error("the run was aborted at the start barrier");
   });
   await client.close?.();
   port.post({ type: "done", result }, [result.samples.buffer as ArrayBuffer]);

@@ -94,6 +94,10 @@ export function keyBase(index: number): number {
   return index * 2 ** 20 + 1;
 }
 
+/** Values of the start barrier's flag, a shared Int32 (0: wait). ABORT: the run failed, end. */
+export const GO = 1;
+export const ABORT = 2;
+
 /** Up to 2^20 keys per worker, so that the ranges never overlap; keys stay below 2^31. */
 export const MAX_KEYS_PER_WORKER = 2 ** 20;
 export const MAX_WORKERS = 2 ** 10;

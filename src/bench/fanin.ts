@@ -20,13 +20,14 @@ import { join } from "node:path";
 import process from "node:process";
 import { Worker } from "node:worker_threads";
 import { IpreError } from "../errors.ts";
+import { libc } from "../ffi/index.ts";
 import type { Flags } from "../flags.ts";
 import { intOption, listOption, UsageError } from "../flags.ts";
 import { reporter, writeResults } from "./common.ts";
-import { DOORBELL, openSocket, SLOT_WORDS, socketServerCode, STOP, type AtomicsInit } from "./fanin-baselines.ts";
+import { openSocket, SLOT_WORDS, socketServerCode, stopAtomics, type AtomicsInit } from "./fanin-baselines.ts";
 import { ipreSystem } from "./fanin-ipre.ts";
 import type { ThreadReply, ThreadStart } from "./fanin-worker.ts";
-import { MAX_KEYS_PER_WORKER, MAX_WORKERS, OP_COUNT, siblingModule, type FaninServer, type FaninSystem, type WorkloadResult } from "./fanin-workload.ts";
+import { ABORT, GO, MAX_KEYS_PER_WORKER, MAX_WORKERS, OP_COUNT, siblingModule, type FaninServer, type FaninSystem, type WorkloadResult } from "./fanin-workload.ts";
 import { evalArgs, killAndWait, readyLine, workerApi } from "./ipc.ts";
 import { coreCount, describeMachine, machineLine } from "./machine-info.ts";
 import { fmtNs, summarize, table } from "./stats.ts";
@@ -129,6 +130,10 @@ class FaninThread {
   async terminate(): Promise<void> {
     if (this.#stopped) return;
     this.#stopped = true;
+    // Settle a pending next(): its timeout timer would otherwise keep the process alive.
+    const w = this.#waiter;
+    this.#waiter = undefined;
+    w?.reject(new IpreError("the fan-in thread was terminated"));
     await this.#stop();
   }
 }
@@ -144,12 +149,7 @@ const atomicsServer: FaninSystem = {
   unavailable: () => undefined,
   async start(workers) {
     const init: AtomicsInit = { control: new SharedArrayBuffer(8), slots: new SharedArrayBuffer(workers * SLOT_WORDS * 4), workers };
-    const control = new Int32Array(init.control);
-    const stop = () => {
-      Atomics.store(control, STOP, 1);
-      Atomics.add(control, DOORBELL, 1);
-      Atomics.notify(control, DOORBELL);
-    };
+    const stop = () => stopAtomics(init);
     const thread = new FaninThread("atomics server thread");
     try {
       thread.start({ kind: "server", module: BASELINES_MODULE, serve: "serveAtomics", init });
@@ -177,7 +177,9 @@ const unixSocket: FaninSystem = {
   unavailable: () => undefined,
   async start() {
     const path = join(os.tmpdir(), `ipre-fanin-${process.pid}-${Math.random().toString(36).slice(2, 10)}.sock`);
-    const [cmd, argv] = evalArgs(socketServerCode(siblingModule(import.meta.url, "fanin-workload"), path));
+    const [cmd, evalArgv] = evalArgs(socketServerCode(siblingModule(import.meta.url, "fanin-workload"), path));
+    // Node with a TypeScript loader (node --import test/node-ts.mjs): the child imports a .ts module too.
+    const argv = libc.runtime === "node" ? [...process.execArgv, ...evalArgv] : evalArgv;
     const child = spawn(cmd, argv, { stdio: ["pipe", "pipe", "inherit"], env: { ...process.env, DENO_NO_UPDATE_CHECK: "1", NO_COLOR: "1" } });
     const close = async () => {
       child.stdin!.end();
@@ -221,21 +223,21 @@ export interface FaninOptions {
  * `workers` client threads against a fresh server of `system`: start them, let each warm up and
  * wait at the barrier, release them together, collect and check their results.
  */
-export async function runFanin(name: FaninSystemName, workers: number, o: FaninOptions): Promise<FaninRow> {
-  const system = SYSTEMS[name];
+export async function runFanin(system: FaninSystem, workers: number, o: FaninOptions): Promise<FaninRow> {
+  const name = system.name;
   const server: FaninServer = await system.start(workers);
   const threads: FaninThread[] = [];
+  const go = new SharedArrayBuffer(4);
+  const flag = new Int32Array(go);
   try {
-    const go = new SharedArrayBuffer(4);
     for (let index = 0; index < workers; index++) {
       const t = new FaninThread(`${name} client worker ${index}`);
       threads.push(t);
       t.start({ kind: "client", entry: server.client, plan: { index, ops: o.ops, warmup: o.warmup, keys: o.keys }, go });
     }
     await Promise.all(threads.map((t) => t.next("ready", START_MS + o.warmup)));
-    const flag = new Int32Array(go);
     const t0 = performance.now();
-    Atomics.store(flag, 0, 1);
+    Atomics.store(flag, 0, GO);
     Atomics.notify(flag, 0);
     let t1 = t0;
     const results = await Promise.all(
@@ -255,7 +257,7 @@ export async function runFanin(name: FaninSystemName, workers: number, o: FaninO
     const s = summarize(all);
     const wallMs = t1 - t0;
     return {
-      system: name,
+      system: name as FaninSystemName,
       workers,
       ops_per_s: Math.round((workers * o.ops) / (wallMs / 1000)),
       p50_ns: s.p50_ns,
@@ -268,8 +270,11 @@ export async function runFanin(name: FaninSystemName, workers: number, o: FaninO
       keys_stored: stored,
     };
   } finally {
-    await Promise.all(threads.map((t) => t.terminate()));
+    // After a failure, wake the workers still at the barrier so that they end (Deno cannot
+    // terminate a worker blocked in Atomics.wait); after success this changes nothing.
+    if (Atomics.compareExchange(flag, 0, 0, ABORT) === 0) Atomics.notify(flag, 0);
     await server.close();
+    await Promise.all(threads.map((t) => t.terminate()));
   }
 }
 
@@ -322,7 +327,7 @@ export async function faninCommand(flags: Flags): Promise<number> {
     for (const workers of counts) {
       for (const name of active) {
         rep.step(`${name}: ${workers} worker${workers === 1 ? "" : "s"} x ${ops} ops (after ${warmup} warm-up)`);
-        rows.push(await runFanin(name, workers, { ops, warmup, keys }));
+        rows.push(await runFanin(SYSTEMS[name], workers, { ops, warmup, keys }));
       }
     }
   } finally {
