@@ -21,7 +21,7 @@
  */
 import process from "node:process";
 import { libc } from "../src/ffi/index.ts";
-import { Machine } from "../src/machine.ts";
+import { Machine } from "../src/machine/machine.ts";
 import { kvmFlavour } from "../src/kvm/system.ts";
 import { PAGE_SIZE } from "../src/guest/layout.ts";
 import { exampleElf as elf } from "../src/examples.ts";

@@ -14,7 +14,7 @@
  */
 import process from "node:process";
 import { libc } from "../src/ffi/index.ts";
-import { Machine } from "../src/machine.ts";
+import { Machine } from "../src/machine/machine.ts";
 import { exampleElf as elf } from "../src/examples.ts";
 import { checkOptions, intOption, parseFlags } from "../src/flags.ts";
 import { fdTargets, GuardTimer, resources, type Resources } from "../test/scenarios/lifecycle.ts";

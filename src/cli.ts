@@ -6,10 +6,10 @@ import process from "node:process";
 import { readFileSync } from "node:fs";
 import { libc } from "./ffi/index.ts";
 import { GuestFault, hex, IpreError, KvmError, TimeoutError } from "./errors.ts";
-import { Machine, kvmInfo } from "./machine.ts";
+import { Machine, kvmInfo } from "./machine/machine.ts";
 import { parseElf } from "./guest/elf.ts";
 import { MAX_WINDOW, WINDOW_SIZE, MiB } from "./guest/layout.ts";
-import { connect } from "./remote.ts";
+import { connect } from "./ipre/connect.ts";
 import { checkOptions, type Flags, numberOption, parseFlags as parseFlagsOf, UsageError } from "./flags.ts";
 
 export { BOOLEAN_FLAGS, checkOptions, type Flags, parseFlags, UsageError } from "./flags.ts";

@@ -6,8 +6,8 @@
  */
 import process from "node:process";
 import { libc } from "./ffi/index.ts";
-import { Machine } from "./machine.ts";
-import { connect } from "./remote.ts";
+import { Machine } from "./machine/machine.ts";
+import { connect } from "./ipre/connect.ts";
 import { exampleElf } from "./examples.ts";
 import { kvmFlavour } from "./kvm/system.ts";
 import { percentile } from "./bench/stats.ts";

@@ -7,10 +7,10 @@
  * m.call("add", 2, 40); // 42
  * ```
  */
-export { Machine, kvmInfo, HOSTCALL_PRINT } from "./machine.ts";
-export type { MachineOptions, HostcallFn, CallArg, KvmInfo, RemoteLink } from "./machine.ts";
-export { connect, Connection } from "./remote.ts";
-export type { ConnectOptions, LoanMode } from "./remote.ts";
+export { Machine, kvmInfo, HOSTCALL_PRINT } from "./machine/machine.ts";
+export type { MachineOptions, HostcallFn, CallArg, KvmInfo } from "./machine/machine.ts";
+export { connect, Connection } from "./ipre/connect.ts";
+export type { ConnectOptions, LoanMode } from "./ipre/connect.ts";
 export {
   IpreError,
   OsError,
@@ -33,6 +33,6 @@ export { libc } from "./ffi/index.ts";
 export type { Libc, RuntimeName } from "./ffi/index.ts";
 export * as layout from "./guest/layout.ts";
 export { exampleElf } from "./examples.ts";
-export { Snapshot } from "./machine.ts";
-export type { CallOptions } from "./machine.ts";
+export { Snapshot } from "./machine/machine.ts";
+export type { CallOptions } from "./machine/machine.ts";
 export { Watchdog, TIMEOUT_SIGNAL } from "./watchdog.ts";

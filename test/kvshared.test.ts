@@ -21,7 +21,6 @@ const MISSING = -1n; // KV_MISSING (~0) as the signed 64-bit result
 
 describe("kvshared.c on host threads", () => {
   const exe = join(dir, "kvshared-threads");
-  // Skipped (visibly) without gcc, like the guest build check.
   it.skipIf(!haveGcc).each([2, 4])("%i threads x 10,000 mixed puts and gets: every result and the final contents", (threads) => {
     const build = spawnSync("gcc", ["-O2", "-Wall", "-Wextra", "-Werror", "-pthread", "-o", exe, "test/native/kvshared-threads.c", "guests/examples/kvshared.c"], { cwd: repoRoot, encoding: "utf8" });
     expect(build.status, build.stderr).toBe(0);
@@ -37,7 +36,7 @@ describe("kvshared.c on host threads", () => {
 
 describeKvm("kvshared.elf in window 1", () => {
   it("put, get, has, count, clear and the refused sentinels", async () => {
-    const { Machine } = await import("../src/machine.ts");
+    const { Machine } = await import("../src/machine/machine.ts");
     const { exampleElf } = await import("../src/examples.ts");
     using m = Machine.create({ window: 1, program: exampleElf("kvshared"), name: "kvshared" });
     expect(m.call("kv_capacity")).toBe(65536);

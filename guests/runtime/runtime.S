@@ -20,7 +20,7 @@
 #define PORT_BOOT 0xd0
 #define PORT_SERVICE 0xd1
 #define PORT_VECTOR_BASE 0xe0
-#define MAILBOX_PT_WRITES 240
+#define MAILBOX_PT_WRITES 240         /* the host derives it: (mb_pt_writes_end - mb_pt_writes) / 16 */
 
 	.globl runtime_start
 runtime_start:
@@ -194,5 +194,7 @@ mb_pt_count:    .quad 0     /* number of (address, value) pairs in mb_pt_writes 
 	.balign 16
 	.globl mb_pt_writes
 mb_pt_writes:   .fill MAILBOX_PT_WRITES * 2, 8, 0
+	.globl mb_pt_writes_end
+mb_pt_writes_end:
 	.globl runtime_end
 runtime_end:

@@ -2,8 +2,8 @@
  * The IPRE-side measurements shared by the benchmarks: machines for bench.elf and the
  * kvcaller -> kvstore pair, and per-call samples taken between consecutive hook invocations.
  */
-import { Machine } from "../machine.ts";
-import { connect, type Connection } from "../remote.ts";
+import { Machine } from "../machine/machine.ts";
+import { connect, type Connection } from "../ipre/connect.ts";
 import { exampleElf } from "../examples.ts";
 import { MiB } from "../guest/layout.ts";
 

@@ -9,7 +9,7 @@
  */
 import process from "node:process";
 import type { Flags } from "../flags.ts";
-import { Machine } from "../machine.ts";
+import { Machine } from "../machine/machine.ts";
 import { exampleElf } from "../examples.ts";
 import { reporter, writeResults } from "./common.ts";
 import { intOption } from "../flags.ts";

@@ -3,7 +3,7 @@ import { readFileSync } from "node:fs";
 import os from "node:os";
 import process from "node:process";
 import { libc } from "../ffi/index.ts";
-import { kvmInfo } from "../machine.ts";
+import { kvmInfo } from "../machine/machine.ts";
 
 export interface MachineDescription {
   cpu: string;

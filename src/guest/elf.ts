@@ -24,6 +24,7 @@
  * wins over a local one, otherwise the first one wins.
  */
 import { ElfError } from "../errors.ts";
+import { GiB, PAGE_SIZE } from "./layout.ts";
 
 export interface ElfSegment {
   vaddr: number;
@@ -59,8 +60,8 @@ export interface ElfImage {
   highest: number;
 }
 
-const PAGE = 4096;
-const MAX_SEGMENT = 1024 * 1024 * 1024; // 1 GiB
+const PAGE = PAGE_SIZE;
+const MAX_SEGMENT = GiB;
 const CANONICAL_LIMIT = 1n << 47n;
 const EHDR_SIZE = 64;
 const PHDR_SIZE = 56;

@@ -31,6 +31,8 @@ export const TRAP_REGION_OFFSET = WINDOW_SIZE - 2 * MiB; // 0x3FE00000
 export const HOSTCALL_GATE_OFFSET = TRAP_REGION_OFFSET;
 export const HOSTCALL_GATE_STRIDE = 16;
 export const HOSTCALL_GATE_COUNT = 4096;
+/** The last gate is reserved for `ipre_print(const char *s, unsigned long len)` (guests/ipre.h). */
+export const HOSTCALL_PRINT = HOSTCALL_GATE_COUNT - 1;
 /** A vmcall's return address: returning to it ends the call. */
 export const EXIT_TRAP_OFFSET = WINDOW_SIZE - 4096; // 0x3FFFF000
 /** Return address installed for remote calls made from this window (IPRE return trap). */
@@ -79,5 +81,3 @@ export const FRAME_SIZE = 48;
 
 /** I/O ports of the runtime's exits: vector v exits on PORT.VECTOR_BASE + v. */
 export const PORT = { BOOT: 0xd0, SERVICE: 0xd1, VECTOR_BASE: 0xe0 } as const;
-/** Maximum page-table writes the mailbox carries per service run. */
-export const MAILBOX_PT_WRITES = 240;

@@ -53,5 +53,6 @@ export const RUNTIME_SYMBOLS = {
   mb_service: 0x1020,
   mb_pt_count: 0x1028,
   mb_pt_writes: 0x1030,
+  mb_pt_writes_end: 0x1f30,
   runtime_end: 0x1f30,
 } as const;

@@ -26,3 +26,9 @@ export function stubOffset(vector: number): number {
   if (off === undefined) throw new RangeError(`no runtime stub for vector ${vector}`);
   return off;
 }
+
+/**
+ * Page-table writes the mailbox carries per service run: the size of `mb_pt_writes` in the
+ * assembled runtime, in (address, value) pairs of 16 bytes.
+ */
+export const MAILBOX_PT_WRITES = (RUNTIME_SYMBOLS.mb_pt_writes_end - RUNTIME_SYMBOLS.mb_pt_writes) / 16;

@@ -3,6 +3,7 @@ import { readFileSync } from "node:fs";
 import { libc } from "../ffi/index.ts";
 import { NativeBuffer, O_CLOEXEC, O_RDWR } from "../ffi/native.ts";
 import { KvmError } from "../errors.ts";
+import { ERRNO } from "../errno.ts";
 import { CAP, type CapName, KVM, SIZEOF } from "./abi.ts";
 
 export const KVM_DEVICE = "/dev/kvm";
@@ -18,8 +19,6 @@ export function check(result: number, operation: string, detail?: string): numbe
   return result;
 }
 
-const EINTR = 4;
-
 /**
  * Issue an ioctl and throw a KvmError (`KVM_<name>`, errno) when it fails. Retried when a signal
  * interrupted it (profilers, SIGCHLD, …): these ioctls are not the hot path.
@@ -29,7 +28,7 @@ export function kvmIoctl(fd: number, name: keyof typeof KVM, arg: number): numbe
     const r = libc.ioctl(fd, KVM[name], arg);
     if (r >= 0) return r;
     const errno = libc.errno();
-    if (errno !== EINTR) throw new KvmError(`KVM_${name}`, errno);
+    if (errno !== ERRNO.EINTR) throw new KvmError(`KVM_${name}`, errno);
   }
 }
 
@@ -102,13 +101,13 @@ export class Kvm {
     const api = kvm.apiVersion();
     if (api !== KVM_API_VERSION) {
       kvm.close();
-      throw new KvmError("KVM_GET_API_VERSION", 22, `API version ${api}, expected ${KVM_API_VERSION}`);
+      throw new KvmError("KVM_GET_API_VERSION", ERRNO.EINVAL, `API version ${api}, expected ${KVM_API_VERSION}`);
     }
     return kvm;
   }
 
   get fd(): number {
-    if (this.#fd < 0) throw new KvmError("use of closed /dev/kvm", 9);
+    if (this.#fd < 0) throw new KvmError("use of closed /dev/kvm", ERRNO.EBADF);
     return this.#fd;
   }
 
@@ -140,11 +139,11 @@ export class Kvm {
       if (r >= 0) return buf;
       const errno = libc.errno();
       buf.close();
-      if (errno === EINTR) continue;
-      if (errno !== 7 /* E2BIG */) throw new KvmError("KVM_GET_SUPPORTED_CPUID", errno);
+      if (errno === ERRNO.EINTR) continue;
+      if (errno !== ERRNO.E2BIG) throw new KvmError("KVM_GET_SUPPORTED_CPUID", errno);
       n *= 2;
     }
-    throw new KvmError("KVM_GET_SUPPORTED_CPUID", 7, "more than 4096 entries");
+    throw new KvmError("KVM_GET_SUPPORTED_CPUID", ERRNO.E2BIG, "more than 4096 entries");
   }
 
   #cpuid: NativeBuffer | undefined;

@@ -5,11 +5,11 @@
 import { libc } from "../ffi/index.ts";
 import { MAP_SHARED, NativeBuffer, PROT_READ, PROT_WRITE } from "../ffi/native.ts";
 import { KvmError, OsError } from "../errors.ts";
+import { ERRNO } from "../errno.ts";
 import { EXIT, KVM, MSR_ENTRY, REGS, type RegName, RUN, SIZEOF, SREGS, SYNC } from "./abi.ts";
 import { check, kvmIoctl } from "./system.ts";
 import { decodeSregs, encodeSregs, type KvmSregs } from "./sregs.ts";
-
-const TWO32 = 2 ** 32;
+import { getI64, getU64, setU64, TWO32 } from "../u64.ts";
 
 export class Vcpu {
   #fd: number;
@@ -35,7 +35,7 @@ export class Vcpu {
   }
 
   get fd(): number {
-    if (this.#fd < 0) throw new KvmError("use of closed vCPU", 9);
+    if (this.#fd < 0) throw new KvmError("use of closed vCPU", ERRNO.EBADF);
     return this.#fd;
   }
 
@@ -44,7 +44,6 @@ export class Vcpu {
    * EINTR when a timeout signal arrived). Allocates nothing.
    */
   runOnce(): number {
-    const EINTR = 4;
     const u32 = this.#u32;
     u32[RUN.exit_reason >> 2] = EXIT.UNKNOWN;
     const r = libc.ioctl(this.#fd, KVM.RUN, 0);
@@ -52,7 +51,7 @@ export class Vcpu {
       // KVM marks a signal exit in kvm_run (KVM_EXIT_INTR with -EINTR). Trust that over errno,
       // which the runtime may overwrite between the ioctl and our read of it (seen on Deno:
       // a timeout's EINTR read back as ENOENT).
-      if (u32[RUN.exit_reason >> 2] === EXIT.INTR) return -EINTR;
+      if (u32[RUN.exit_reason >> 2] === EXIT.INTR) return -ERRNO.EINTR;
       return -libc.errno();
     }
     return u32[RUN.exit_reason >> 2]!;
@@ -65,23 +64,18 @@ export class Vcpu {
 
   /** A general register as an unsigned number (exact below 2^53), from the sync-regs area. */
   reg(name: RegName): number {
-    const i = (RUN.sync_regs + REGS[name]) >> 2;
-    return this.#u32[i]! + this.#u32[i + 1]! * TWO32;
+    return getU64(this.#u32, (RUN.sync_regs + REGS[name]) >> 2);
   }
   /** A general register as a signed 64-bit value converted to number (exact within ±2^53). */
   regSigned(name: RegName): number {
-    const i = (RUN.sync_regs + REGS[name]) >> 2;
-    return this.#u32[i]! + (this.#u32[i + 1]! | 0) * TWO32;
+    return getI64(this.#u32, (RUN.sync_regs + REGS[name]) >> 2);
   }
   regBigInt(name: RegName): bigint {
     return this.run.getBigUint64(RUN.sync_regs + REGS[name], true);
   }
   /** Set a general register for the next KVM_RUN (negative numbers are two's complement). */
   setReg(name: RegName, value: number): void {
-    const i = (RUN.sync_regs + REGS[name]) >> 2;
-    const hi = Math.floor(value / TWO32);
-    this.#u32[i] = value - hi * TWO32;
-    this.#u32[i + 1] = hi; // ToUint32 wraps negative values to two's complement
+    setU64(this.#u32, (RUN.sync_regs + REGS[name]) >> 2, value); // ToUint32 wraps negative values to two's complement
     this.#u32[RUN.kvm_dirty_regs >> 2] = SYNC.REGS;
   }
   setRegBigInt(name: RegName, value: bigint): void {
@@ -101,7 +95,6 @@ export class Vcpu {
     this.#u32[RUN.kvm_dirty_regs >> 2] = 0;
   }
 
-  /** KVM_GET_SREGS: a DataView over the vCPU's special registers (struct kvm_sregs). */
   /** KVM_GET_SREGS, decoded. */
   getSregs(): KvmSregs {
     kvmIoctl(this.fd, "GET_SREGS", this.#sregs.address);
@@ -130,7 +123,7 @@ export class Vcpu {
       buf.view.setBigUint64(off + MSR_ENTRY.data, value, true);
     });
     const n = kvmIoctl(this.fd, "SET_MSRS", buf.address);
-    if (n !== msrs.length) throw new KvmError("KVM_SET_MSRS", 22, `only ${n} of ${msrs.length} MSRs set (first rejected: 0x${msrs[n]![0].toString(16)})`);
+    if (n !== msrs.length) throw new KvmError("KVM_SET_MSRS", ERRNO.EINVAL, `only ${n} of ${msrs.length} MSRs set (first rejected: 0x${msrs[n]![0].toString(16)})`);
   }
 
   /** KVM_SET_CPUID2 with a buffer from Kvm.supportedCpuid(). */

@@ -2,9 +2,11 @@
 import { libc } from "../ffi/index.ts";
 import { NativeBuffer } from "../ffi/native.ts";
 import { KvmError } from "../errors.ts";
+import { ERRNO } from "../errno.ts";
 import { MEMORY_REGION, SIZEOF } from "./abi.ts";
 import { type Kvm, kvmIoctl } from "./system.ts";
 import { Vcpu } from "./vcpu.ts";
+import { setU64View } from "../u64.ts";
 
 export interface MemorySlot {
   slot: number;
@@ -31,7 +33,7 @@ export class Vm {
   }
 
   get fd(): number {
-    if (this.#fd < 0) throw new KvmError("use of closed VM", 9);
+    if (this.#fd < 0) throw new KvmError("use of closed VM", ERRNO.EBADF);
     return this.#fd;
   }
 
@@ -40,9 +42,9 @@ export class Vm {
     const dv = this.#region.view;
     dv.setUint32(MEMORY_REGION.slot, m.slot, true);
     dv.setUint32(MEMORY_REGION.flags, m.readonly ? 2 : 0, true);
-    setU64(dv, MEMORY_REGION.guest_phys_addr, m.guestPhysAddr);
-    setU64(dv, MEMORY_REGION.memory_size, m.size);
-    setU64(dv, MEMORY_REGION.userspace_addr, m.hostAddr);
+    setU64View(dv, MEMORY_REGION.guest_phys_addr, m.guestPhysAddr);
+    setU64View(dv, MEMORY_REGION.memory_size, m.size);
+    setU64View(dv, MEMORY_REGION.userspace_addr, m.hostAddr);
     kvmIoctl(this.fd, "SET_USER_MEMORY_REGION", this.#region.address);
   }
 
@@ -72,10 +74,4 @@ export class Vm {
   [Symbol.dispose](): void {
     this.close();
   }
-}
-
-/** Store a non-negative number (< 2^53) as a little-endian u64. */
-export function setU64(dv: DataView, off: number, v: number): void {
-  dv.setUint32(off, v % 2 ** 32, true);
-  dv.setUint32(off + 4, Math.floor(v / 2 ** 32), true);
 }

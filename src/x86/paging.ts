@@ -20,10 +20,11 @@ export const PTE = {
 
 /** Address bits 51:12 of an entry. */
 export const ADDR_MASK = 0x000f_ffff_ffff_f000n;
-const PAGE = 4096;
 export const ENTRIES = 512;
 /** Bytes mapped by one entry at each level. */
 export const SPAN = { PT: 4096, PD: 2 * 1024 * 1024, PDPT: 1024 ** 3, PML4: 512 * 1024 ** 3 } as const;
+/** A 4 KiB page: what one PT entry maps. */
+const PAGE = SPAN.PT;
 
 /** Permissions of a user page. */
 export interface PagePerm {

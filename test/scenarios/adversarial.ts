@@ -17,11 +17,12 @@
  */
 import { libc } from "../../src/ffi/index.ts";
 import { GuestMemoryError, TimeoutError } from "../../src/errors.ts";
-import { Machine, type HostcallFn, type MachineOptions } from "../../src/machine.ts";
-import { connect, type Connection } from "../../src/remote.ts";
+import { Machine, type HostcallFn, type MachineOptions } from "../../src/machine/machine.ts";
+import { connect, type Connection } from "../../src/ipre/connect.ts";
 import { ELF_LINK_OFFSET, HOSTCALL_GATE_OFFSET, HOSTCALL_GATE_STRIDE, MiB, RT, windowBase } from "../../src/guest/layout.ts";
 import { runtimeSymbol } from "../../src/guest/runtime.ts";
 import { exampleElf, isMain, outcome, randInt, rng, scenarioArgs, upperMs, type Outcome } from "./common.ts";
+import { busyWith } from "./internals.ts";
 
 /** An outcome plus the facts of GuestMemoryError (length) and TimeoutError (timeout, elapsed). */
 export interface Attempt extends Outcome {
@@ -289,7 +290,7 @@ export function adversarialReport(seed: number) {
         count: attempt(() => K.call("kv_count")),
         unmerged: attempt(() => A.call("a_read", kv.kv_data_marker)),
         inRemoteCall: A.inRemoteCall,
-        busy: [K, E].map((m) => m.busyWith?.name ?? null),
+        busy: [K, E].map((m) => busyWith(m) ?? null),
         needsReset: [A, K, E, B].map((m) => m.needsReset ?? null),
         kvHash: kvHash(),
       };

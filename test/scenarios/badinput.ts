@@ -8,7 +8,7 @@
  * prints the report as one JSON line.
  */
 import { libc } from "../../src/ffi/index.ts";
-import { Machine } from "../../src/machine.ts";
+import { Machine } from "../../src/machine/machine.ts";
 import { RT } from "../../src/guest/layout.ts";
 import { runtimeBytes, runtimeSymbol } from "../../src/guest/runtime.ts";
 import { exampleElf, outcome, type Outcome } from "./common.ts";

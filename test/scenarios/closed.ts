@@ -4,8 +4,9 @@
  * prints one JSON line per probe, *before* trying the next, and finally {"done":true}.
  */
 import { libc } from "../../src/ffi/index.ts";
-import { Machine } from "../../src/machine.ts";
+import { Machine } from "../../src/machine/machine.ts";
 import { exampleElf, isMain, outcome } from "./common.ts";
+import { flushPageTables } from "./internals.ts";
 
 export const CLOSED_PROBES = [
   "call", "callBigInt", "load", "bytes", "read", "write", "readU64", "writeU64", "readI64", "readCString", "protect", "flushPageTables", "serviceRun",
@@ -28,7 +29,7 @@ export function closedProbes(emit: (line: unknown) => void): void {
     readI64: () => m.readI64(a),
     readCString: () => m.readCString(a),
     protect: () => m.protect(a, 4096, null),
-    flushPageTables: () => m.flushPageTables(),
+    flushPageTables: () => flushPageTables(m),
     serviceRun: () => m.serviceRun(),
   };
   for (const name of CLOSED_PROBES) emit({ probe: name, outcome: outcome(probes[name]) });

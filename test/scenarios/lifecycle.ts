@@ -9,8 +9,8 @@
  */
 import { readdirSync, readFileSync, readlinkSync } from "node:fs";
 import { libc } from "../../src/ffi/index.ts";
-import { Machine } from "../../src/machine.ts";
-import { connect } from "../../src/remote.ts";
+import { Machine } from "../../src/machine/machine.ts";
+import { connect } from "../../src/ipre/connect.ts";
 import { CLOCK_MONOTONIC, NativeBuffer } from "../../src/ffi/native.ts";
 import { TIMEOUT_SIGNAL, Watchdog } from "../../src/watchdog.ts";
 import { exampleElf, outcome, scaled, scenarioArgs, upperMs, type Outcome } from "./common.ts";

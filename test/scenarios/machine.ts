@@ -7,10 +7,11 @@
  * Deno it prints the report as one JSON line (`bun test/scenarios/machine.ts <seed>`).
  */
 import { libc } from "../../src/ffi/index.ts";
-import { Machine } from "../../src/machine.ts";
+import { Machine } from "../../src/machine/machine.ts";
 import { RT } from "../../src/guest/layout.ts";
 import { runtimeBytes } from "../../src/guest/runtime.ts";
 import { exampleElf, isMain, outcome, randInt, rng, scenarioArgs, type Outcome } from "./common.ts";
+import { flushPageTables, pt } from "./internals.ts";
 
 /** Calls made after each fault on the same machine: ok() and a random division. */
 export interface AfterFault {
@@ -378,7 +379,7 @@ function serviceSection(): ServiceReport {
   const withMailbox = outcome(() => {
     m.protect(m.userStart + 0x100000, 4096, null); // queues a PTE write + CR3 load: a page-table service run
     m.serviceRun();
-    m.pt.write64(m.base + RT.PT_BASE, m.pt.read64(m.base + RT.PT_BASE)); // queued: applied by the next service run
+    pt(m).write64(m.base + RT.PT_BASE, pt(m).read64(m.base + RT.PT_BASE)); // queued: applied by the next service run
     m.serviceRun();
     m.serviceRun();
     return "ok";
@@ -386,8 +387,8 @@ function serviceSection(): ServiceReport {
   const after = outcome(() => m.call("add", 20, 22));
   const badAddress = 2 ** 40; // 1 TiB: no window maps it
   const crash = outcome(() => {
-    m.pt.write64(badAddress, 0n);
-    m.flushPageTables();
+    pt(m).write64(badAddress, 0n);
+    flushPageTables(m);
     return "no crash";
   });
   const runtimeStart = m.base + RT.CODE;
@@ -422,7 +423,7 @@ function flatSection(r: () => number): MachineReport["flat"] {
     inc: m.call("inc", x),
     neg: m.call("neg", x),
     intoCode: outcome(() => m.call(codeAddr + 5, x)),
-    perm: m.tables.getPage(m.pt, codeAddr),
+    perm: m.tables.getPage(pt(m), codeAddr),
   };
 }
 

@@ -9,8 +9,8 @@
  * a call. Each probe reports what each accessor did with one pointer; the test knows the rights.
  */
 import { libc } from "../../src/ffi/index.ts";
-import { Machine } from "../../src/machine.ts";
-import { connect, type LoanMode } from "../../src/remote.ts";
+import { Machine } from "../../src/machine/machine.ts";
+import { connect, type LoanMode } from "../../src/ipre/connect.ts";
 import { HOSTCALL_GATE_OFFSET, HOSTCALL_GATE_STRIDE } from "../../src/guest/layout.ts";
 import { isMain, outcome, type Outcome } from "./common.ts";
 

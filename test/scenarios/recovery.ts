@@ -15,13 +15,14 @@
  * the test's time limit instead of stalling the test runner; progress goes to stderr.
  */
 import { libc } from "../../src/ffi/index.ts";
-import { Machine } from "../../src/machine.ts";
-import { connect, type Connection } from "../../src/remote.ts";
+import { Machine } from "../../src/machine/machine.ts";
+import { connect, type Connection } from "../../src/ipre/connect.ts";
 import { PERM } from "../../src/x86/paging.ts";
 import { RT } from "../../src/guest/layout.ts";
 import { runtimeSymbol } from "../../src/guest/runtime.ts";
 import { exampleElf, isMain, outcome, scenarioArgs, type Outcome } from "./common.ts";
 import { resources, type Resources } from "./lifecycle.ts";
+import { flushPageTables, pt } from "./internals.ts";
 
 /** The caller's flat program: offsets of its functions. */
 export const CALLER_CODE = {
@@ -128,13 +129,13 @@ function trigger(fault: FaultKind, caller: Machine, remote: Machine): Outcome {
       return outcome(() => caller.call(c(CALLER_CODE.tail), remote.symbol("remote_fault")));
     case "GuestCrash of the caller":
       return outcome(() => {
-        caller.pt.write64(BAD_GPA, 0n);
-        caller.flushPageTables();
+        pt(caller).write64(BAD_GPA, 0n);
+        flushPageTables(caller);
       });
     case "GuestCrash of the remote":
       return outcome(() => {
-        remote.pt.write64(BAD_GPA, 0n);
-        remote.flushPageTables();
+        pt(remote).write64(BAD_GPA, 0n);
+        flushPageTables(remote);
       });
   }
 }
@@ -148,7 +149,7 @@ function applyApi(api: Api, target: Machine, conn: Connection | undefined): Outc
     case "protect":
       return outcome(() => {
         target.protect(target.userStart, 4096, PERM.R);
-        const p = target.tables.getPage(target.pt, target.userStart);
+        const p = target.tables.getPage(pt(target), target.userStart);
         return p === null ? "unmapped" : `${p.write ? "w" : "-"}${p.exec ? "x" : "-"}`;
       });
     case "reset":
@@ -222,9 +223,9 @@ function serviceWatchdog(code: Uint8Array): RecoveryReport["serviceWatchdog"] {
     for (const stub of ["park", "park_alt"] as const) {
       const off = RT.CODE + runtimeSymbol(stub);
       const orig = raw.getBigUint64(off, true);
-      m.pt.write64(m.base + off, (orig & ~0xffffn) | 0xfeebn); // jmp $ (EB FE)
+      pt(m).write64(m.base + off, (orig & ~0xffffn) | 0xfeebn); // jmp $ (EB FE)
     }
-    m.flushPageTables(); // applies the writes, parks in `service`
+    flushPageTables(m); // applies the writes, parks in `service`
     Machine.serviceRunLimitMs = limitMs;
     const start = performance.now();
     const run = outcome(() => m.serviceRun()); // resumes at park: loops in ring 0

@@ -9,9 +9,10 @@
  * (`bun test/scenarios/remote.ts <seed>`).
  */
 import { libc } from "../../src/ffi/index.ts";
-import { Machine, type HostcallFn } from "../../src/machine.ts";
-import { connect, type Connection } from "../../src/remote.ts";
+import { Machine, type HostcallFn } from "../../src/machine/machine.ts";
+import { connect, type Connection } from "../../src/ipre/connect.ts";
 import { exampleElf, isMain, outcome, randInt, rng, scenarioArgs, type Outcome } from "./common.ts";
+import { busyWith, callerCount, linkCount } from "./internals.ts";
 
 export interface Symbols {
   kv_insert: number;
@@ -326,7 +327,7 @@ export function remoteReport(seed: number, serveCount = 10_000): RemoteReport {
       if (inside === undefined) {
         inside = {
           inRemote: caller.inRemoteCall,
-          busy: remote.busyWith === caller,
+          busy: busyWith(remote) === caller.name,
           remoteCall: outcome(() => remote.call("kv_count")),
         };
       }
@@ -335,7 +336,7 @@ export function remoteReport(seed: number, serveCount = 10_000): RemoteReport {
     const hostcallResults: Array<{ x: number; result: number }> = [];
     for (const x of [ri(r, 0, 1e6), ri(r, -1e6, -1), ri(r, 0, 100)]) hostcallResults.push({ x, result: caller.call("call_remote_hostcall", x) });
     const afterInRemoteCall = caller.inRemoteCall;
-    const afterBusy = remote.busyWith !== undefined;
+    const afterBusy = busyWith(remote) !== undefined;
     const boomMessage = `remote-boom-${ri(r, 0, 1e9)}`;
     remoteHandler = () => {
       throw new Error(boomMessage);
@@ -368,7 +369,7 @@ export function remoteReport(seed: number, serveCount = 10_000): RemoteReport {
       memoryUnchanged: before.length > 0 && before.every((b, i) => b === afterSnap[i]),
       countBefore,
       countAfter: remote.call("kv_count"),
-      busyAfter: remote.busyWith !== undefined,
+      busyAfter: busyWith(remote) !== undefined,
       inRemoteCallAfter: caller.inRemoteCall,
       next: { key: freshKey, result: outcome(() => fresh(freshKey)) },
       hostVmcallSecret: outcome(() => caller.call(sym.kv_secret)),
@@ -453,7 +454,7 @@ export function remoteReport(seed: number, serveCount = 10_000): RemoteReport {
     const remoteFault = {
       outcome: faultOutcome,
       readAfter: outcome(() => caller.call("read_marker")),
-      busyAfter: remote.busyWith !== undefined,
+      busyAfter: busyWith(remote) !== undefined,
       inRemoteCallAfter: caller.inRemoteCall,
       next: { key: freshKey, result: outcome(() => fresh(freshKey)) },
       remoteCount: outcome(() => remote.call("kv_count")),
@@ -522,8 +523,8 @@ export function remoteReport(seed: number, serveCount = 10_000): RemoteReport {
     const lx = ri(r, 0, 1e6);
     const disconnect = {
       connectedAfter: conn.connected,
-      links: caller.links.size,
-      callers: remote.callers.size,
+      links: linkCount(caller),
+      callers: callerCount(remote),
       missKey: dMiss,
       miss: outcome(() => caller.call("serve", dMiss)),
       cachedKey,
@@ -546,7 +547,7 @@ export function remoteReport(seed: number, serveCount = 10_000): RemoteReport {
     const cMiss = ri(r, 0, n - 1) + 256 * 600; // never served
     const remoteFirst = {
       connectedAfter: conn.connected,
-      links: caller.links.size,
+      links: linkCount(caller),
       x: cx,
       local: outcome(() => caller.call("double_it", cx)),
       cachedKey,
@@ -567,7 +568,7 @@ export function remoteReport(seed: number, serveCount = 10_000): RemoteReport {
         const lk = ri(r, 0, 9);
         callerFirst = {
           connectedAfter: conn3.connected,
-          callers: r2.callers.size,
+          callers: callerCount(r2),
           remoteCount: outcome(() => r2.call("kv_count")),
           remoteLookup: { key: lk, result: outcome(() => r2.call("kv_lookup", lk)) },
         };

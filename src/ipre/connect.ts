@@ -1,12 +1,15 @@
 /**
- * IPRE connections (docs/ARCHITECTURE.md §3): a caller gets the remote's memory as an extra memslot at the
- * remote's window, and a *merged* page-table root (its own tables plus the remote's PDPT entry)
- * that the ring-0 stub loads on entry to an allowed remote function and swaps back on the
- * return trap. No page table is written on the call path: merge and unmerge are CR3 loads.
+ * IPRE connections (docs/ARCHITECTURE.md §3): a caller gets the remote's memory as an extra
+ * memslot at the remote's window, and a *merged* page-table root (its own tables plus the
+ * remote's PDPT entry) that the ring-0 stub loads on entry to an allowed remote function and swaps
+ * back on the return trap. No page table is written on the call path: merge and unmerge are CR3
+ * loads.
  */
-import { IpreError, MachineStateError, RemoteAccessError } from "./errors.ts";
-import type { Machine, RemoteLink } from "./machine.ts";
-import { loanEntry, tableEntry, writeRoot } from "./x86/paging.ts";
+import { IpreError, MachineStateError, RemoteAccessError } from "../errors.ts";
+import { type Core, coreOf, type RemoteLink } from "../machine/core.ts";
+import { flushPageTables } from "../machine/service.ts";
+import type { Machine } from "../machine/machine.ts";
+import { loanEntry, tableEntry, writeRoot } from "../x86/paging.ts";
 
 export type LoanMode = "none" | "read";
 
@@ -21,18 +24,25 @@ export interface ConnectOptions {
 }
 
 interface LinkState extends RemoteLink {
-  slot: number;
-  rootIndex: number;
-  loan: LoanMode;
-  disconnect: () => void;
+  readonly slot: number;
+  readonly rootIndex: number;
 }
+
+let makeConnection: (caller: Machine, remote: Machine, core: Core, link: LinkState) => Connection;
 
 /** An IPRE connection from a caller to a remote. `disconnect()` (or dispose) undoes it. */
 export class Connection {
   #link: LinkState | undefined;
-  constructor(readonly caller: Machine, readonly remote: Machine, link: LinkState) {
+  readonly #caller: Core;
+  private constructor(readonly caller: Machine, readonly remote: Machine, callerCore: Core, link: LinkState) {
+    this.#caller = callerCore;
     this.#link = link;
   }
+  static {
+    // Only connect() builds connections.
+    makeConnection = (caller, remote, core, link) => new Connection(caller, remote, core, link);
+  }
+
   get connected(): boolean {
     return this.#link !== undefined;
   }
@@ -41,15 +51,16 @@ export class Connection {
     return this.#link?.allow ?? new Set();
   }
   get loan(): LoanMode {
-    return this.#link?.loan ?? "none";
+    return this.#link?.loan ? "read" : "none";
   }
 
   /** Remove the mapping, the roots and the memslot. Idempotent. */
   disconnect(): void {
     const link = this.#link;
     if (!link) return;
-    const { caller, remote } = this;
-    if (caller.inRemoteCall) throw new MachineStateError(`${caller.name} is inside a remote call`);
+    const caller = this.#caller;
+    const remote = link.remote;
+    if (caller.frames.length > 0) throw new MachineStateError(`${caller.name} is inside a remote call`);
     this.#link = undefined;
     caller.links.delete(link.window);
     remote.callers.delete(caller);
@@ -59,8 +70,8 @@ export class Connection {
     } finally {
       // Even when that failed, the remote's memory leaves the caller's VM.
       caller.freeRoot(link.rootIndex);
-      caller.setMemslot(link.slot, remote.base, 0, remote.hostAddress);
-      freeSlot(caller, link.slot);
+      caller.requireVm().setMemory({ slot: link.slot, guestPhysAddr: remote.base, size: 0, hostAddr: remote.mem.hostAddr });
+      caller.slots.delete(link.slot);
     }
   }
   [Symbol.dispose](): void {
@@ -68,44 +79,29 @@ export class Connection {
   }
 }
 
-const slots = new WeakMap<Machine, Set<number>>();
-function allocSlot(m: Machine): number {
-  const used = slots.get(m) ?? new Set<number>();
-  slots.set(m, used);
-  let s = 1;
-  while (used.has(s)) s++;
-  used.add(s);
-  return s;
-}
-function freeSlot(m: Machine, s: number): void {
-  slots.get(m)?.delete(s);
-}
-
-const loanRoots = new WeakMap<Machine, ReturnType<Machine["allocRoot"]>>();
-
 /**
  * The root a caller runs on outside calls: its plain root, or, when some connection lends data,
  * a root that also maps the loaned windows read-only and no-execute.
  */
-function rebuildNormalRoot(caller: Machine): void {
-  const loans = [...caller.links.values()].filter((l) => (l as LinkState).loan === "read");
-  const old = loanRoots.get(caller);
+function rebuildNormalRoot(caller: Core): void {
+  const loans = [...caller.links.values()].filter((l) => l.loan);
+  const old = caller.loanRoot;
   if (loans.length === 0) {
     caller.normalRoot = caller.tables.root;
-    caller.flushPageTables(caller.normalRoot);
+    flushPageTables(caller);
     if (old) {
       caller.freeRoot(old.index);
-      loanRoots.delete(caller);
+      caller.loanRoot = undefined;
     }
     return;
   }
   const root = old ?? caller.allocRoot();
   const entries = new Map<number, bigint>([[caller.window, caller.tables.windowEntry]]);
   for (const l of loans) entries.set(l.window, loanEntry(l.remote.tables.windowEntry));
-  writeRoot(caller.pt, root.pml4, root.pdpt, entries);
-  loanRoots.set(caller, root);
+  writeRoot(caller.ptq.pt, root.pml4, root.pdpt, entries);
+  caller.loanRoot = root;
   caller.normalRoot = root.pml4;
-  caller.flushPageTables(caller.normalRoot);
+  flushPageTables(caller);
 }
 
 /** Resolve allow-list entries to addresses inside the remote's program. */
@@ -127,40 +123,43 @@ function resolveAllow(remote: Machine, allow: ReadonlyArray<string | number> | u
  * by their addresses (a plain C call; the symbols are absolute addresses in the remote's window).
  */
 export function connect(caller: Machine, remote: Machine, options: ConnectOptions = {}): Connection {
-  if (caller === remote) throw new IpreError("a machine cannot connect to itself");
-  if (caller.closed || remote.closed) throw new MachineStateError("cannot connect a closed machine");
-  if (caller.window === remote.window) throw new IpreError(`${caller.name} and ${remote.name} share window ${caller.window}; give the remote its own window (Machine.create({ window }))`);
-  if (caller.links.has(remote.window)) throw new IpreError(`${caller.name} already has a remote in window ${remote.window}`);
-  if (caller.inRemoteCall) throw new MachineStateError(`${caller.name} is inside a remote call`);
+  const c = coreOf(caller);
+  const r = coreOf(remote);
+  if (c === r) throw new IpreError("a machine cannot connect to itself");
+  if (c.closed || r.closed) throw new MachineStateError("cannot connect a closed machine");
+  if (c.window === r.window) throw new IpreError(`${c.name} and ${r.name} share window ${c.window}; give the remote its own window (Machine.create({ window }))`);
+  if (c.links.has(r.window)) throw new IpreError(`${c.name} already has a remote in window ${r.window}`);
+  if (c.frames.length > 0) throw new MachineStateError(`${c.name} is inside a remote call`);
   const loan = options.loan ?? "none";
   if (loan !== "none" && loan !== "read") throw new IpreError(`loan must be "none" or "read"`);
   const allow = resolveAllow(remote, options.allow);
 
-  const slot = allocSlot(caller);
-  const root = caller.allocRoot();
+  const vm = c.requireVm();
+  const slot = c.allocSlot();
+  const root = c.allocRoot();
   let mapped = false;
   try {
-    caller.setMemslot(slot, remote.base, remote.memorySize, remote.hostAddress);
+    vm.setMemory({ slot, guestPhysAddr: r.base, size: r.memorySize, hostAddr: r.mem.hostAddr });
     mapped = true;
     // Merged root: the remote's window as it is, the caller's own window no-execute (so that a
     // callback into caller code exits to the VMM, which unmerges while caller code runs).
-    caller.tables.writeNoExecPd(caller.pt, root.pd);
-    writeRoot(caller.pt, root.pml4, root.pdpt, new Map([
-      [caller.window, tableEntry(root.pd)],
-      [remote.window, remote.tables.windowEntry],
+    c.tables.writeNoExecPd(c.ptq.pt, root.pd);
+    writeRoot(c.ptq.pt, root.pml4, root.pdpt, new Map([
+      [c.window, tableEntry(root.pd)],
+      [r.window, r.tables.windowEntry],
     ]));
-    const link: LinkState = { remote, window: remote.window, allow, mergedRoot: root.pml4, slot, rootIndex: root.index, loan, disconnect: () => connection.disconnect() };
-    const connection = new Connection(caller, remote, link);
-    caller.links.set(remote.window, link);
-    remote.callers.add(caller);
-    rebuildNormalRoot(caller); // applies the queued root writes through the stub
+    const link: LinkState = { remote: r, window: r.window, allow, mergedRoot: root.pml4, slot, rootIndex: root.index, loan: loan === "read", disconnect: () => connection.disconnect() };
+    const connection = makeConnection(caller, remote, c, link);
+    c.links.set(r.window, link);
+    r.callers.add(c);
+    rebuildNormalRoot(c); // applies the queued root writes through the stub
     return connection;
   } catch (e) {
-    caller.links.delete(remote.window);
-    remote.callers.delete(caller);
-    caller.freeRoot(root.index);
-    freeSlot(caller, slot);
-    if (mapped && !caller.closed) caller.setMemslot(slot, remote.base, 0, remote.hostAddress);
+    c.links.delete(r.window);
+    r.callers.delete(c);
+    c.freeRoot(root.index);
+    c.slots.delete(slot);
+    if (mapped && !c.closed) vm.setMemory({ slot, guestPhysAddr: r.base, size: 0, hostAddr: r.mem.hostAddr });
     throw e;
   }
 }

@@ -1,0 +1,144 @@
+/**
+ * From nothing to a vCPU ready to boot: the shared /dev/kvm handle, the VM with its memslot and
+ * vCPU, the runtime area (GDT, IDT, TSS, the assembled runtime), long-mode special registers
+ * derived from that GDT, the MSRs, and the registers of the boot entry. The canonical KVM flow,
+ * in the order it happens (docs/ARCHITECTURE.md §2); the run that boots is in service.ts.
+ */
+import { KvmError } from "../errors.ts";
+import { ERRNO } from "../errno.ts";
+import { CAP, SYNC } from "../kvm/abi.ts";
+import { Kvm, kvmFlavour, type KvmFlavour } from "../kvm/system.ts";
+import { Vm } from "../kvm/vm.ts";
+import type { Vcpu } from "../kvm/vcpu.ts";
+import { segmentFromGdt } from "../kvm/sregs.ts";
+import { RT, WINDOW_SIZE } from "../guest/layout.ts";
+import { runtimeBytes, stubOffset } from "../guest/runtime.ts";
+import { buildGdt, buildIdt, buildTss, GDT_LIMIT, SELECTOR, starMsr } from "../x86/descriptors.ts";
+import { CR0, CR4, EFER, MSR, RFLAGS_RESERVED } from "../x86/registers.ts";
+import type { Core } from "./core.ts";
+import { ENTRY } from "./parked.ts";
+
+/** #DF runs on its own IST stack, so that a broken IST1 still reports. */
+const DF = 8;
+/** Exception vectors with an IDT entry (the architectural ones). */
+const VECTORS = 32;
+
+/**
+ * GPA for KVM_SET_TSS_ADDR (Intel VMX needs three pages for real-mode emulation; AMD and PVM
+ * ignore it). It must lie below 4 GiB, since the ioctl takes a 32-bit address, and must never be
+ * guest memory: window 3's trap region is below 4 GiB and never mapped.
+ */
+export const VMX_TSS_GPA = 3 * WINDOW_SIZE + WINDOW_SIZE - 0x100000;
+
+let kvmShared: Kvm | undefined;
+let kvmUsers = 0;
+
+/** The process-wide /dev/kvm handle, opened on first use and closed with its last user. */
+export function acquireKvm(): Kvm {
+  if (!kvmShared) kvmShared = Kvm.open();
+  kvmUsers++;
+  return kvmShared;
+}
+export function releaseKvm(): void {
+  if (--kvmUsers === 0 && kvmShared) {
+    kvmShared.close();
+    kvmShared = undefined;
+  }
+}
+
+/** Facts about the KVM this process uses (for `ipre doctor`). */
+export interface KvmInfo {
+  api: number;
+  flavour: KvmFlavour;
+  capabilities: Record<string, number>;
+  vcpuMmapSize: number;
+  cpuidEntries: number;
+}
+
+/** What `ipre doctor` reports; `device` checks another path than /dev/kvm. */
+export function kvmInfo(device?: string): KvmInfo {
+  if (device !== undefined) {
+    using kvm = Kvm.open(device);
+    return describeKvm(kvm, device);
+  }
+  const kvm = acquireKvm();
+  try {
+    return describeKvm(kvm);
+  } finally {
+    releaseKvm();
+  }
+}
+
+function describeKvm(kvm: Kvm, device?: string): KvmInfo {
+  const capabilities: Record<string, number> = {};
+  for (const name of Object.keys(CAP) as (keyof typeof CAP)[]) capabilities[name] = kvm.checkExtension(name);
+  return {
+    api: kvm.apiVersion(),
+    flavour: kvmFlavour(device),
+    capabilities,
+    vcpuMmapSize: kvm.vcpuMmapSize(),
+    cpuidEntries: kvm.cpuid.view.getUint32(0, true),
+  };
+}
+
+/** KVM, the VM with guest memory as slot 0, and vCPU 0 with the host's CPUID. Memory must be attached. */
+export function createVm(core: Core): void {
+  const kvm = (core.kvm = acquireKvm());
+  if (!(kvm.checkExtension("SYNC_REGS") & SYNC.REGS)) throw new KvmError("KVM_CAP_SYNC_REGS", ERRNO.EOPNOTSUPP, "this KVM cannot sync general registers through kvm_run; ipre needs it");
+  const vm = (core.vm = Vm.create(kvm));
+  vm.setMemory({ slot: 0, guestPhysAddr: core.base, size: core.memorySize, hostAddr: core.mem.hostAddr });
+  if (kvm.checkExtension("SET_TSS_ADDR") > 0 && kvmFlavour() !== "pvm") vm.setTssAddr(VMX_TSS_GPA);
+  core.vcpu = vm.createVcpu(0);
+  core.vcpu.setCpuid(kvm.cpuid);
+}
+
+/** GDT, IDT (vector → its stub on IST1; #DF on IST2), TSS and the runtime code. */
+export function writeRuntimeArea(core: Core): void {
+  const b = core.base;
+  const mem = core.mem.u8;
+  mem.set(runtimeBytes(), RT.CODE);
+  mem.set(buildGdt(b + RT.TSS), RT.GDT);
+  mem.set(buildTss({ rsp0: b + RT.RSP0_TOP, ist: [0, b + RT.IST1_TOP, b + RT.IST2_TOP] }), RT.TSS);
+  mem.set(buildIdt(VECTORS, (v) => ({ offset: b + RT.CODE + stubOffset(v), ist: v === DF ? 2 : 1 })), RT.IDT);
+}
+
+/**
+ * Long mode, ring 0, paging on (Intel SDM Vol. 3A §9.8.5), the GDT/IDT/TSS above, MSR_STAR.
+ * Segment registers are derived from the GDT in guest memory (written by writeRuntimeArea).
+ */
+export function setSpecialRegisters(core: Core, vcpu: Vcpu): void {
+  const s = vcpu.getSregs();
+  const gdt = core.mem.u8.subarray(RT.GDT, RT.GDT + GDT_LIMIT + 1);
+  s.cs = segmentFromGdt(gdt, SELECTOR.KERNEL_CODE);
+  s.ds = s.es = s.fs = s.gs = s.ss = segmentFromGdt(gdt, SELECTOR.KERNEL_DATA);
+  // KVM wants the task register busy (type 0xB); the GDT keeps it available (0x9) as `ltr` would expect.
+  s.tr = { ...segmentFromGdt(gdt, SELECTOR.TSS), type: 0xb };
+  s.ldt = { ...s.ldt, unusable: 1 };
+  s.gdt = { base: core.base + RT.GDT, limit: GDT_LIMIT };
+  s.idt = { base: core.base + RT.IDT, limit: VECTORS * 16 - 1 };
+  s.cr0 = BigInt((CR0.PE | CR0.MP | CR0.ET | CR0.NE | CR0.WP | CR0.PG) >>> 0); // PG is bit 31: keep it unsigned
+  s.cr3 = BigInt(core.normalRoot);
+  s.cr4 = BigInt(CR4.PAE | CR4.OSFXSR | CR4.OSXMMEXCPT | CR4.FSGSBASE);
+  s.efer = BigInt(EFER.LME | EFER.LMA | EFER.NXE | EFER.SCE);
+  vcpu.setSregs(s);
+  vcpu.setMsrs([
+    [MSR.STAR, starMsr()],
+    [MSR.LSTAR, 0n],
+    [MSR.SFMASK, 0n],
+    [MSR.FS_BASE, 0n],
+    [MSR.GS_BASE, 0n],
+    [MSR.KERNEL_GS_BASE, 0n],
+  ]);
+}
+
+const GENERAL = ["rax", "rbx", "rcx", "rdx", "rsi", "rdi", "rbp", "r8", "r9", "r10", "r11", "r12", "r13", "r14", "r15"] as const;
+
+/** Zeroed general registers, RIP at the runtime's boot entry, RSP at the parked frame. */
+export function setBootRegisters(core: Core, vcpu: Vcpu): void {
+  vcpu.loadRegs();
+  for (const r of GENERAL) vcpu.setReg(r, 0);
+  vcpu.setReg("rip", core.base + ENTRY.boot);
+  vcpu.setReg("rsp", core.base + ENTRY.frameSp);
+  vcpu.setReg("rflags", RFLAGS_RESERVED);
+  vcpu.storeRegs();
+}

@@ -1,0 +1,208 @@
+/**
+ * The state behind one Machine, shared by the modules that implement it (boot, service runs, the
+ * exit loop, IPRE calls and connections, guest pointers). Not part of the public API: `Machine`
+ * (machine.ts) is the facade, and `coreOf(machine)` is how the IPRE modules reach the state of
+ * both ends of a connection (docs/ARCHITECTURE.md §2).
+ */
+import { MachineStateError, IpreError } from "../errors.ts";
+import type { Kvm } from "../kvm/system.ts";
+import type { Vm } from "../kvm/vm.ts";
+import type { Vcpu } from "../kvm/vcpu.ts";
+import type { ElfImage } from "../guest/elf.ts";
+import { EXIT_TRAP_OFFSET, HOSTCALL_GATE_OFFSET, HOSTCALL_GATE_STRIDE, PAGE_SIZE, RETURN_TRAP_OFFSET, RT, USER_OFFSET, windowBase } from "../guest/layout.ts";
+import { WindowTables } from "../x86/paging.ts";
+import { GuestMemory } from "./memory.ts";
+import { PageTableQueue } from "./parked.ts";
+
+/** What a caller's core knows about a connected remote (installed by src/ipre/connect.ts). */
+export interface RemoteLink {
+  readonly remote: Core;
+  readonly window: number;
+  /** Allowed entry addresses. */
+  readonly allow: ReadonlySet<number>;
+  /** GPA of the caller's merged root (its tables + PDPT[window] := remote's entry). */
+  readonly mergedRoot: number;
+  /** Lends the remote's memory read-only outside calls. */
+  readonly loan: boolean;
+  /** Undo the connection (called when either machine closes). */
+  readonly disconnect: () => void;
+}
+
+/**
+ * One level of IPRE on a vCPU: a call into a remote (merged root loaded), or a callback from the
+ * remote into caller code (normal root loaded: the remote is unmapped while caller code runs, so
+ * caller code can reach the remote only through allowed entries).
+ */
+export interface IpreFrame {
+  kind: "call" | "callback";
+  /** The remote being called, or whose code made the callback. */
+  link: RemoteLink;
+  /** The real return address that the trap replaced. */
+  returnAddress: number;
+  /** RSP at entry (pointing at the replaced return address). */
+  rsp: number;
+}
+
+/** Nesting limit of IPRE calls and callbacks on one vCPU. */
+export const MAX_IPRE_DEPTH = 64;
+
+/** Returned by a hostcall dispatcher for a gate without a JS handler. */
+export const NO_HANDLER: unique symbol = Symbol("no hostcall handler");
+
+/** Runs the JS handler of hostcall `gate` with the six argument registers (set by the facade). */
+export type HostcallDispatch = (gate: number, a0: number, a1: number, a2: number, a3: number, a4: number, a5: number) => number | bigint | void | typeof NO_HANDLER;
+
+/** An extra page-table root: (PML4, PDPT, PD) pages of the runtime area's root pool. */
+export interface Root {
+  pml4: number;
+  pdpt: number;
+  pd: number;
+  index: number;
+}
+
+export class Core {
+  readonly base: number;
+  readonly tables: WindowTables;
+  readonly exitTrap: number;
+  readonly returnTrap: number;
+  /** Return address installed for callbacks from a remote into this machine's code. */
+  readonly callbackTrap: number;
+  readonly gateBase: number;
+
+  kvm: Kvm | undefined;
+  vm: Vm | undefined;
+  vcpu: Vcpu | undefined;
+  mem: GuestMemory;
+  ptq: PageTableQueue;
+
+  closed = false;
+  /** Why the vCPU must reboot before it runs again (stopped mid-guest: timeout, crash). */
+  broken: string | undefined;
+  /** Why the machine refuses calls until reset() (a timeout inside a remote call). */
+  mustReset: string | undefined;
+  /** A call is running on this vCPU. */
+  inCall = false;
+  /** performance.now() at which the running call times out (0: none). */
+  callDeadline = 0;
+  /** Thread id whose watchdog mask is installed on this vCPU (KVM_SET_SIGNAL_MASK). */
+  signalMaskTid = -1;
+  /** FSBASE of this machine's code (guest TLS). */
+  fsBase = 0;
+  /** Exits handled by calls since creation. */
+  exits = 0;
+  program: ElfImage | undefined;
+  print: (text: string) => void;
+  hostcall: HostcallDispatch = () => NO_HANDLER;
+  onRemoteEntry: ((entry: number) => void) | undefined;
+
+  // ---- IPRE ----
+  /** Root loaded when no remote call is active (the plain root, or one with loans). */
+  normalRoot: number;
+  /** Remote links by window index. */
+  readonly links = new Map<number, RemoteLink>();
+  /** Callers connected to this machine as a remote. */
+  readonly callers = new Set<Core>();
+  /** The caller whose remote call runs *into* this machine (serialises access to a remote). */
+  busyWith: Core | undefined;
+  /** On the machine whose hostcall handler runs: the core whose vCPU made the hostcall. */
+  hostcallRunner: Core | undefined;
+  /** IPRE calls and callbacks in progress, innermost last (objects from framePool). */
+  readonly frames: IpreFrame[] = [];
+  /** Preallocated frames, one per nesting level: an IPRE call or callback allocates nothing. */
+  readonly framePool: IpreFrame[] = Array.from({ length: MAX_IPRE_DEPTH + 1 }, () => ({ kind: "call" as const, link: undefined as unknown as RemoteLink, returnAddress: 0, rsp: 0 }));
+  /** Memslots in use besides slot 0 (one per connected remote). */
+  readonly slots = new Set<number>();
+  /** Root with the loaned windows, while some connection lends memory. */
+  loanRoot: Root | undefined;
+  readonly #roots: boolean[] = new Array<boolean>(RT.ROOT_POOL_ROOTS).fill(false);
+
+  constructor(
+    readonly name: string,
+    readonly window: number,
+    readonly memorySize: number,
+    readonly stackSize: number,
+    print: (text: string) => void,
+  ) {
+    this.base = windowBase(window);
+    this.print = print;
+    this.tables = new WindowTables({ base: this.base, memory: memorySize, pml4: this.base + RT.PML4, pdpt: this.base + RT.PDPT, pd: this.base + RT.PD, ptBase: this.base + RT.PT_BASE });
+    this.exitTrap = this.base + EXIT_TRAP_OFFSET;
+    this.returnTrap = this.base + RETURN_TRAP_OFFSET;
+    this.callbackTrap = this.returnTrap + HOSTCALL_GATE_STRIDE;
+    this.gateBase = this.base + HOSTCALL_GATE_OFFSET;
+    this.normalRoot = this.base + RT.PML4;
+    this.mem = GuestMemory.none(this.base, memorySize);
+    this.ptq = new PageTableQueue(this.mem);
+  }
+
+  /** Adopt guest memory (setup). */
+  attach(mem: GuestMemory): void {
+    this.mem = mem;
+    this.ptq = new PageTableQueue(mem);
+  }
+
+  get userStart(): number {
+    return this.base + USER_OFFSET;
+  }
+  get memoryEnd(): number {
+    return this.base + this.memorySize;
+  }
+  get stackGuard(): number {
+    return this.memoryEnd - this.stackSize - PAGE_SIZE;
+  }
+
+  /** The root the vCPU runs on now: the merged root inside a remote call, else the normal root. */
+  activeRoot(): number {
+    const top = this.frames[this.frames.length - 1];
+    return top?.kind === "call" ? top.link.mergedRoot : this.normalRoot;
+  }
+
+  /** Whether a call into `remote` is still on the frame stack (a loop: no closure on the return path). */
+  inFrames(remote: Core): boolean {
+    for (let i = 0; i < this.frames.length; i++) if (this.frames[i]!.link.remote === remote) return true;
+    return false;
+  }
+
+  requireVcpu(): Vcpu {
+    if (this.closed || !this.vcpu) throw new MachineStateError(`${this.name} is closed`);
+    return this.vcpu;
+  }
+  requireVm(): Vm {
+    if (this.closed || !this.vm) throw new MachineStateError(`${this.name} is closed`);
+    return this.vm;
+  }
+
+  /** Free root-pool pages for an extra root (a merged root per remote, one for loans). */
+  allocRoot(): Root {
+    const index = this.#roots.indexOf(false);
+    if (index < 0) throw new IpreError(`${this.name}: no free page-table root (at most ${RT.ROOT_POOL_ROOTS}: one per connected remote, plus one for loans)`);
+    this.#roots[index] = true;
+    const pml4 = this.base + RT.ROOT_POOL + index * 3 * PAGE_SIZE;
+    return { pml4, pdpt: pml4 + PAGE_SIZE, pd: pml4 + 2 * PAGE_SIZE, index };
+  }
+  freeRoot(index: number): void {
+    this.#roots[index] = false;
+  }
+
+  /** The lowest free memslot number above 0. */
+  allocSlot(): number {
+    let s = 1;
+    while (this.slots.has(s)) s++;
+    this.slots.add(s);
+    return s;
+  }
+}
+
+const cores = new WeakMap<object, Core>();
+
+/** Register the core behind a facade (the Machine constructor). */
+export function registerCore(facade: object, core: Core): void {
+  cores.set(facade, core);
+}
+
+/** The core behind a Machine; a TypeError for anything else. */
+export function coreOf(facade: object): Core {
+  const c = cores.get(facade);
+  if (c === undefined) throw new TypeError("not an ipre Machine");
+  return c;
+}

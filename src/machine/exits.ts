@@ -1,0 +1,126 @@
+/**
+ * The exit loop of a call: one KVM_RUN per exit and no allocation on the hostcall/IPRE paths.
+ * Every exit is a stub's `out` on PORT.VECTOR_BASE + vector. An instruction fetch from a trap
+ * address is a request (the call returned, a hostcall gate, an IPRE entry, return or callback);
+ * anything else is a fault. docs/ARCHITECTURE.md §4 (exit protocol), §3 (IPRE).
+ */
+import { IpreError } from "../errors.ts";
+import { ERRNO } from "../errno.ts";
+import { EXIT } from "../kvm/abi.ts";
+import { HOSTCALL_GATE_COUNT, HOSTCALL_GATE_OFFSET, HOSTCALL_GATE_STRIDE, HOSTCALL_PRINT, PORT, WINDOW_SIZE } from "../guest/layout.ts";
+import { Watchdog } from "../watchdog.ts";
+import { getU64 } from "../u64.ts";
+import { type Core, NO_HANDLER } from "./core.ts";
+import { crash, guestFault, PF, timedOut } from "./faults.ts";
+import { FRAME_AT, resumeFast } from "./parked.ts";
+import { guestRange } from "./pointers.ts";
+import { armWatchdog } from "./service.ts";
+import { abortRemoteCall, callback, callerOf, enterRemote, returnFrom, stackU64 } from "../ipre/calls.ts";
+
+/** #PF error code: the fault was an instruction fetch (Intel SDM Vol. 3A §4.7). */
+const PF_FETCH = 0x10;
+const GATES_END = HOSTCALL_GATE_OFFSET + HOSTCALL_GATE_COUNT * HOSTCALL_GATE_STRIDE;
+
+/** Run the prepared call until it returns to the exit trap; typed errors for everything else. */
+export function runCall(core: Core, timeoutMs: number): void {
+  const vcpu = core.vcpu!;
+  const u32 = core.mem.u32;
+  // Read the clock before arming: a pause in between must not make the real signal look early.
+  const start = timeoutMs > 0 ? performance.now() : 0;
+  const watchdog = timeoutMs > 0 ? armWatchdog(core, timeoutMs) : undefined;
+  core.callDeadline = timeoutMs > 0 ? start + timeoutMs : 0;
+  core.inCall = true;
+  try {
+    for (;;) {
+      const reason = vcpu.runOnce();
+      if (reason !== EXIT.IO) {
+        if (reason === -ERRNO.EINTR) {
+          if (watchdog === undefined) Watchdog.drainStray();
+          else if (watchdog.drain()) {
+            const elapsed = performance.now() - start;
+            if (elapsed >= timeoutMs * 0.999) throw timedOut(core, timeoutMs, elapsed);
+            watchdog.arm(timeoutMs - elapsed); // early (a stale signal): keep the deadline
+          }
+          continue; // another signal interrupted KVM_RUN: resume
+        }
+        throw crash(core, reason, "while running a call");
+      }
+      core.exits++;
+      const vector = vcpu.ioPort - PORT.VECTOR_BASE;
+      // An instruction fetch (#PF error code bit 4) from a trap address is a request, not an
+      // error; its RIP lies in a never-mapped page, so CR2 = RIP (the stub need not save CR2).
+      if (vector === PF && (u32[FRAME_AT.error]! & PF_FETCH) !== 0) {
+        const rip = getU64(u32, FRAME_AT.rip);
+        if (rip === core.exitTrap && core.frames.length === 0) return;
+        if (fetchFault(core, rip, getU64(u32, FRAME_AT.rsp))) continue;
+      }
+      if (vector < 0 || vector > 31) throw crash(core, reason, `unexpected exit on port 0x${vcpu.ioPort.toString(16)}`);
+      throw guestFault(core, vector);
+    }
+  } catch (e) {
+    abortRemoteCall(core);
+    throw e;
+  } finally {
+    core.inCall = false;
+    if (watchdog) {
+      watchdog.disarm();
+      watchdog.drain(); // the timer may have fired after the last exit
+    }
+  }
+}
+
+/** Handle a fetch fault at a trap address; false when it is a genuine fault. */
+function fetchFault(core: Core, cr2: number, rsp: number): boolean {
+  const window = Math.floor(cr2 / WINDOW_SIZE);
+  const offset = cr2 - window * WINDOW_SIZE;
+  const top = core.frames[core.frames.length - 1];
+  const inRemote = top?.kind === "call"; // remote code is running, its window mapped
+  // Hostcall gate of this machine or of the remote whose code is running.
+  if (offset >= HOSTCALL_GATE_OFFSET && offset < GATES_END) {
+    const owner = window === core.window ? core : inRemote && top.link.window === window ? top.link.remote : undefined;
+    if (!owner || (offset - HOSTCALL_GATE_OFFSET) % HOSTCALL_GATE_STRIDE !== 0) return false;
+    hostcall(core, owner, (offset - HOSTCALL_GATE_OFFSET) / HOSTCALL_GATE_STRIDE, rsp);
+    return true;
+  }
+  // The remote returned from a call, or caller code returned from a callback.
+  if ((cr2 === core.returnTrap && inRemote) || (cr2 === core.callbackTrap && top?.kind === "callback")) return returnFrom(core, top, rsp);
+  // Remote code jumped into caller code (a function pointer): run it unmerged.
+  if (inRemote && window === core.window && cr2 >= core.userStart && cr2 < core.memoryEnd) {
+    callback(core, top.link, rsp);
+    return true;
+  }
+  // A fetch fault in the running remote's own window is its own fault (e.g. no-execute data), not an entry.
+  if (inRemote && window === top.link.window) return false;
+  const link = core.links.get(window);
+  if (link !== undefined && cr2 >= link.remote.base && cr2 < link.remote.memoryEnd) {
+    enterRemote(core, link, cr2, rsp, inRemote ? top.link : undefined);
+    return true;
+  }
+  return false;
+}
+
+/**
+ * Hostcall `gate` of `owner` (this machine, or the remote whose code runs), made by code on
+ * `core`'s vCPU: run its JS handler with the argument registers, emulate the guest's `ret`.
+ */
+function hostcall(core: Core, owner: Core, gate: number, rsp: number): void {
+  const vcpu = core.vcpu!;
+  owner.hostcallRunner = core; // guest pointers resolve with the rights of the code that made it
+  let result: ReturnType<Core["hostcall"]>;
+  try {
+    result = owner.hostcall(gate, vcpu.regSigned("rdi"), vcpu.regSigned("rsi"), vcpu.regSigned("rdx"), vcpu.regSigned("rcx"), vcpu.regSigned("r8"), vcpu.regSigned("r9"));
+  } finally {
+    owner.hostcallRunner = undefined;
+  }
+  if (result === NO_HANDLER) {
+    if (gate !== HOSTCALL_PRINT) throw new IpreError(`${owner.name}: hostcall ${gate} called at 0x${callerOf(core, rsp).toString(16)} has no handler`);
+    owner.print(new TextDecoder().decode(guestRange(core, vcpu.reg("rdi"), vcpu.reg("rsi"), false)));
+    result = vcpu.reg("rsi");
+  }
+  if (typeof result === "bigint") vcpu.setRegBigInt("rax", result);
+  else vcpu.setReg("rax", result ?? 0);
+  // Emulate `ret`: pop the return address the guest's call pushed.
+  core.mem.setU64At(FRAME_AT.rip, stackU64(core, rsp));
+  core.mem.setU64At(FRAME_AT.rsp, rsp + 8);
+  resumeFast(core.mem, vcpu, core.base);
+}
