@@ -7,7 +7,7 @@
  * undefined where KVM is usable and implement `start(workers)`:
  *
  *   - main thread: create the kvshared remote (`Machine.create({ window: 1, program:
- *     exampleElf("kvshared") })`) and share it; return a FaninServer whose `client` is
+ *     exampleElf("kvshared") })`, src/machine/machine.ts, src/examples.ts) and share it; return a FaninServer whose `client` is
  *     `{ module: siblingModule(import.meta.url, "fanin-ipre"), connect: "connectIpre", init }`
  *     with `init` = the share handle plus the addresses of kv_put and kv_get (structured-cloneable);
  *     `finish()` = `remote.call("kv_count")`; `close()` closes the remote.
@@ -17,6 +17,11 @@
  *     close: () => caller.close() }` (a vmcall whose target is a remote address enters the remote
  *     directly, see bench payload's direct_remote_vmcall). kv_put / kv_get's replies are the
  *     workload's (fanin-workload.ts: 1 new / 0 updated, the value or KV_MISSING = -1).
+ *
+ * fanin.ts's runFanin() does the rest: it starts the workers (fanin-worker.ts imports `module`
+ * in each and calls `connectIpre`), the start barrier, the timing, the checks, `finish()` and
+ * `close()`. A worker's caller must be closed by `close()`: the worker thread is terminated
+ * right after it reports. Deno workers inherit the CLI's permissions (--allow-all: FFI too).
  */
 import type { FaninSystem } from "./fanin-workload.ts";
 
