@@ -20,8 +20,8 @@
  *
  * fanin.ts's runFanin() does the rest: it starts the workers (fanin-worker.ts imports `module`
  * in each and calls `connectIpre`), the start barrier, the timing, the checks, `finish()` and
- * `close()`. A worker's caller must be closed by `close()`: the worker thread is terminated
- * right after it reports. Deno workers inherit the CLI's permissions (--allow-all: FFI too).
+ * `close()`. The client's `close()` runs in its worker after the last op, before the worker
+ * reports; the thread is terminated after that. Deno workers inherit the CLI's permissions (--allow-all: FFI too).
  */
 import type { FaninSystem } from "./fanin-workload.ts";
 
