@@ -1,5 +1,5 @@
 /**
- * `ipre bench <latency|load|payload>`: the paper's experiments on this machine and runtime.
+ * `ipre bench <latency|load|payload|fanin>`: the paper's experiments on this machine and runtime.
  * Results (JSON, SVG, machine description, text summary) go to
  * `results/<timestamp>-<subcommand>-<runtime>/` or `--out DIR`; progress goes to stderr.
  */
@@ -21,6 +21,11 @@ subcommands:
       zero-copy ipre over caller memory vs postMessage (copy) to a worker and a Unix socket
       to a child process, sizes in powers of 4; ops: checksum (FNV-1a, compute-bound) and
       sum64 (u64 word sum, memory-bandwidth-bound), default both
+  fanin [--workers 1,2,4] [--ops N] [--warmup N] [--keys N]
+      N client workers (threads) calling one key-value store concurrently, 50% put / 50% get
+      (default 10000 ops each after 200 warm-up, over 1024 keys each): ops/s and p50/p99 of ipre
+      (one remote shared with every worker), atomics_server (a server thread, Atomics.wait/notify) and
+      unix_socket (a server process), every reply checked, plus SVGs of ops/s and latency
 
 common options:
   --json        print one JSON document on stdout instead of tables
@@ -32,6 +37,7 @@ common options:
 examples:
   ipre bench latency --iterations 1000
   ipre bench payload --max-size 1MiB --json > payload.json
+  ipre bench fanin --workers 1,2,4 --json
 `;
 
 const COMMON = ["json", "out", "quiet"];
@@ -40,6 +46,7 @@ const OPTIONS: Readonly<Record<string, readonly string[]>> = {
   latency: ["iterations", "warmup", ...COMMON],
   load: ["iterations", "warmup", "levels", "duration-limit", "load-tool", "pace-us", ...COMMON],
   payload: ["max-size", "min-size", "iterations", "warmup", "op", ...COMMON],
+  fanin: ["workers", "ops", "warmup", "keys", ...COMMON],
 };
 
 export async function bench(flags: Flags): Promise<number> {
@@ -56,6 +63,8 @@ export async function bench(flags: Flags): Promise<number> {
       return (await import("./bench/load.ts")).loadCommand(flags);
     case "payload":
       return (await import("./bench/payload.ts")).payloadCommand(flags);
+    case "fanin":
+      return (await import("./bench/fanin.ts")).faninCommand(flags);
     case undefined:
       process.stderr.write(BENCH_USAGE);
       return 2;

@@ -58,7 +58,7 @@ const COMMANDS: Readonly<Record<string, CommandHelp>> = {
     examples: ["ipre demo"],
   },
   bench: {
-    args: "latency|load|payload [options]",
+    args: "latency|load|payload|fanin [options]",
     about: "the paper's experiments on this machine (ipre bench --help)",
     options: [],
     examples: ["ipre bench latency --iterations 1000"],

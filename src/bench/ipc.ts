@@ -165,7 +165,7 @@ function sum64Result(acc) { return (BigInt(acc[1]) << 32n) | BigInt(acc[0]); }`;
 // ---------------------------------------------------------------- child processes
 
 /** argv that makes the current runtime's executable run `code`; extra args land at the end of process.argv. */
-function evalArgs(code: string, args: string[] = []): [string, string[]] {
+export function evalArgs(code: string, args: string[] = []): [string, string[]] {
   return [process.execPath, libc.runtime === "deno" ? ["eval", code, ...args] : ["-e", code, ...args]];
 }
 
@@ -178,7 +178,7 @@ function spawnInline(code: string, args: string[] = []): ChildProcess {
 }
 
 /** Resolves when the child prints its first line on stdout; rejects if it exits first or after timeoutMs. */
-function readyLine(child: ChildProcess, what: string, timeoutMs = 15_000): Promise<void> {
+export function readyLine(child: ChildProcess, what: string, timeoutMs = 15_000): Promise<void> {
   return new Promise((resolve, reject) => {
     const timer = setTimeout(() => fail(new Error(`${what}: no ready line after ${timeoutMs} ms`)), timeoutMs);
     const onExit = (code: number | null, signal: string | null) => fail(new Error(`${what} exited (code ${code}, signal ${signal}) before it was ready`));
@@ -197,7 +197,7 @@ function readyLine(child: ChildProcess, what: string, timeoutMs = 15_000): Promi
   });
 }
 
-function killAndWait(child: ChildProcess): Promise<void> {
+export function killAndWait(child: ChildProcess): Promise<void> {
   if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve();
   return new Promise((resolve) => {
     child.once("exit", () => resolve());

@@ -1,0 +1,54 @@
+/**
+ * The thread entry of `ipre bench fanin` (a module worker: node:worker_threads on Node, the Web
+ * Worker of Bun and Deno). One message starts it:
+ *
+ *   { kind: "client", entry, plan, go }   connect with entry (a FaninSystem's ClientEntry), run
+ *                                         the workload, wait on the shared `go` flag (the common
+ *                                         start barrier) between warm-up and the timed ops
+ *   { kind: "server", module, serve, init }  run a server loop: (await import(module))[serve](init, ready)
+ *
+ * It answers { type: "ready" }, then { type: "done", result } or { type: "error", message }.
+ */
+import { parentPort } from "node:worker_threads";
+import { ABORT, runWorkload, type ClientEntry, type FaninClient, type WorkloadPlan } from "./fanin-workload.ts";
+
+export type ThreadStart =
+  | { kind: "client"; entry: ClientEntry; plan: WorkloadPlan; go: SharedArrayBuffer }
+  | { kind: "server"; module: string; serve: string; init: unknown };
+
+export type ThreadReply = { type: "ready" } | { type: "done"; result: unknown } | { type: "error"; message: string };
+
+type Scope = {
+  postMessage(v: unknown, transfer?: ArrayBuffer[]): void;
+  addEventListener(type: "message", f: (e: { data: unknown }) => void): void;
+};
+
+// A Web Worker (Bun, Deno) talks through its global scope, a Node worker through parentPort.
+const port = parentPort
+  ? { post: (v: ThreadReply, t: ArrayBuffer[] = []) => parentPort!.postMessage(v, t), onStart: (f: (m: ThreadStart) => void) => parentPort!.once("message", f) }
+  : { post: (v: ThreadReply, t: ArrayBuffer[] = []) => (globalThis as unknown as Scope).postMessage(v, t), onStart: (f: (m: ThreadStart) => void) => (globalThis as unknown as Scope).addEventListener("message", (e) => f(e.data as ThreadStart)) };
+
+type Exports = Record<string, (...args: unknown[]) => unknown>;
+
+async function start(m: ThreadStart): Promise<void> {
+  if (m.kind === "server") {
+    const mod = (await import(m.module)) as Exports;
+    const result = await mod[m.serve]!(m.init, () => port.post({ type: "ready" }));
+    port.post({ type: "done", result });
+    return;
+  }
+  const mod = (await import(m.entry.module)) as Exports;
+  const client = (await mod[m.entry.connect]!(m.entry.init, m.plan.index)) as FaninClient;
+  const go = new Int32Array(m.go);
+  const result = await runWorkload(client, m.plan, () => {
+    port.post({ type: "ready" });
+    while (Atomics.load(go, 0) === 0) Atomics.wait(go, 0, 0);
+    if (Atomics.load(go, 0) === ABORT) throw new Error("the run was aborted at the start barrier");
+  });
+  await client.close?.();
+  port.post({ type: "done", result }, [result.samples.buffer as ArrayBuffer]);
+}
+
+port.onStart((m) => {
+  start(m).catch((e: unknown) => port.post({ type: "error", message: e instanceof Error ? `${e.name}: ${e.message}` : String(e) }));
+});

@@ -1,0 +1,131 @@
+/**
+ * `ipre bench fanin` (src/bench/fanin*.ts). The baselines need no KVM, so this runs everywhere:
+ *  - the workload and its checking, in-process (a correct store passes, a wrong one is caught);
+ *  - `bench fanin --workers 1,2 --ops 500 --json` on Node (the compiled CLI, bin/ipre.js: its
+ *    module workers load dist/bench/fanin-worker.js), Bun and Deno (src/cli.ts): the JSON shape,
+ *    every row, both baselines at every worker count, ipre either measured or reported pending,
+ *    and the files written.
+ */
+import { spawnSync } from "node:child_process";
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterAll, describe, expect, it } from "vitest";
+import { JsKv, KV_MISSING, keyBase, runWorkload, type FaninClient } from "../src/bench/fanin-workload.ts";
+import { repoRoot } from "./harness.ts";
+
+const outRoot = mkdtempSync(join(tmpdir(), "ipre-fanin-test-"));
+afterAll(() => rmSync(outRoot, { recursive: true, force: true }));
+
+describe("fan-in workload", () => {
+  it("JsKv answers like kvshared.c: 1 new, 0 updated, the value or KV_MISSING", () => {
+    const kv = new JsKv();
+    expect(kv.get(5)).toBe(KV_MISSING);
+    expect(kv.put(5, 50)).toBe(1);
+    expect(kv.put(5, 51)).toBe(0);
+    expect(kv.get(5)).toBe(51);
+    expect(kv.serve(1, 6, 60)).toBe(1);
+    expect(kv.serve(2, 6, 0)).toBe(60);
+    expect(kv.serve(3, 0, 0)).toBe(2);
+    expect(kv.serve(9, 0, 0)).toBe(-2);
+  });
+
+  it("two workers on one store: every reply as modelled, ranges disjoint, the sequence deterministic", async () => {
+    const kv = new JsKv();
+    const client: FaninClient = { put: (k, v) => kv.put(k, v), get: (k) => kv.get(k) };
+    let barriers = 0;
+    const a = await runWorkload(client, { index: 0, ops: 3000, warmup: 100, keys: 64 }, () => void barriers++);
+    const b = await runWorkload(client, { index: 1, ops: 3000, warmup: 100, keys: 64 }, async () => void barriers++);
+    expect(barriers).toBe(2);
+    for (const r of [a, b]) {
+      expect(r.errors, r.firstError).toBe(0);
+      expect(r.samples.length).toBe(3000);
+      expect(r.samples.every((s) => s >= 0)).toBe(true);
+      expect(r.puts).toBeGreaterThan(1200); // about half of 3000
+      expect(r.puts).toBeLessThan(1800);
+      expect(r.keysStored).toBe(64); // 3100 ops over 64 keys put every one
+    }
+    expect(kv.count).toBe(128);
+    expect(kv.get(keyBase(1))).not.toBe(KV_MISSING);
+    // The same seed gives the same sequence: a second store ends with the same contents.
+    const kv2 = new JsKv();
+    await runWorkload({ put: (k, v) => kv2.put(k, v), get: (k) => kv2.get(k) }, { index: 1, ops: 3000, warmup: 100, keys: 64 }, () => {});
+    for (let k = 0; k < 64; k++) expect(kv2.get(keyBase(1) + k)).toBe(kv.get(keyBase(1) + k));
+  });
+
+  it("a wrong store is caught: a lost update, a missing key", async () => {
+    const kv = new JsKv();
+    let n = 0;
+    // Drops every 100th put but answers as if it had stored it.
+    const lossy: FaninClient = { put: (k, v) => (n++ % 100 === 99 ? (kv.get(k) === KV_MISSING ? 1 : 0) : kv.put(k, v)), get: (k) => kv.get(k) };
+    const r = await runWorkload(lossy, { index: 0, ops: 2000, warmup: 0, keys: 32 }, () => {});
+    expect(r.errors).toBeGreaterThan(0);
+    expect(r.firstError).toMatch(/^worker 0: (final )?get\(\d+\) replied/);
+    const forgetful: FaninClient = { put: () => 1, get: () => Promise.resolve(KV_MISSING) };
+    const f = await runWorkload(forgetful, { index: 3, ops: 200, warmup: 0, keys: 8 }, () => {});
+    expect(f.errors).toBeGreaterThan(0);
+  });
+});
+
+// ---------------------------------------------------------------- the CLI on three runtimes
+
+function newest(dir: string): number {
+  let t = 0;
+  for (const e of readdirSync(dir, { withFileTypes: true })) {
+    const p = join(dir, e.name);
+    t = Math.max(t, e.isDirectory() ? newest(p) : statSync(p).mtimeMs);
+  }
+  return t;
+}
+
+/** Node runs the compiled CLI: build dist/ unless it is newer than every source file (as test/cli.test.ts does). */
+function ensureDist(): void {
+  const cli = `${repoRoot}dist/cli.js`;
+  if (existsSync(cli) && newest(`${repoRoot}dist`) >= newest(`${repoRoot}src`) && existsSync(`${repoRoot}dist/bench/fanin-worker.js`)) return;
+  const r = spawnSync(process.execPath, [`${repoRoot}node_modules/typescript/bin/tsc`, "-p", "tsconfig.json"], { cwd: repoRoot, encoding: "utf8" });
+  if (r.status !== 0) throw new Error(`tsc -p tsconfig.json failed (exit ${r.status}):\n${r.stdout}\n${r.stderr}`);
+}
+
+const RUNTIMES = ["node", "bun", "deno"] as const;
+
+function command(rt: (typeof RUNTIMES)[number], args: string[]): [string, string[]] {
+  if (rt === "node") return [process.execPath, ["bin/ipre.js", ...args]];
+  if (rt === "bun") return [`${repoRoot}node_modules/.bin/bun`, ["src/cli.ts", ...args]];
+  return [`${repoRoot}node_modules/.bin/deno`, ["run", "--allow-all", "src/cli.ts", ...args]];
+}
+
+describe.each(RUNTIMES)("ipre bench fanin on %s", (rt) => {
+  it("--workers 1,2 --ops 500 --json: both baselines at both counts, every row sane, ipre measured or pending", () => {
+    if (rt === "node") ensureDist();
+    const dir = join(outRoot, rt);
+    const [cmd, argv] = command(rt, ["bench", "fanin", "--workers", "1,2", "--ops", "500", "--warmup", "50", "--json", "--quiet", "--out", dir]);
+    const r = spawnSync(cmd, argv, { cwd: repoRoot, encoding: "utf8", timeout: 90_000, env: { ...process.env, NO_COLOR: "1", DENO_NO_UPDATE_CHECK: "1" } });
+    expect(r.status, `${r.stderr}\n${r.stdout}`).toBe(0);
+    const json = JSON.parse(r.stdout.trimEnd().split("\n").pop()!);
+    expect(json.runtime).toBe(rt);
+    expect(json.machine.runtime).toBe(rt);
+    expect(json.config).toMatchObject({ workers: [1, 2], ops: 500, warmup: 50 });
+    for (const row of json.results) {
+      expect(["ipre", "atomics_server", "unix_socket"]).toContain(row.system);
+      expect([1, 2]).toContain(row.workers);
+      expect(row.ops_per_s, `${row.system} x${row.workers}`).toBeGreaterThan(0);
+      expect(row.p50_ns).toBeGreaterThan(0);
+      expect(row.p50_ns).toBeLessThanOrEqual(row.p99_ns);
+      expect(row.p99_ns).toBeLessThanOrEqual(row.max_ns);
+      expect(row.n).toBe(row.workers * 500);
+      // 550 ops per worker, half of them puts over 1024 keys: about 240 distinct keys each.
+      expect(row.keys_stored).toBeGreaterThan(row.workers * 100);
+    }
+    for (const system of ["atomics_server", "unix_socket"]) {
+      for (const workers of [1, 2]) expect(json.results.filter((x: any) => x.system === system && x.workers === workers), `${system} x${workers}`).toHaveLength(1);
+    }
+    // Same workload on every system: the store ends with the same number of keys.
+    for (const workers of [1, 2]) expect(new Set(json.results.filter((x: any) => x.workers === workers).map((x: any) => x.keys_stored)).size).toBe(1);
+    const ipreRows = json.results.filter((x: any) => x.system === "ipre");
+    if (ipreRows.length === 0) expect(json.skipped).toEqual([{ system: "ipre", reason: expect.stringMatching(/not yet available|KVM/) }]);
+    else expect(ipreRows).toHaveLength(2);
+    for (const f of ["results.json", "machine.json", "summary.txt", "fanin.svg", "fanin-latency.svg"]) expect(existsSync(join(dir, f)), f).toBe(true);
+    expect(readFileSync(join(dir, "fanin.svg"), "utf8")).toMatch(/^<svg [\s\S]*<polyline/);
+    expect(readFileSync(join(dir, "summary.txt"), "utf8")).toMatch(/atomics_server\s+2\s+\d+/);
+  });
+});
