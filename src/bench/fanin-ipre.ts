@@ -1,34 +1,70 @@
 /**
  * The ipre system of `ipre bench fanin`: N client workers calling one remote kvshared machine
- * (guests/examples/kvshared.elf, window 1) concurrently, each through its own caller machine.
- *
- * Not available yet: it needs the remote shared with Workers (`remote.share()` in the main
- * thread, `Remote.attach(handle)` in a worker). To plug it in, make `unavailable()` return
- * undefined where KVM is usable and implement `start(workers)`:
- *
- *   - main thread: create the kvshared remote (`Machine.create({ window: 1, program:
- *     exampleElf("kvshared") })`, src/machine/machine.ts, src/examples.ts) and share it; return a FaninServer whose `client` is
- *     `{ module: siblingModule(import.meta.url, "fanin-ipre"), connect: "connectIpre", init }`
- *     with `init` = the share handle plus the addresses of kv_put and kv_get (structured-cloneable);
- *     `finish()` = `remote.call("kv_count")`; `close()` closes the remote.
- *   - here, `export function connectIpre(init, index): FaninClient`, run in each worker: attach
- *     the remote, create a caller machine (window 0) connected to it, and return
- *     `{ put: (k, v) => caller.call(init.kvPut, k, v), get: (k) => caller.call(init.kvGet, k),
- *     close: () => caller.close() }` (a vmcall whose target is a remote address enters the remote
- *     directly, see bench payload's direct_remote_vmcall). kv_put / kv_get's replies are the
- *     workload's (fanin-workload.ts: 1 new / 0 updated, the value or KV_MISSING = -1).
- *
- * fanin.ts's runFanin() does the rest: it starts the workers (fanin-worker.ts imports `module`
- * in each and calls `connectIpre`), the start barrier, the timing, the checks, `finish()` and
- * `close()`. The client's `close()` runs in its worker after the last op, before the worker
- * reports; the thread is terminated after that. Deno workers inherit the CLI's permissions (--allow-all: FFI too).
+ * (guests/examples/kvshared.elf, window 1) concurrently. The main thread creates the remote and
+ * shares it (`machine.share()`); each client worker attaches it (`Remote.attach`), creates its
+ * own caller machine (window 0) and connects it. An operation is a vmcall whose target is the
+ * remote's kv_put or kv_get: it enters the remote directly (IPRE entry, return trap, exit trap:
+ * 3 exits), on the worker's own vCPU, at the same time as the other workers'.
  */
-import type { FaninSystem } from "./fanin-workload.ts";
+import { Machine } from "../machine/machine.ts";
+import { connect } from "../ipre/connect.ts";
+import { Remote, type SharedRemote } from "../ipre/share.ts";
+import { exampleElf } from "../examples.ts";
+import { MiB } from "../guest/layout.ts";
+import { kvmInfo } from "../machine/boot.ts";
+import { type FaninClient, type FaninSystem, siblingModule } from "./fanin-workload.ts";
 
-export const IPRE_PENDING = "not yet available (remote sharing with Workers pending)";
+interface IpreInit {
+  handle: SharedRemote;
+  kvPut: number;
+  kvGet: number;
+}
 
 export const ipreSystem: FaninSystem = {
   name: "ipre",
-  unavailable: () => IPRE_PENDING,
-  start: () => Promise.reject(new Error(`ipre: ${IPRE_PENDING}`)),
+  unavailable: () => {
+    try {
+      kvmInfo();
+      return undefined;
+    } catch (e) {
+      return `no usable /dev/kvm (${(e as Error).message})`;
+    }
+  },
+  async start() {
+    const remote = Machine.create({ window: 1, program: exampleElf("kvshared"), name: "kvshared" });
+    try {
+      const init: IpreInit = { handle: remote.share(), kvPut: remote.symbol("kv_put"), kvGet: remote.symbol("kv_get") };
+      return {
+        client: { module: siblingModule(import.meta.url, "fanin-ipre"), connect: "connectIpre", init },
+        finish: async () => remote.call("kv_count"),
+        close: async () => remote.close(), // after every client detached (closing is refused before)
+      };
+    } catch (e) {
+      remote.close();
+      throw e;
+    }
+  },
 };
+
+/** Runs in each client worker: attach, connect a caller machine of its own. */
+export function connectIpre(init: IpreInit, index: number): FaninClient {
+  const remote = Remote.attach(init.handle, { name: `kvshared@client${index}` });
+  let caller: Machine | undefined;
+  try {
+    caller = Machine.create({ window: 0, memory: 4 * MiB, name: `client${index}` });
+    connect(caller, remote, { allow: [init.kvPut, init.kvGet] });
+  } catch (e) {
+    caller?.close();
+    remote.detach();
+    throw e;
+  }
+  const c = caller;
+  return {
+    put: (key, value) => c.call(init.kvPut, key, value),
+    get: (key) => c.call(init.kvGet, key),
+    close: () => {
+      c.close();
+      remote.detach();
+    },
+  };
+}

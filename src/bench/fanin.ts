@@ -3,8 +3,8 @@
  * N client workers (node:worker_threads on Node, the Web Worker of Bun and Deno) each do the same
  * deterministic mix of puts and gets (fanin-workload.ts) against one shared key-value store:
  *
- *   ipre            one remote kvshared machine entered by every worker's caller machine
- *                   (fanin-ipre.ts; pending: sharing a remote with Workers)
+ *   ipre            one remote kvshared machine, shared with the workers (machine.share,
+ *                   Remote.attach), entered by every worker's own caller machine (fanin-ipre.ts)
  *   atomics_server  one server thread, a request slot per client, Atomics.wait/notify
  *                   (the paper's thread-pool + futex baseline, Table III)
  *   unix_socket     one server process, a Unix-socket connection per client
