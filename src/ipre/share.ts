@@ -84,7 +84,7 @@ export function shareCore(core: Core): SharedRemote {
 }
 
 /** Attached Remotes of an owner (0 when it was never shared). */
-export function attachedCount(core: Core): number {
+function attachedCount(core: Core): number {
   return core.shared ? Atomics.load(new Int32Array(core.shared), ATTACHED) : 0;
 }
 

@@ -34,7 +34,7 @@ let kvmShared: Kvm | undefined;
 let kvmUsers = 0;
 
 /** The process-wide /dev/kvm handle, opened on first use and closed with its last user. */
-export function acquireKvm(): Kvm {
+function acquireKvm(): Kvm {
   if (!kvmShared) kvmShared = Kvm.open();
   kvmUsers++;
   return kvmShared;

@@ -35,7 +35,7 @@ export function armWatchdog(core: Core, timeoutMs: number): Watchdog {
  * handler that changes page tables) the call's timer is re-armed for the rest of its deadline
  * afterwards.
  */
-export function expectPark(core: Core, vcpu: Vcpu, port: number, what: string): void {
+function expectPark(core: Core, vcpu: Vcpu, port: number, what: string): void {
   const limit = serviceLimit.ms;
   const start = performance.now();
   const callDeadline = core.inCall ? core.callDeadline : 0;
@@ -87,7 +87,7 @@ export function recover(core: Core): void {
 }
 
 /** The vCPU, rebooted first if it was stopped mid-guest: the guest never runs in a service run. */
-export function readyForService(core: Core): Vcpu {
+function readyForService(core: Core): Vcpu {
   const vcpu = core.requireVcpu();
   if (core.broken !== undefined) recover(core);
   return vcpu;
