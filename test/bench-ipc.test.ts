@@ -6,7 +6,7 @@
  */
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
-import { sum64, SUM64_SOURCE, sum64Result, sum64Update } from "../src/bench/ipc.ts";
+import { sum64, SUM64_SOURCE, sum64Result, sum64Update } from "../src/bench/payload-ops.ts";
 
 /** The definition: little-endian u64 words, the last partial one zero-padded, summed mod 2^64. */
 function reference(p: Uint8Array): bigint {

@@ -28,7 +28,8 @@ import { openSocket, SLOT_WORDS, socketServerCode, stopAtomics, type AtomicsInit
 import { ipreSystem } from "./fanin-ipre.ts";
 import type { ThreadReply, ThreadStart } from "./fanin-worker.ts";
 import { ABORT, GO, MAX_KEYS_PER_WORKER, MAX_WORKERS, OP_COUNT, siblingModule, type FaninServer, type FaninSystem, type WorkloadResult } from "./fanin-workload.ts";
-import { evalArgs, killAndWait, readyLine, workerApi } from "./ipc.ts";
+import { workerApi } from "./ipc.ts";
+import { evalArgs, killAndWait, readyLine } from "./procs.ts";
 import { coreCount, describeMachine, machineLine } from "./machine-info.ts";
 import { fmtNs, summarize, table } from "./stats.ts";
 import { formatNsAxis, linePlot } from "./svg.ts";

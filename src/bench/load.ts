@@ -15,7 +15,8 @@ import { reporter, writeResults } from "./common.ts";
 import { intOption, listOption, numberOption } from "../flags.ts";
 import { coreCount, describeMachine, machineLine } from "./machine-info.ts";
 import { createPair, remoteCallPacedSamples, remoteCallSamples } from "./ipre.ts";
-import { atomicsPingPong, availableLoadTools, SocketChild, startLoad, workerApi, type LoadTool } from "./ipc.ts";
+import { atomicsPingPong, SocketChild, workerApi } from "./ipc.ts";
+import { availableLoadTools, startLoad, type LoadTool } from "./procs.ts";
 import { fmtNs, summarize, table } from "./stats.ts";
 import { formatNsAxis, linePlot } from "./svg.ts";
 

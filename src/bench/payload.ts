@@ -22,7 +22,8 @@ import { reporter, writeResults } from "./common.ts";
 import { intOption, sizeOption, UsageError } from "../flags.ts";
 import { describeMachine, machineLine } from "./machine-info.ts";
 import { createPair, type Pair } from "./ipre.ts";
-import { fnv1a, PAYLOAD_OPS, PayloadWorker, SocketChild, sum64, workerApi, type OpResult, type PayloadOp } from "./ipc.ts";
+import { PayloadWorker, SocketChild, workerApi } from "./ipc.ts";
+import { fnv1a, PAYLOAD_OPS, sum64, type OpResult, type PayloadOp } from "./payload-ops.ts";
 import { fmtBytes, fmtNs, percentile, table } from "./stats.ts";
 import { formatBytesAxis, formatNsAxis, linePlot } from "./svg.ts";
 
