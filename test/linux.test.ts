@@ -33,6 +33,7 @@ describeKvm("linux: static glibc programs run with a TypeScript syscall layer", 
     it.skipIf(pvm)("runs main() to exit: stdout, stderr, exit code 3 + argc, one exit per syscall", () => {
       const r = set.report(rt);
       expect(r.runtime).toBe(rt);
+      expect(r.plain.error, `${r.plain.error}\nstderr: ${r.plain.stderr}\nlast syscalls:\n${r.plain.tail?.join("\n")}\ncpuid:\n${r.cpuid?.join("\n")}`).toBeUndefined();
       expect(r.plain.stdout).toBe(PLAIN);
       expect(r.plain.stderr).toBe("bye from stderr\n");
       expect(r.plain.exitCode).toBe(6);
@@ -47,6 +48,7 @@ describeKvm("linux: static glibc programs run with a TypeScript syscall layer", 
 
     it.skipIf(pvm)("an unknown syscall returns -ENOSYS and warns exactly once, by name", () => {
       const r = set.report(rt);
+      expect(r.enosys.error, `${r.enosys.error}\nstderr: ${r.enosys.stderr}\nlast syscalls:\n${r.enosys.tail?.join("\n")}`).toBeUndefined();
       expect(r.enosys.stdout).toContain("argc=2 ");
       expect(r.enosys.stdout).toContain("syscall(999)=-1 errno=38 again=-1\n");
       expect(r.enosys.warnings).toEqual(["syscall_999:999"]);
@@ -55,12 +57,19 @@ describeKvm("linux: static glibc programs run with a TypeScript syscall layer", 
 
     it.skipIf(pvm)("a user handler overrides a syscall number", () => {
       const r = set.report(rt);
+      expect(r.override.error, `${r.override.error}\nstderr: ${r.override.stderr}`).toBeUndefined();
       expect(r.override.stdout).toMatch(/syscall\(999\)=42 errno=\d+ again=42\n/);
       expect(r.override.warnings).toEqual([]);
       expect(r.override.exitCode).toBe(5);
     });
 
-    it.skipIf(pvm)("execs again on the same machine after reset()", () => {
+    it.skipIf(pvm)("abort() is a LinuxProgramError with SIGABRT and what the program wrote to stderr", () => {
+      const r = set.report(rt);
+      expect(r.abort).toMatchObject({ name: "LinuxProgramError", signal: 6 });
+      expect((r.abort as { message: string }).message).toContain("giving up");
+    });
+
+    it.skipIf(pvm)("execs again on the same machine after reset() (also after an abort)", () => {
       const r = set.report(rt);
       expect(r.again).toHaveLength(2);
       for (const a of r.again) {

@@ -1,7 +1,8 @@
 /*
  * A plain static Linux program (glibc, gcc -static), run by Machine.exec (test/linux.test.ts):
  * stdio, argv/env, malloc (brk and, for the large block, an anonymous mmap), and with argv[1] ==
- * "enosys" an unknown syscall, which must give -1/ENOSYS (the host warns once).
+ * "enosys" an unknown syscall, which must give -1/ENOSYS (the host warns once); with "abort",
+ * a message on stderr and abort().
  * Exit code: 3 + argc.
  */
 #include <errno.h>
@@ -42,6 +43,10 @@ int main(int argc, char **argv, char **envp) {
     int e = errno;
     long again = syscall(999);
     printf("syscall(999)=%ld errno=%d again=%ld\n", r, e, again);
+  }
+  if (argc > 1 && strcmp(argv[1], "abort") == 0) {
+    fprintf(stderr, "giving up\n");
+    abort();
   }
   fprintf(stderr, "bye from stderr\n");
   return 3 + argc;

@@ -136,7 +136,7 @@ const GENERAL = ["rax", "rbx", "rcx", "rdx", "rsi", "rdi", "rbp", "r8", "r9", "r
 export function runLinux<M>(core: Core, machine: M, bytes: Uint8Array, elf: ElfImage, options: LinuxOptions<M>, timeoutMs: number): number {
   const proc = new LinuxProcess<M>(core, machine, elf.highest, options);
   core.syscall = proc.dispatch;
-  const argv = options.argv ?? [proc.path];
+  const argv = options.argv ?? ["program"];
   const env = Object.entries(options.env ?? {}).map(([k, v]) => `${k}=${v}`);
   const { phdr, phent, phnum } = programHeaders(bytes);
   const random = new Uint8Array(16);

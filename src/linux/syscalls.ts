@@ -37,9 +37,12 @@ export interface LinuxOptions<M = unknown> {
   syscalls?: Record<number, SyscallFn<M>>;
   /** Told once per unknown syscall number (default: console.warn); the program gets -ENOSYS. */
   onUnknownSyscall?: (nr: number, name: string) => void;
-  /** Called before each syscall is handled (tracing, statistics). */
-  trace?: (nr: number, name: string) => void;
-  /** The path readlink("/proc/self/exe") and AT_EXECFN give (default: argv[0]). */
+  /** Called after each syscall is handled, with its arguments and result (none for exit). */
+  trace?: (nr: number, name: string, args: number[], result: number | bigint | undefined) => void;
+  /**
+   * The absolute path readlink("/proc/self/exe") and AT_EXECFN give (default: argv[0] when it is
+   * absolute, else "/" + argv[0]: glibc asserts that the link is absolute).
+   */
   path?: string;
 }
 
@@ -107,16 +110,25 @@ export class LinuxProcess<M = unknown> {
   readonly #user: Map<number, SyscallFn<M>>;
   readonly #warned = new Set<number>();
   readonly #onUnknown: (nr: number, name: string) => void;
-  readonly #trace: ((nr: number, name: string) => void) | undefined;
+  readonly #trace: LinuxOptions<M>["trace"];
+  /** The end of what the program wrote to stderr, for error messages (an abort's reason). */
+  #stderrTail = "";
   /** Syscalls handled, by number (statistics, tests). */
   readonly counts = new Map<number, number>();
 
   constructor(readonly core: Core, readonly machine: M, programEnd: number, options: LinuxOptions<M>) {
     this.brkStart = this.brk = pageUp(programEnd);
     this.mmapTop = this.mmapCursor = core.stackGuard;
-    this.path = options.path ?? options.argv?.[0] ?? "program";
+    const argv0 = options.argv?.[0] ?? "program";
+    this.path = options.path ?? (argv0.startsWith("/") ? argv0 : `/${argv0.replace(/^(\.\/)+/, "")}`);
+    if (!this.path.startsWith("/")) throw new RangeError(`path must be absolute (got ${JSON.stringify(this.path)})`);
     this.stdout = options.stdout ?? processSink(1);
-    this.stderr = options.stderr ?? processSink(2);
+    const stderr = options.stderr ?? processSink(2);
+    const dec = new TextDecoder();
+    this.stderr = (data) => {
+      this.#stderrTail = (this.#stderrTail + dec.decode(data)).slice(-1000);
+      stderr(data);
+    };
     this.#user = new Map(Object.entries(options.syscalls ?? {}).map(([k, v]) => [Number(k), v]));
     this.#trace = options.trace;
     this.#onUnknown = options.onUnknownSyscall ?? ((nr, name) => console.warn(`ipre: ${core.name}: unsupported Linux syscall ${name} (${nr}); the program gets -ENOSYS`));
@@ -127,7 +139,6 @@ export class LinuxProcess<M = unknown> {
     const v = runner.vcpu!;
     const nr = v.regSigned("rax");
     this.counts.set(nr, (this.counts.get(nr) ?? 0) + 1);
-    this.#trace?.(nr, syscallName(nr));
     const a0 = v.regSigned("rdi"), a1 = v.regSigned("rsi"), a2 = v.regSigned("rdx");
     const a3 = v.regSigned("r10"), a4 = v.regSigned("r8"), a5 = v.regSigned("r9");
     const user = this.#user.get(nr);
@@ -137,10 +148,12 @@ export class LinuxProcess<M = unknown> {
       if (nr === NR.exit || nr === NR.exit_group) {
         if (runner !== this.core) throw new LinuxProgramError(`${this.core.name}: ${syscallName(nr)}(${a0}) inside a remote call from ${runner.name}; a remote program cannot end the caller's run`);
         this.exitCode = a0 & 0xff;
+        this.#trace?.(nr, syscallName(nr), [a0, a1, a2, a3, a4, a5], undefined);
         return false;
       }
       result = this.#builtin(runner, nr, a0, a1, a2, a3, a4, a5);
     }
+    this.#trace?.(nr, syscallName(nr), [a0, a1, a2, a3, a4, a5], result ?? 0);
     if (typeof result === "bigint") v.setRegBigInt("rax", result);
     else v.setReg("rax", result ?? 0);
     return true;
@@ -269,7 +282,7 @@ export class LinuxProcess<M = unknown> {
       case NR.kill: {
         const sig = nr === NR.tgkill ? a2 : a1;
         if (sig === 0) return 0;
-        throw new LinuxProgramError(`${this.core.name}: the program sent itself signal ${sig}${sig === 6 ? " (SIGABRT: abort())" : ""} through ${syscallName(nr)}`, sig);
+        throw new LinuxProgramError(`${this.core.name}: the program sent itself signal ${sig}${sig === 6 ? " (SIGABRT: abort())" : ""} through ${syscallName(nr)}${this.#stderrTail ? `; its last stderr output: ${JSON.stringify(this.#stderrTail)}` : ""}`, sig);
       }
       case NR.rt_sigaction:
         if (a2 !== 0) guestRange(r, a2, 32, true).fill(0); // the old action: SIG_DFL

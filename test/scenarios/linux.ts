@@ -8,6 +8,21 @@ import { readFileSync } from "node:fs";
 import { Machine } from "../../src/machine/machine.ts";
 import type { ExecOptions } from "../../src/machine/machine.ts";
 import { libc } from "../../src/ffi/index.ts";
+import { Kvm } from "../../src/kvm/system.ts";
+
+/** The CPUID KVM offers (function.index: eax ebx ecx edx), to diagnose a libc that aborts at start-up. */
+function cpuidDump(): string[] {
+  using kvm = Kvm.open();
+  const v = kvm.cpuid.view;
+  const n = v.getUint32(0, true);
+  const out: string[] = [];
+  for (let i = 0; i < n; i++) {
+    const o = 8 + i * 40;
+    const h = (k: number) => v.getUint32(o + k, true).toString(16);
+    out.push(`${h(0)}.${h(4)}: ${h(12)} ${h(16)} ${h(20)} ${h(24)}`);
+  }
+  return out;
+}
 
 export const HELLO = new Uint8Array(readFileSync(new URL("../../guests/linux/hello.elf", import.meta.url)));
 
@@ -20,6 +35,9 @@ export interface RunReport {
   syscalls: string[];
   /** Exits of the machine during the run. */
   exits: number;
+  /** The last syscalls with arguments and results, and the error, when the run failed. */
+  tail?: string[];
+  error?: string;
 }
 
 export interface LinuxReport {
@@ -29,22 +47,34 @@ export interface LinuxReport {
   override: RunReport;
   /** Two more runs on the same machine, each after reset(). */
   again: RunReport[];
-  error?: string;
+  /** hello abort: the error (class, signal, message). */
+  abort: { name: string; signal?: number; message: string } | string;
+  /** Only when a run failed. */
+  cpuid?: string[];
 }
 
 function run(m: Machine, argv: string[], extra: ExecOptions = {}): RunReport {
   const dec = new TextDecoder();
   const r: RunReport = { exitCode: -1, stdout: "", stderr: "", warnings: [], syscalls: [], exits: 0 };
   const before = m.exits;
-  r.exitCode = m.exec(HELLO, {
-    argv,
-    env: { IPRE_WHO: "ipre", LANG: "C" },
-    stdout: (b) => (r.stdout += dec.decode(b)),
-    stderr: (b) => (r.stderr += dec.decode(b)),
-    onUnknownSyscall: (nr, name) => r.warnings.push(`${name}:${nr}`),
-    trace: (_nr, name) => r.syscalls.push(name),
-    ...extra,
-  });
+  const log: string[] = [];
+  try {
+    r.exitCode = m.exec(HELLO, {
+      argv,
+      env: { IPRE_WHO: "ipre", LANG: "C" },
+      stdout: (b) => (r.stdout += dec.decode(b)),
+      stderr: (b) => (r.stderr += dec.decode(b)),
+      onUnknownSyscall: (nr, name) => r.warnings.push(`${name}:${nr}`),
+      trace: (_nr, name, args, result) => {
+        r.syscalls.push(name);
+        log.push(`${name}(${args.map((a) => a.toString(16)).join(",")}) = ${result === undefined ? "?" : result.toString(16)}`);
+      },
+      ...extra,
+    });
+  } catch (e) {
+    r.error = String(e);
+    r.tail = log.slice(-60);
+  }
   r.exits = m.exits - before;
   return r;
 }
@@ -56,12 +86,20 @@ export function linuxReport(): LinuxReport {
   const enosys = run(m, ["hello", "enosys"]);
   m.reset();
   const override = run(m, ["hello", "enosys"], { syscalls: { 999: () => 42 } });
+  m.reset();
+  let abort: LinuxReport["abort"] = "no error";
+  try {
+    m.exec(HELLO, { argv: ["hello", "abort"], stdout: () => {}, stderr: () => {} });
+  } catch (e) {
+    abort = { name: (e as Error).name, signal: (e as { signal?: number }).signal, message: (e as Error).message };
+  }
   const again: RunReport[] = [];
   for (let i = 0; i < 2; i++) {
     m.reset();
     again.push(run(m, ["/bin/hello", "a", "b"]));
   }
-  return { runtime: libc.runtime, plain, enosys, override, again };
+  const failed = [plain, enosys, override, ...again].some((r) => r.error !== undefined);
+  return { runtime: libc.runtime, plain, enosys, override, abort, again, ...(failed ? { cpuid: cpuidDump() } : {}) };
 }
 
 if ((import.meta as ImportMeta & { main?: boolean }).main) console.log(JSON.stringify(linuxReport()));
