@@ -8,6 +8,9 @@
  *      The remotes (kvstore.c, kvshared.c: window 1) first, then each remote's global symbols
  *      into guests/examples/<remote>.syms.ld, then kvcaller.c (window 0) linked against
  *      kvstore's.
+ *  (c) guests/linux/*.c          -> guests/linux/*.elf
+ *      Ordinary static Linux programs (glibc, `gcc -static -no-pie`, linked at 0x400000 =
+ *      window 0 base + 4 MiB), run with Machine.exec.
  *
  * Usage:  node scripts/build-guests.mjs            build and write the files
  *         node scripts/build-guests.mjs --check    build into a temp dir, compare with the
@@ -19,7 +22,8 @@
  * guests/toolchain.txt, so the bytes cannot be compared (another gcc/binutils version emits
  * different code; that is not an error in the committed files).
  *
- * Needs gcc, ld, objcopy, nm and readelf (GNU binutils). No npm dependencies.
+ * Needs gcc, ld, objcopy, nm and readelf (GNU binutils), and static glibc (libc6-dev) for (c).
+ * No npm dependencies.
  * The output is reproducible: no build ids, no .comment, no debug info, and every path given to
  * the tools is relative to the repository root (STT_FILE symbols name the source as given).
  */
@@ -41,6 +45,9 @@ const EXAMPLES = "guests/examples";
 const LINKER_SCRIPT = "guests/ipre.ld";
 const LIBC_SRC = "guests/lib/ipre_libc.c";
 const TOOLCHAIN_FILE = "guests/toolchain.txt";
+const LINUX_DIR = "guests/linux";
+/** Static Linux programs: the toolchain's own libc, nothing from ipre. */
+const LINUX_CFLAGS = ["-std=gnu11", "-O2", "-Wall", "-Wextra", "-Werror", "-static", "-no-pie", "-g0", "-Wl,--build-id=none"];
 
 /** Window of each example (0 unless listed). The remotes kvstore and kvshared live in window 1. */
 const WINDOW_OF = { kvstore: 1, kvshared: 1 };
@@ -278,19 +285,32 @@ function buildExamples(tmp) {
   return outputs;
 }
 
+function buildLinux(tmp) {
+  if (!existsSync(join(ROOT, LINUX_DIR))) return [];
+  const outputs = [];
+  for (const name of readdirSync(join(ROOT, LINUX_DIR)).filter((f) => f.endsWith(".c")).map((f) => f.slice(0, -2)).sort()) {
+    const src = `${LINUX_DIR}/${name}.c`;
+    const elf = join(tmp, `linux-${name}.elf`);
+    run("gcc", [...LINUX_CFLAGS, src, "-o", elf]);
+    outputs.push({ built: elf, target: `${LINUX_DIR}/${name}.elf` });
+    log(`linux: ${src} -> ${LINUX_DIR}/${name}.elf (${readFileSync(elf).length} bytes)`);
+  }
+  return outputs;
+}
+
 // ------------------------------------------------------------------------------------ main
 
 /** First line of `gcc --version` and `ld --version`: the bytes are reproducible for these. */
 function toolchain() {
   const first = (cmd) => run(cmd, ["--version"]).split("\n")[0].trim();
-  return `${first("gcc")}\n${first("ld")}\n`;
+  return `${first("gcc")}\n${first("ld")}\n${first("ldd")}\n`;
 }
 
 function main() {
   log(`gcc flags: ${[...GUEST_CFLAGS, ...GUEST_LDFLAGS].join(" ")}`);
   const tmp = mkdtempSync(join(tmpdir(), "ipre-guests-"));
   try {
-    const outputs = [...buildRuntime(tmp), ...buildExamples(tmp)];
+    const outputs = [...buildRuntime(tmp), ...buildExamples(tmp), ...buildLinux(tmp)];
     const tools = toolchain();
     const toolsFile = join(tmp, "toolchain.txt");
     writeFileSync(toolsFile, tools);

@@ -151,3 +151,15 @@ export class TimeoutError extends IpreError {
 export class MachineStateError extends IpreError {
   override name = "MachineStateError";
 }
+
+/**
+ * A Linux program (Machine.exec) could not run or ended abnormally: a KVM flavour that cannot
+ * deliver its system calls (PVM), a fatal signal it sent itself (abort()), an exit where the run
+ * cannot end. `signal` is the signal number when there is one.
+ */
+export class LinuxProgramError extends IpreError {
+  override name = "LinuxProgramError";
+  constructor(message: string, readonly signal?: number) {
+    super(message);
+  }
+}

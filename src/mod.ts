@@ -26,6 +26,7 @@ export {
   RemoteFault,
   TimeoutError,
   MachineStateError,
+  LinuxProgramError,
   VECTOR_NAMES,
 } from "./errors.ts";
 export type { FaultInfo } from "./errors.ts";
@@ -36,5 +37,7 @@ export type { Libc, RuntimeName } from "./ffi/index.ts";
 export * as layout from "./guest/layout.ts";
 export { exampleElf } from "./examples.ts";
 export { Snapshot } from "./machine/machine.ts";
-export type { CallOptions } from "./machine/machine.ts";
+export type { CallOptions, ExecOptions } from "./machine/machine.ts";
+export type { LinuxOptions, OutputSink, SyscallFn } from "./linux/syscalls.ts";
+export { NR as LINUX_SYSCALL } from "./linux/syscalls.ts";
 export { Watchdog, TIMEOUT_SIGNAL } from "./watchdog.ts";

@@ -5,7 +5,8 @@
  * independent (RIP-relative data). Guest programs run in ring 3 and reach the host only by
  * faulting: every exception vector 0-31 enters a stub here on the IST1 stack, and the stub
  * exits to the VMM with `out PORT_VECTOR_BASE+vector` (ring-3 `out`, `int n` and
- * `syscall` are not usable on PVM, docs/ARCHITECTURE.md §5). The host reads registers through
+ * `syscall` are not usable on PVM, docs/ARCHITECTURE.md §5). On hardware KVM a Linux program's
+ * `syscall` enters `syscall_entry`, which leaves the same frame and exits on PORT_SYSCALL. The host reads registers through
  * KVM_CAP_SYNC_REGS and the frame from IST1, edits them, and resumes the vCPU, which then runs
  * `resume`: apply the page-table writes and the CR3/FSBASE loads the host left in the mailbox
  * (so a shadow-paging hypervisor sees them), then `iretq`.
@@ -19,6 +20,11 @@
 
 #define PORT_BOOT 0xd0
 #define PORT_SERVICE 0xd1
+#define PORT_SYSCALL 0xd2
+#define IST1_TOP 0x24000              /* RT.IST1_TOP: the frame's top (window offset) */
+#define RUNTIME_CODE 0x10000          /* RT.CODE: where runtime_start lies (window offset) */
+#define USER_CODE 0x23                /* SELECTOR.USER_CODE (src/x86/descriptors.ts) */
+#define USER_DATA 0x1b                /* SELECTOR.USER_DATA */
 #define PORT_VECTOR_BASE 0xe0
 #define MAILBOX_PT_WRITES 240         /* the host derives it: (mb_pt_writes_end - mb_pt_writes) / 16 */
 
@@ -149,6 +155,27 @@ park_alt:
 	out PORT_SERVICE, al
 	jmp resume
 
+/*
+ * `syscall` from ring 3 (LSTAR points here; hardware KVM only, PVM routes it elsewhere, §5).
+ * The CPU saved the return RIP in RCX and RFLAGS in R11 and masked RFLAGS with SFMASK, but kept
+ * the user RSP: park it in a scratch slot, switch to IST1 and build the same frame an exception
+ * stub leaves [error=0, rip, cs, rflags, rsp, ss], so the host and every resume path treat a
+ * syscall like any other exit. The host answers in RAX only (RCX and R11 keep their Linux values).
+ */
+	.balign 16
+	.globl syscall_entry
+syscall_entry:
+	mov [rip + sc_user_rsp], rsp
+	lea rsp, [rip + runtime_start + IST1_TOP - RUNTIME_CODE]
+	push USER_DATA
+	push qword ptr [rip + sc_user_rsp]
+	push r11
+	push USER_CODE
+	push rcx
+	push 0
+	out PORT_SYSCALL, al
+	jmp resume
+
 /* A service run: the host only wanted the mailbox applied; park again. */
 service:
 	mov qword ptr [rip + mb_service], 0
@@ -189,6 +216,8 @@ mb_fsbase_set:  .quad 0     /* nonzero: load mb_fsbase into FSBASE */
 mb_fsbase:      .quad 0
 	.globl mb_service
 mb_service:     .quad 0     /* nonzero: exit on PORT_SERVICE instead of iretq */
+	.globl sc_user_rsp
+sc_user_rsp:    .quad 0     /* syscall_entry's scratch: the user RSP (not a mailbox field) */
 	.globl mb_pt_count
 mb_pt_count:    .quad 0     /* number of (address, value) pairs in mb_pt_writes */
 	.balign 16

@@ -102,8 +102,11 @@ function fail(reason: string): never {
   throw new ElfError(`invalid ELF: ${reason}`);
 }
 
-/** Parses and validates an ELF64 x86-64 static executable. Throws ElfError with the reason. */
-export function parseElf(bytes: Uint8Array): ElfImage {
+/**
+ * Parses and validates an ELF64 x86-64 static executable. Throws ElfError with the reason.
+ * `linux`: a static Linux program (src/linux/): PT_TLS is allowed (its libc sets up TLS itself).
+ */
+export function parseElf(bytes: Uint8Array, options: { linux?: boolean } = {}): ElfImage {
   const size = bytes.length;
   if (size < EHDR_SIZE) fail(`truncated: file is ${size} bytes, smaller than the 64-byte ELF header`);
   if (!isElf(bytes)) {
@@ -163,7 +166,7 @@ export function parseElf(bytes: Uint8Array): ElfImage {
     const ptype = u32(ph);
     if (ptype === PT_INTERP) fail(`program header #${i} is PT_INTERP: the file is dynamically linked; ipre needs a static executable (-static -nostdlib)`);
     if (ptype === PT_DYNAMIC) fail(`program header #${i} is PT_DYNAMIC: the file is dynamically linked; ipre needs a static executable (-static -nostdlib)`);
-    if (ptype === PT_TLS) fail(`program header #${i} is PT_TLS: thread-local storage is not supported in ipre guests`);
+    if (ptype === PT_TLS && !options.linux) fail(`program header #${i} is PT_TLS: thread-local storage is not supported in ipre guests`);
     if (ptype !== PT_LOAD) continue;
     const flags = u32(ph + 4);
     const where = `PT_LOAD #${i}`;

@@ -79,5 +79,8 @@ export const RT = {
 export const FRAME = { error: 0, rip: 8, cs: 16, rflags: 24, rsp: 32, ss: 40 } as const;
 export const FRAME_SIZE = 48;
 
-/** I/O ports of the runtime's exits: vector v exits on PORT.VECTOR_BASE + v. */
-export const PORT = { BOOT: 0xd0, SERVICE: 0xd1, VECTOR_BASE: 0xe0 } as const;
+/**
+ * I/O ports of the runtime's exits: vector v exits on PORT.VECTOR_BASE + v; a ring-3 `syscall`
+ * (hardware KVM) on PORT.SYSCALL, with the same frame on IST1.
+ */
+export const PORT = { BOOT: 0xd0, SERVICE: 0xd1, SYSCALL: 0xd2, VECTOR_BASE: 0xe0 } as const;

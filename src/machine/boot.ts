@@ -18,6 +18,8 @@ import { CR0, CR4, EFER, MSR, RFLAGS_RESERVED } from "../x86/registers.ts";
 import type { Core } from "./core.ts";
 import { ENTRY } from "./parked.ts";
 
+/** RFLAGS bits MSR_SFMASK clears on `syscall`: TF, IF, DF, IOPL, NT, AC (Linux's value). */
+const SYSCALL_MASK = 0x47700n;
 /** #DF runs on its own IST stack, so that a broken IST1 still reports. */
 const DF = 8;
 /** Exception vectors with an IDT entry (the architectural ones). */
@@ -123,8 +125,10 @@ export function setSpecialRegisters(core: Core, vcpu: Vcpu): void {
   vcpu.setSregs(s);
   vcpu.setMsrs([
     [MSR.STAR, starMsr()],
-    [MSR.LSTAR, 0n],
-    [MSR.SFMASK, 0n],
+    // A ring-3 `syscall` enters the runtime's syscall_entry (hardware KVM; PVM routes it through its
+    // own ABI, so there it stays 0). SFMASK clears TF, DF, IF, IOPL, AC and NT on entry, as Linux does.
+    [MSR.LSTAR, kvmFlavour() === "pvm" ? 0n : BigInt(core.base + ENTRY.syscall)],
+    [MSR.SFMASK, kvmFlavour() === "pvm" ? 0n : SYSCALL_MASK],
     [MSR.FS_BASE, 0n],
     [MSR.GS_BASE, 0n],
     [MSR.KERNEL_GS_BASE, 0n],

@@ -52,6 +52,13 @@ export const NO_HANDLER: unique symbol = Symbol("no hostcall handler");
 /** Runs the JS handler of hostcall `gate` with the six argument registers (set by the facade). */
 export type HostcallDispatch = (gate: number, a0: number, a1: number, a2: number, a3: number, a4: number, a5: number) => number | bigint | void | typeof NO_HANDLER;
 
+/**
+ * Runs a `syscall` (number in RAX, arguments in RDI, RSI, RDX, R10, R8, R9 of `runner`'s vCPU)
+ * made by this machine's code, possibly on a caller's vCPU inside a remote call; it sets RAX.
+ * Returns false when the program ended (exit/exit_group): the call returns. Set by src/linux/.
+ */
+export type SyscallDispatch = (runner: Core) => boolean;
+
 /** An extra page-table root: (PML4, PDPT, PD) pages of the runtime area's root pool. */
 export interface Root {
   pml4: number;
@@ -94,6 +101,8 @@ export class Core {
   print: (text: string) => void;
   hostcall: HostcallDispatch = () => NO_HANDLER;
   onRemoteEntry: ((entry: number) => void) | undefined;
+  /** The Linux syscall layer of this machine's program (src/linux/), if it runs one. */
+  syscall: SyscallDispatch | undefined;
 
   // ---- IPRE ----
   /** Root loaded when no remote call is active (the plain root, or one with loans). */

@@ -46,6 +46,10 @@ export function runCall(core: Core, timeoutMs: number): void {
         throw crash(core, reason, "while running a call");
       }
       core.exits++;
+      if (vcpu.ioPort === PORT.SYSCALL) {
+        if (syscallExit(core)) continue;
+        return; // the program exited: the call ends
+      }
       const vector = vcpu.ioPort - PORT.VECTOR_BASE;
       // An instruction fetch (#PF error code bit 4) from a trap address is a request, not an
       // error; its RIP lies in a never-mapped page, so CR2 = RIP (the stub need not save CR2).
@@ -67,6 +71,29 @@ export function runCall(core: Core, timeoutMs: number): void {
       watchdog.drain(); // the timer may have fired after the last exit
     }
   }
+}
+
+/**
+ * A ring-3 `syscall` (hardware KVM): dispatch it to the syscall layer of the machine whose code
+ * made it (inside a remote call the remote: its brk, its mmap region, its output), which sets RAX;
+ * then resume at the frame. One exit per syscall. False when the program exited.
+ */
+function syscallExit(core: Core): boolean {
+  const top = core.frames[core.frames.length - 1];
+  const owner = top?.kind === "call" ? top.link.remote : core;
+  if (owner.syscall === undefined) {
+    const rip = getU64(core.mem.u32, FRAME_AT.rip);
+    throw new IpreError(`${owner.name}: syscall ${core.vcpu!.reg("rax")} at 0x${(rip - 2).toString(16)}, but the program was not started as a Linux program (Machine.exec)`);
+  }
+  owner.hostcallRunner = core; // guest pointers resolve with the rights of the code that made it
+  let more: boolean;
+  try {
+    more = owner.syscall(core);
+  } finally {
+    owner.hostcallRunner = undefined;
+  }
+  if (more) resumeFast(core.mem, core.vcpu!, core.base);
+  return more;
 }
 
 /** Handle a fetch fault at a trap address; false when it is a genuine fault. */

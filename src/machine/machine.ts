@@ -32,6 +32,8 @@ import { guestCString, guestRange } from "./pointers.ts";
 import { abortRemoteCall } from "../ipre/calls.ts";
 import { Snapshot } from "./snapshot.ts";
 import { closeShared, refuseWhileAttached, shareCore, type SharedRemote } from "../ipre/share.ts";
+import { requireSyscallPath, runLinux } from "../linux/loader.ts";
+import type { LinuxOptions } from "../linux/syscalls.ts";
 
 export { HOSTCALL_PRINT } from "../guest/layout.ts";
 export { kvmInfo, type KvmInfo } from "./boot.ts";
@@ -41,6 +43,9 @@ export { Snapshot } from "./snapshot.ts";
 export type HostcallFn = (a0: number, a1: number, a2: number, a3: number, a4: number, a5: number, machine: Machine) => number | bigint | void;
 
 export type CallArg = number | bigint | boolean | Uint8Array | string;
+
+/** Options of {@link Machine.exec}: argv, env, output sinks, syscall handlers (src/linux/syscalls.ts). */
+export type ExecOptions = LinuxOptions<Machine> & CallOptions;
 
 export interface MachineOptions {
   /** Guest memory in bytes, runtime area included (default 32 MiB, max 464 MiB). Rounded up to 2 MiB. */
@@ -437,6 +442,23 @@ export class Machine {
     c.mem.setU64At((sp - c.base) >> 2, c.exitTrap);
     writeFrame(c.mem, target, sp);
     resumeFast(c.mem, vcpu, c.base);
+  }
+
+  /**
+   * Run a static Linux program (ELF64 ET_EXEC linked at 0x400000 for window 0, e.g. built with
+   * `gcc -static`) to completion: load it, build the initial process stack (argv, env, auxv),
+   * enter e_entry in ring 3 and serve its system calls from TypeScript (src/linux/) until it calls
+   * exit/exit_group; its exit code. Hardware KVM only (LinuxProgramError on PVM). After reset()
+   * the machine can exec again.
+   */
+  exec(program: Uint8Array, options: ExecOptions = {}): number {
+    const c = this.#c;
+    requireSyscallPath();
+    this.#requireUsable();
+    if (c.busyWith) throw new MachineStateError(`${c.name} is inside a remote call from ${c.busyWith.name}`);
+    if (c.inCall) throw new MachineStateError(`${c.name} is already running a call`);
+    const elf = this.load(parseElf(program, { linux: true }));
+    return runLinux(c, this, program, elf, options, options.timeoutMs ?? this.timeoutMs);
   }
 
   /**

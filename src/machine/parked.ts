@@ -48,6 +48,8 @@ export const ENTRY = {
   resumeCr3: RT.CODE + runtimeSymbol("resume_cr3"),
   park: RT.CODE + runtimeSymbol("park"),
   parkAlt: RT.CODE + runtimeSymbol("park_alt"),
+  /** MSR_LSTAR's target: a ring-3 `syscall` builds the parked frame and exits on PORT.SYSCALL. */
+  syscall: RT.CODE + runtimeSymbol("syscall_entry"),
   /** RSP of the parked vCPU (the frame), and of a continuation that starts at the frame's RIP slot. */
   frameSp: FRAME_OFFSET,
   ripSlot: FRAME_OFFSET + FRAME.rip,

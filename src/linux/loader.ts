@@ -1,0 +1,167 @@
+/**
+ * Running a static Linux program (ELF64 ET_EXEC, e.g. `gcc -static`, which links at 0x400000 =
+ * window 0 base + ELF_LINK_OFFSET): its segments are loaded as any program's (Machine.load), the
+ * Linux initial process stack is built at the top of the machine's stack (argc, argv, envp, auxv),
+ * and the vCPU enters e_entry in ring 3 with RSP at argc. The program's syscalls go to its
+ * LinuxProcess (syscalls.ts) until exit/exit_group ends the run with the exit code.
+ *
+ * Hardware KVM only: on PVM a ring-3 `syscall` does not reach MSR_LSTAR (docs/ARCHITECTURE.md §5).
+ */
+import { LinuxProgramError } from "../errors.ts";
+import { PAGE_SIZE } from "../guest/layout.ts";
+import type { ElfImage } from "../guest/elf.ts";
+import { kvmFlavour } from "../kvm/system.ts";
+import type { Core } from "../machine/core.ts";
+import { runCall } from "../machine/exits.ts";
+import { resumeFast, setFsBase, writeFrame } from "../machine/parked.ts";
+import { LinuxProcess, type LinuxOptions } from "./syscalls.ts";
+
+/** Auxiliary vector types (include/uapi/linux/auxvec.h). */
+export const AT = {
+  NULL: 0, PHDR: 3, PHENT: 4, PHNUM: 5, PAGESZ: 6, BASE: 7, FLAGS: 8, ENTRY: 9, UID: 11, EUID: 12, GID: 13, EGID: 14,
+  PLATFORM: 15, HWCAP: 16, CLKTCK: 17, SECURE: 23, RANDOM: 25, HWCAP2: 26, EXECFN: 31,
+} as const;
+
+/**
+ * AT_HWCAP: on x86-64 the EDX of CPUID leaf 1 (glibc reads CPUID itself; this is informational).
+ * The value of a typical x86-64 CPU (fpu … sse2 htt).
+ */
+const HWCAP_X86_64 = 0x178bfbff;
+
+export interface StackInput {
+  /** Highest address + 1 of the stack (16-aligned). */
+  top: number;
+  argv: string[];
+  env: string[];
+  execfn: string;
+  /** 16 bytes for AT_RANDOM. */
+  random: Uint8Array;
+  /** Auxv entries besides AT_RANDOM, AT_EXECFN and AT_NULL (the builder adds them). */
+  auxv: [number, number][];
+}
+
+/** The initial stack: its bytes from `sp` to `top`; sp is 16-aligned and points at argc. */
+export interface InitialStack {
+  sp: number;
+  bytes: Uint8Array;
+}
+
+const encoder = new TextEncoder();
+
+/**
+ * The Linux x86-64 initial process stack (System V ABI AMD64 §3.4.1, fs/binfmt_elf.c): from `sp`
+ * upwards argc, argv[0..argc-1], NULL, envp[...], NULL, auxv pairs ending with AT_NULL; above
+ * them (higher addresses) the 16 AT_RANDOM bytes and the NUL-terminated strings.
+ */
+export function buildInitialStack(input: StackInput): InitialStack {
+  if (input.random.length !== 16) throw new RangeError("AT_RANDOM needs 16 bytes");
+  // Strings and random bytes, packed downward from top - 8 (an 8-byte end marker, as Linux).
+  const strings: Uint8Array[] = [];
+  let cursor = input.top - 8;
+  const place = (bytes: Uint8Array): number => {
+    cursor -= bytes.length;
+    strings.push(bytes);
+    return cursor;
+  };
+  const cstr = (s: string) => {
+    const e = encoder.encode(s);
+    const b = new Uint8Array(e.length + 1);
+    b.set(e);
+    return b;
+  };
+  const placed: { at: number; bytes: Uint8Array }[] = [];
+  const put = (bytes: Uint8Array) => {
+    const at = place(bytes);
+    placed.push({ at, bytes });
+    return at;
+  };
+  const execfn = put(cstr(input.execfn));
+  const envp = input.env.map((s) => put(cstr(s)));
+  const argv = input.argv.map((s) => put(cstr(s)));
+  cursor = Math.floor(cursor / 16) * 16;
+  const random = put(input.random);
+  const auxv: [number, number][] = [...input.auxv, [AT.RANDOM, random], [AT.EXECFN, execfn], [AT.NULL, 0]];
+  const words = 1 + argv.length + 1 + envp.length + 1 + auxv.length * 2;
+  const sp = Math.floor((cursor - words * 8) / 16) * 16;
+  const bytes = new Uint8Array(input.top - sp);
+  const dv = new DataView(bytes.buffer);
+  let o = 0;
+  const word = (v: number) => {
+    dv.setBigUint64(o, BigInt(v), true);
+    o += 8;
+  };
+  word(argv.length);
+  for (const p of argv) word(p);
+  word(0);
+  for (const p of envp) word(p);
+  word(0);
+  for (const [t, v] of auxv) (word(t), word(v));
+  for (const { at, bytes: b } of placed) bytes.set(b, at - sp);
+  return { sp, bytes };
+}
+
+/** Where the program headers are in memory (AT_PHDR): inside the PT_LOAD that holds them in the file. */
+export function programHeaders(bytes: Uint8Array): { phdr: number; phent: number; phnum: number } {
+  const dv = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  const phoff = Number(dv.getBigUint64(32, true));
+  const phent = dv.getUint16(54, true);
+  const phnum = dv.getUint16(56, true);
+  for (let i = 0; i < phnum; i++) {
+    const ph = phoff + i * phent;
+    if (dv.getUint32(ph, true) === 6 /* PT_PHDR */) return { phdr: Number(dv.getBigUint64(ph + 16, true)), phent, phnum };
+  }
+  for (let i = 0; i < phnum; i++) {
+    const ph = phoff + i * phent;
+    if (dv.getUint32(ph, true) !== 1 /* PT_LOAD */) continue;
+    const offset = Number(dv.getBigUint64(ph + 8, true));
+    const filesz = Number(dv.getBigUint64(ph + 32, true));
+    if (phoff >= offset && phoff + phnum * phent <= offset + filesz) return { phdr: Number(dv.getBigUint64(ph + 16, true)) + phoff - offset, phent, phnum };
+  }
+  return { phdr: 0, phent, phnum };
+}
+
+/** Refuse where a ring-3 `syscall` cannot reach the runtime. */
+export function requireSyscallPath(): void {
+  if (kvmFlavour() === "pvm") {
+    throw new LinuxProgramError("Linux programs need hardware KVM; PVM routes syscall through its own ABI, not supported yet");
+  }
+}
+
+const GENERAL = ["rax", "rbx", "rcx", "rdx", "rsi", "rdi", "rbp", "r8", "r9", "r10", "r11", "r12", "r13", "r14", "r15"] as const;
+
+/**
+ * Start the loaded Linux program `elf` (from `bytes`) on `core` and run it until it exits; its
+ * exit code. `machine` is what user syscall handlers receive.
+ */
+export function runLinux<M>(core: Core, machine: M, bytes: Uint8Array, elf: ElfImage, options: LinuxOptions<M>, timeoutMs: number): number {
+  const proc = new LinuxProcess<M>(core, machine, elf.highest, options);
+  core.syscall = proc.dispatch;
+  const argv = options.argv ?? ["program"];
+  const env = Object.entries(options.env ?? {}).map(([k, v]) => `${k}=${v}`);
+  const { phdr, phent, phnum } = programHeaders(bytes);
+  const random = new Uint8Array(16);
+  crypto.getRandomValues(random);
+  const stack = buildInitialStack({
+    top: core.memoryEnd,
+    argv,
+    env,
+    execfn: proc.path,
+    random,
+    auxv: [
+      [AT.PHDR, phdr], [AT.PHENT, phent], [AT.PHNUM, phnum], [AT.PAGESZ, PAGE_SIZE], [AT.BASE, 0], [AT.FLAGS, 0],
+      [AT.ENTRY, elf.entry], [AT.UID, 0], [AT.EUID, 0], [AT.GID, 0], [AT.EGID, 0], [AT.HWCAP, HWCAP_X86_64],
+      [AT.CLKTCK, 100], [AT.SECURE, 0],
+    ],
+  });
+  if (stack.bytes.length > core.stackSize / 2) throw new RangeError("argv and env take more than half of the stack");
+  core.mem.u8.set(stack.bytes, stack.sp - core.base);
+  const vcpu = core.vcpu!;
+  for (const r of GENERAL) vcpu.setReg(r, 0); // RDX = 0: no rtld_fini for _start to register
+  core.fsBase = 0;
+  setFsBase(core.mem, 0);
+  writeFrame(core.mem, elf.entry, stack.sp); // a jump to e_entry, not a call: nothing to return to
+  resumeFast(core.mem, vcpu, core.base);
+  runCall(core, timeoutMs);
+  if (proc.exitCode === undefined) throw new LinuxProgramError(`${core.name}: the program returned from its entry point instead of calling exit`);
+  return proc.exitCode;
+}
