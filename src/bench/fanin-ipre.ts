@@ -12,7 +12,7 @@ import { Remote, type SharedRemote } from "../ipre/share.ts";
 import { exampleElf } from "../examples.ts";
 import { MiB } from "../guest/layout.ts";
 import { kvmInfo } from "../machine/boot.ts";
-import { type FaninClient, type FaninSystem, siblingModule } from "./fanin-workload.ts";
+import type { FaninClient, FaninSystem } from "./fanin-workload.ts";
 
 interface IpreInit {
   handle: SharedRemote;
@@ -35,7 +35,7 @@ export const ipreSystem: FaninSystem = {
     try {
       const init: IpreInit = { handle: remote.share(), kvPut: remote.symbol("kv_put"), kvGet: remote.symbol("kv_get") };
       return {
-        client: { module: siblingModule(import.meta.url, "fanin-ipre"), connect: "connectIpre", init },
+        client: { module: "fanin-ipre", connect: "connectIpre", init },
         finish: async () => remote.call("kv_count"),
         close: async () => remote.close(), // after every client detached (closing is refused before)
       };

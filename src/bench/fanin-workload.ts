@@ -53,8 +53,9 @@ export class JsKv {
 }
 
 /**
- * What a client worker runs to connect to a system's server: it imports `module` (a URL) and
- * calls its export `connect`: `connect(init, index)` returns a FaninClient (or a promise of one).
+ * What a client worker runs to connect to a system's server: module `module` (a name the worker
+ * knows: "fanin-baselines" or "fanin-ipre", see fanin-worker.ts) and its export `connect`:
+ * `connect(init, index)` returns a FaninClient (or a promise of one).
  * `init` travels by postMessage (structured clone: SharedArrayBuffers are shared, not copied).
  */
 export interface ClientEntry {

@@ -57,7 +57,7 @@ export interface FaninRow {
 // ---------------------------------------------------------------- threads
 
 const WORKER_MODULE = siblingModule(import.meta.url, "fanin-worker");
-const BASELINES_MODULE = siblingModule(import.meta.url, "fanin-baselines");
+const BASELINES_MODULE = "fanin-baselines";
 
 type WebWorker = {
   postMessage(v: unknown): void;
