@@ -47,7 +47,9 @@ const LIBC_SRC = "guests/lib/ipre_libc.c";
 const TOOLCHAIN_FILE = "guests/toolchain.txt";
 const LINUX_DIR = "guests/linux";
 /** Static Linux programs: the toolchain's own libc, nothing from ipre. */
-const LINUX_CFLAGS = ["-std=gnu11", "-O2", "-Wall", "-Wextra", "-Werror", "-static", "-no-pie", "-g0", "-Wl,--build-id=none"];
+const LINUX_CFLAGS = ["-std=gnu11", "-O2", "-Wall", "-Wextra", "-Werror", "-static", "-no-pie", "-g0", "-Wl,--build-id=none", "-I", "guests/linux"];
+/** Linux programs linked for another window than 0 (remotes of a window-0 caller): at window base + 4 MiB. */
+const LINUX_WINDOW_OF = { counter: 1 };
 
 /** Window of each example (0 unless listed). The remotes kvstore and kvshared live in window 1. */
 const WINDOW_OF = { kvstore: 1, kvshared: 1 };
@@ -291,7 +293,9 @@ function buildLinux(tmp) {
   for (const name of readdirSync(join(ROOT, LINUX_DIR)).filter((f) => f.endsWith(".c")).map((f) => f.slice(0, -2)).sort()) {
     const src = `${LINUX_DIR}/${name}.c`;
     const elf = join(tmp, `linux-${name}.elf`);
-    run("gcc", [...LINUX_CFLAGS, src, "-o", elf]);
+    const window = LINUX_WINDOW_OF[name] ?? 0;
+    const at = window === 0 ? [] : [`-Wl,-Ttext-segment=0x${(window * GIB + 0x400000).toString(16)}`];
+    run("gcc", [...LINUX_CFLAGS, ...at, src, "-o", elf]);
     outputs.push({ built: elf, target: `${LINUX_DIR}/${name}.elf` });
     log(`linux: ${src} -> ${LINUX_DIR}/${name}.elf (${readFileSync(elf).length} bytes)`);
   }

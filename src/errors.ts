@@ -97,12 +97,12 @@ export class GuestFault extends IpreError implements FaultInfo {
   readonly cr2: number;
   readonly errorCode: number;
   readonly rsp: number;
-  constructor(info: FaultInfo, context = "guest") {
-    const vectorName = VECTOR_NAMES[info.vector] ?? `vector ${info.vector}`;
+  constructor(info: FaultInfo, context = "guest", message?: string) {
+    const vectorName = VECTOR_NAMES[info.vector] ?? (info.vector < 0 ? "not a CPU exception" : `vector ${info.vector}`);
     let msg = `${context} fault ${vectorName} at rip=${hex(info.rip)}`;
     if (info.vector === 14) msg += ` addr=${hex(info.cr2)} (${describePageFault(info.errorCode)})`;
     else if (info.errorCode) msg += ` error=0x${info.errorCode.toString(16)}`;
-    super(msg);
+    super(message ?? msg);
     this.vector = info.vector;
     this.vectorName = vectorName;
     this.rip = info.rip;
@@ -131,11 +131,20 @@ export class RemoteAccessError extends IpreError {
   }
 }
 
-/** A CPU exception happened while a remote function was running; the call was ended. */
+/**
+ * A remote function failed while it ran: a CPU exception (`vector` 0-31), or, in a remote Linux
+ * program, a fatal signal it sent itself (`vector` -1, `signal` set: abort() after an uncaught
+ * C++ exception or a Rust panic, with `output`, the end of what it wrote to stderr). The call
+ * was ended.
+ */
 export class RemoteFault extends GuestFault {
   override name = "RemoteFault";
-  constructor(info: FaultInfo, readonly remoteName: string) {
-    super(info, `remote ${remoteName}`);
+  readonly signal: number | undefined;
+  readonly output: string | undefined;
+  constructor(info: FaultInfo, readonly remoteName: string, abort?: { signal: number; output: string; message: string }) {
+    super(info, `remote ${remoteName}`, abort?.message);
+    this.signal = abort?.signal;
+    this.output = abort?.output;
   }
 }
 

@@ -3,7 +3,7 @@
  * window 0 base + ELF_LINK_OFFSET): its segments are loaded as any program's (Machine.load), the
  * Linux initial process stack is built at the top of the machine's stack (argc, argv, envp, auxv),
  * and the vCPU enters e_entry in ring 3 with RSP at argc. The program's syscalls go to its
- * LinuxProcess (syscalls.ts) until exit/exit_group ends the run with the exit code.
+ * LinuxProcess (syscalls.ts) until exit/exit_group or ipre_wait_for_requests() ends the run.
  *
  * Hardware KVM only: on PVM a ring-3 `syscall` does not reach MSR_LSTAR (docs/ARCHITECTURE.md §5).
  */
@@ -120,6 +120,14 @@ export function programHeaders(bytes: Uint8Array): { phdr: number; phent: number
   return { phdr: 0, phent, phnum };
 }
 
+/**
+ * Whether an ELF is a Linux program with a C runtime (glibc, musl, libstdc++ and Rust std all
+ * link `__libc_start_main`), which Machine.create starts instead of only loading.
+ */
+export function isLinuxProgram(elf: ElfImage): boolean {
+  return elf.symbols.has("__libc_start_main");
+}
+
 /** Refuse where a ring-3 `syscall` cannot reach the runtime. */
 export function requireSyscallPath(): void {
   if (kvmFlavour() === "pvm") {
@@ -130,10 +138,11 @@ export function requireSyscallPath(): void {
 const GENERAL = ["rax", "rbx", "rcx", "rdx", "rsi", "rdi", "rbp", "r8", "r9", "r10", "r11", "r12", "r13", "r14", "r15"] as const;
 
 /**
- * Start the loaded Linux program `elf` (from `bytes`) on `core` and run it until it exits; its
- * exit code. `machine` is what user syscall handlers receive.
+ * Start the loaded Linux program `elf` (from `bytes`) on `core` and run it until it exits or
+ * calls ipre_wait_for_requests(); its process (phase "exited" with the exit code, or "waiting").
+ * `machine` is what user syscall handlers receive.
  */
-export function runLinux<M>(core: Core, machine: M, bytes: Uint8Array, elf: ElfImage, options: LinuxOptions<M>, timeoutMs: number): number {
+export function runLinux<M>(core: Core, machine: M, bytes: Uint8Array, elf: ElfImage, options: LinuxOptions<M>, timeoutMs: number): LinuxProcess<M> {
   const proc = new LinuxProcess<M>(core, machine, elf.highest, options);
   core.syscall = proc.dispatch;
   const argv = options.argv ?? ["program"];
@@ -158,10 +167,11 @@ export function runLinux<M>(core: Core, machine: M, bytes: Uint8Array, elf: ElfI
   const vcpu = core.vcpu!;
   for (const r of GENERAL) vcpu.setReg(r, 0); // RDX = 0: no rtld_fini for _start to register
   core.fsBase = 0;
+  core.callStackTop = 0;
   setFsBase(core.mem, 0);
   writeFrame(core.mem, elf.entry, stack.sp); // a jump to e_entry, not a call: nothing to return to
   resumeFast(core.mem, vcpu, core.base);
   runCall(core, timeoutMs);
-  if (proc.exitCode === undefined) throw new LinuxProgramError(`${core.name}: the program returned from its entry point instead of calling exit`);
-  return proc.exitCode;
+  if (proc.phase === "starting") throw new LinuxProgramError(`${core.name}: the program returned from its entry point instead of calling exit`);
+  return proc;
 }

@@ -15,10 +15,10 @@
  * already, so neither needs a page-table change; new memory is zeroed as Linux guarantees.
  */
 import { writeSync } from "node:fs";
-import { LinuxProgramError } from "../errors.ts";
+import { LinuxProgramError, RemoteFault } from "../errors.ts";
 import { PAGE_SIZE } from "../guest/layout.ts";
 import type { Core } from "../machine/core.ts";
-import { setFsBase } from "../machine/parked.ts";
+import { FRAME_AT, setFsBase } from "../machine/parked.ts";
 import { guestCString, guestRange } from "../machine/pointers.ts";
 
 /** A user handler: the six argument registers (signed), the machine; the result goes in RAX. */
@@ -60,7 +60,13 @@ export const NR = {
   exit_group: 231, tgkill: 234, openat: 257, newfstatat: 262, readlinkat: 267, set_robust_list: 273,
   pipe2: 293, prlimit64: 302, getrandom: 318, statx: 332, rseq: 334, clone3: 435,
 } as const;
-const NAMES: Record<number, string> = Object.fromEntries(Object.entries(NR).map(([k, v]) => [v, k]));
+/**
+ * ipre's own calls of a Linux program (guests/linux/ipre_linux.h): numbers outside Linux's range.
+ * wait_for_requests ends the start-up run (Machine.create / exec returns; calls follow);
+ * remote(name) gives the address of a connected remote's allowed function `name`, or 0.
+ */
+export const IPRE_NR = { ipre_wait_for_requests: 0x69700000, ipre_remote: 0x69700001 } as const;
+const NAMES: Record<number, string> = Object.fromEntries([...Object.entries(NR), ...Object.entries(IPRE_NR)].map(([k, v]) => [v, k]));
 export function syscallName(nr: number): string {
   return NAMES[nr] ?? `syscall_${nr}`;
 }
@@ -95,6 +101,26 @@ function processSink(fd: 1 | 2): OutputSink {
   };
 }
 
+/**
+ * Where a program is: starting (its start-up run: C runtime, main), waiting for requests (it
+ * called ipre_wait_for_requests(); the host calls its functions), or exited (main returned or it
+ * called exit; its functions can still be called, on the memory exit left).
+ */
+export type LinuxPhase = "starting" | "waiting" | "exited";
+
+/** What a snapshot keeps of a Linux program besides its memory (reset() and fork() restore it). */
+export interface LinuxState {
+  readonly brk: number;
+  readonly mmapCursor: number;
+  readonly fsBase: number;
+  readonly callStackTop: number;
+  readonly phase: LinuxPhase;
+  readonly exitCode: number | undefined;
+  readonly clearChildTid: number;
+  readonly path: string;
+  readonly programEnd: number;
+}
+
 /** The state of one machine's Linux program and its syscall handlers. */
 export class LinuxProcess<M = unknown> {
   /** First heap byte (the page after the program) and the current break. */
@@ -105,6 +131,7 @@ export class LinuxProcess<M = unknown> {
   mmapCursor: number;
   /** Set by exit/exit_group. */
   exitCode: number | undefined;
+  phase: LinuxPhase = "starting";
   clearChildTid = 0;
   readonly path: string;
   readonly stdout: OutputSink;
@@ -118,7 +145,7 @@ export class LinuxProcess<M = unknown> {
   /** Syscalls handled, by number (statistics, tests). */
   readonly counts = new Map<number, number>();
 
-  constructor(readonly core: Core, readonly machine: M, programEnd: number, options: LinuxOptions<M>) {
+  constructor(readonly core: Core, readonly machine: M, readonly programEnd: number, options: LinuxOptions<M>) {
     this.brkStart = this.brk = pageUp(programEnd);
     this.mmapTop = this.mmapCursor = core.stackGuard;
     const argv0 = options.argv?.[0] ?? "program";
@@ -136,6 +163,24 @@ export class LinuxProcess<M = unknown> {
     this.#onUnknown = options.onUnknownSyscall ?? ((nr, name) => console.warn(`ipre: ${core.name}: unsupported Linux syscall ${name} (${nr}); the program gets -ENOSYS`));
   }
 
+  /** What a snapshot keeps (memory aside). */
+  state(): LinuxState {
+    const { brk, mmapCursor, phase, exitCode, clearChildTid, path, programEnd } = this;
+    return { brk, mmapCursor, fsBase: this.core.fsBase, callStackTop: this.core.callStackTop, phase, exitCode, clearChildTid, path, programEnd };
+  }
+
+  /** Go back to `s` (reset to a snapshot; a fork starts from it). */
+  restore(s: LinuxState): void {
+    this.brk = s.brk;
+    this.mmapCursor = s.mmapCursor;
+    this.phase = s.phase;
+    this.exitCode = s.exitCode;
+    this.clearChildTid = s.clearChildTid;
+    this.core.fsBase = s.fsBase;
+    this.core.callStackTop = s.callStackTop;
+    setFsBase(this.core.mem, s.fsBase);
+  }
+
   /** The SyscallDispatch of this machine's core: run the syscall `runner`'s vCPU made, set RAX. */
   readonly dispatch = (runner: Core): boolean => {
     const v = runner.vcpu!;
@@ -149,7 +194,17 @@ export class LinuxProcess<M = unknown> {
     else {
       if (nr === NR.exit || nr === NR.exit_group) {
         if (runner !== this.core) throw new LinuxProgramError(`${this.core.name}: ${syscallName(nr)}(${a0}) inside a remote call from ${runner.name}; a remote program cannot end the caller's run`);
+        if (this.phase !== "starting") throw new LinuxProgramError(`${this.core.name}: the program called ${syscallName(nr)}(${a0 & 0xff}) inside a call; a call ends by returning`);
         this.exitCode = a0 & 0xff;
+        this.#stop("exited", runner);
+        this.#trace?.(nr, syscallName(nr), [a0, a1, a2, a3, a4, a5], undefined);
+        return false;
+      }
+      if (nr === IPRE_NR.ipre_wait_for_requests) {
+        if (runner !== this.core || this.phase !== "starting") {
+          throw new LinuxProgramError(`${this.core.name}: ipre_wait_for_requests() inside a call${runner !== this.core ? ` from ${runner.name}` : ""}; only the start-up run (main) may wait for requests`);
+        }
+        this.#stop("waiting", runner);
         this.#trace?.(nr, syscallName(nr), [a0, a1, a2, a3, a4, a5], undefined);
         return false;
       }
@@ -160,6 +215,26 @@ export class LinuxProcess<M = unknown> {
     else v.setReg("rax", result ?? 0);
     return true;
   };
+
+  /**
+   * The start-up run ends: calls from now on start on a stack below the current frame (past
+   * the 128-byte red zone a leaf function may use), so main's frame stays intact.
+   */
+  #stop(phase: LinuxPhase, r: Core): void {
+    this.phase = phase;
+    const rsp = r.mem.getU64At(FRAME_AT.rsp);
+    this.core.callStackTop = Math.floor((rsp - 128) / 16) * 16;
+  }
+
+  /** ipre_remote(name): a connected remote's allowed function `name` (the first found), or 0. */
+  #remote(r: Core, namePtr: number): number {
+    const name = guestCString(r, namePtr, 4096);
+    for (const link of this.core.links.values()) {
+      const sym = link.remote.program?.symbols.get(name);
+      if (sym !== undefined && link.allow.has(sym.value)) return sym.value;
+    }
+    return 0;
+  }
 
   #builtin(r: Core, nr: number, a0: number, a1: number, a2: number, a3: number, a4: number, _a5: number): number | bigint {
     switch (nr) {
@@ -284,8 +359,10 @@ export class LinuxProcess<M = unknown> {
       case NR.kill: {
         const sig = nr === NR.tgkill ? a2 : a1;
         if (sig === 0) return 0;
-        throw new LinuxProgramError(`${this.core.name}: the program sent itself signal ${sig}${sig === 6 ? " (SIGABRT: abort())" : ""} through ${syscallName(nr)}${this.#stderrTail ? `; its last stderr output: ${JSON.stringify(this.#stderrTail)}` : ""}`, sig);
+        throw this.#fatalSignal(r, nr, sig);
       }
+      case IPRE_NR.ipre_remote:
+        return this.#remote(r, a0);
       case NR.rt_sigaction:
         if (a2 !== 0) guestRange(r, a2, 32, true).fill(0); // the old action: SIG_DFL
         return 0;
@@ -311,6 +388,24 @@ export class LinuxProcess<M = unknown> {
         }
         return -E.ENOSYS;
     }
+  }
+
+  /**
+   * The program sent itself a fatal signal (abort(): an uncaught C++ exception, a Rust panic
+   * that reached an extern "C" boundary). Inside a remote call that is a RemoteFault of the
+   * remote, which must then be reset (it stopped half-way); else a LinuxProgramError.
+   */
+  #fatalSignal(r: Core, nr: number, sig: number): Error {
+    const what = `signal ${sig}${sig === 6 ? " (SIGABRT: abort())" : ""}`;
+    const output = this.#stderrTail;
+    const said = output ? `; its last stderr output: ${JSON.stringify(output)}` : "";
+    if (r !== this.core) {
+      const rip = r.mem.getI64At(FRAME_AT.rip) - 2; // the `syscall` instruction
+      this.core.mustReset = `it ended a call from ${r.name} with ${what}`;
+      const info = { vector: -1, rip, cr2: 0, errorCode: 0, rsp: r.mem.getU64At(FRAME_AT.rsp) };
+      return new RemoteFault(info, this.core.name, { signal: sig, output, message: `remote ${this.core.name} sent itself ${what} through ${syscallName(nr)} during a call from ${r.name}${said}` });
+    }
+    return new LinuxProgramError(`${this.core.name}: the program sent itself ${what} through ${syscallName(nr)}${said}`, sig);
   }
 
   #write(r: Core, fd: number, parts: [number, number][]): number {

@@ -95,6 +95,8 @@ export class Core {
   signalMaskTid = -1;
   /** FSBASE of this machine's code (guest TLS). */
   fsBase = 0;
+  /** Where call() starts its stack (0: the top of memory); a Linux program's stays below main's frame. */
+  callStackTop = 0;
   /** Exits handled by calls since creation. */
   exits = 0;
   program: ElfImage | undefined;

@@ -32,8 +32,8 @@ import { guestCString, guestRange } from "./pointers.ts";
 import { abortRemoteCall } from "../ipre/calls.ts";
 import { Snapshot } from "./snapshot.ts";
 import { closeShared, refuseWhileAttached, shareCore, type SharedRemote } from "../ipre/share.ts";
-import { requireSyscallPath, runLinux } from "../linux/loader.ts";
-import type { LinuxOptions } from "../linux/syscalls.ts";
+import { isLinuxProgram, requireSyscallPath, runLinux } from "../linux/loader.ts";
+import { LinuxProcess, type LinuxOptions, type LinuxPhase } from "../linux/syscalls.ts";
 
 export { HOSTCALL_PRINT } from "../guest/layout.ts";
 export { kvmInfo, type KvmInfo } from "./boot.ts";
@@ -58,8 +58,19 @@ export interface MachineOptions {
   hostcalls?: Record<number, HostcallFn>;
   /** Where `ipre_print` output goes (default: console.log without the trailing newline). */
   print?: (text: string) => void;
-  /** A program to load right away: ELF64 bytes. */
+  /**
+   * A program to load right away: ELF64 bytes. A static Linux program (one with a C runtime:
+   * glibc, musl, libstdc++, Rust std) is also started: its C runtime and main() run until it
+   * calls ipre_wait_for_requests() (guests/linux/ipre_linux.h) or exits, then create() returns and
+   * call() runs its functions; reset() returns to that point. See `linux`.
+   */
   program?: Uint8Array;
+  /**
+   * How a Linux `program` runs (argv, env, output sinks, syscall handlers), or false to only
+   * load it. Default: detected (the program has `__libc_start_main`); pass options (or true)
+   * for a stripped program.
+   */
+  linux?: LinuxOptions<Machine> | boolean;
   /** A name for messages (default "machine@window"). */
   name?: string;
   /** Default execution timeout of every call, in ms (remote calls made inside it included). */
@@ -82,6 +93,11 @@ export class Machine {
   /** The state reset() returns to (a fork's or the last snapshot), and the snapshots this machine owns. */
   #snapshot: Snapshot | undefined;
   #snapshots: Snapshot[] = [];
+  /** The Linux program this machine runs (exec, or create with a Linux program). */
+  #linux: LinuxProcess<Machine> | undefined;
+
+  /** What exec() returns when the program called ipre_wait_for_requests() instead of exiting. */
+  static readonly WAITING = -1;
 
   private constructor(options: MachineOptions) {
     const window = options.window ?? 0;
@@ -114,7 +130,12 @@ export class Machine {
       c.tables.setPages(c.mem.direct, c.stackGuard, PAGE_SIZE, null); // a stack overflow faults
       setSpecialRegisters(c, c.vcpu!);
       boot(c, c.vcpu!);
-      if (options.program) m.load(options.program);
+      if (options.program) {
+        const linux = options.linux === false ? undefined : options.linux === true ? {} : options.linux;
+        if (linux !== undefined || (options.linux === undefined && isLinuxProgram(parseElf(options.program, { linux: true })))) {
+          m.#start(options.program, linux ?? {}, m.timeoutMs);
+        } else m.load(options.program);
+      }
     } catch (e) {
       m.close();
       throw e;
@@ -126,7 +147,7 @@ export class Machine {
    * A new VM whose memory is a copy-on-write view of `snapshot` (same window, program and page
    * tables); it boots in microseconds-to-milliseconds and resets to the snapshot.
    */
-  static fork(snapshot: Snapshot, options: Pick<MachineOptions, "hostcalls" | "print" | "name" | "timeoutMs"> = {}): Machine {
+  static fork(snapshot: Snapshot, options: Pick<MachineOptions, "hostcalls" | "print" | "name" | "timeoutMs"> & { linux?: LinuxOptions<Machine> } = {}): Machine {
     const m = new Machine({ ...options, window: snapshot.window, memory: snapshot.memorySize, stackSize: snapshot.stackSize, name: options.name ?? `fork of ${snapshot.source}` });
     try {
       const c = m.#c;
@@ -137,6 +158,14 @@ export class Machine {
       boot(c, c.vcpu!);
       c.program = snapshot.program;
       m.#snapshot = snapshot;
+      const state = snapshot.linux;
+      if (state !== undefined) {
+        // A Linux program: its own syscall layer in the snapshot's state (sinks from `options.linux`).
+        const proc = new LinuxProcess<Machine>(c, m, state.programEnd, { ...options.linux, path: state.path });
+        proc.restore(state);
+        c.syscall = proc.dispatch;
+        m.#linux = proc;
+      }
     } catch (e) {
       m.close();
       throw e;
@@ -422,7 +451,7 @@ export class Machine {
     const target = typeof fn === "number" ? fn : this.symbol(fn);
     if (!Number.isSafeInteger(target)) throw new RangeError(`call target must be an integer address (got ${target})`);
     const vcpu = c.vcpu!;
-    let sp = c.memoryEnd;
+    let sp = c.callStackTop || c.memoryEnd;
     for (let i = 0; i < args.length; i++) {
       const a = args[i]!;
       const reg = ARG_REGS[i]!;
@@ -448,17 +477,41 @@ export class Machine {
    * Run a static Linux program (ELF64 ET_EXEC linked at 0x400000 for window 0, e.g. built with
    * `gcc -static`) to completion: load it, build the initial process stack (argv, env, auxv),
    * enter e_entry in ring 3 and serve its system calls from TypeScript (src/linux/) until it calls
-   * exit/exit_group; its exit code. Hardware KVM only (LinuxProgramError on PVM). After reset()
-   * the machine can exec again.
+   * exit/exit_group; its exit code. If it calls ipre_wait_for_requests() instead, exec returns
+   * Machine.WAITING and the machine is what create({ program }) gives: call() runs its functions
+   * and reset() returns there. Hardware KVM only (LinuxProgramError on PVM). After reset() the
+   * machine can exec again.
    */
   exec(program: Uint8Array, options: ExecOptions = {}): number {
+    return this.#start(program, options, options.timeoutMs ?? this.timeoutMs).exitCode ?? Machine.WAITING;
+  }
+
+  #start(program: Uint8Array, options: LinuxOptions<Machine>, timeoutMs: number): LinuxProcess<Machine> {
     const c = this.#c;
     requireSyscallPath();
     this.#requireUsable();
     if (c.busyWith) throw new MachineStateError(`${c.name} is inside a remote call from ${c.busyWith.name}`);
     if (c.inCall) throw new MachineStateError(`${c.name} is already running a call`);
     const elf = this.load(parseElf(program, { linux: true }));
-    return runLinux(c, this, program, elf, options, options.timeoutMs ?? this.timeoutMs);
+    this.#linux = undefined;
+    const proc = runLinux<Machine>(c, this, program, elf, options, timeoutMs);
+    this.#linux = proc;
+    // Initialised and waiting: that is the state reset() returns to (and fork() starts from).
+    if (proc.phase === "waiting") this.snapshot();
+    return proc;
+  }
+
+  /**
+   * Where this machine's Linux program is: "starting" only inside its start-up run (from a
+   * syscall handler), "waiting" after ipre_wait_for_requests(), "exited"; undefined when it runs
+   * no Linux program.
+   */
+  get linuxPhase(): LinuxPhase | undefined {
+    return this.#linux?.phase;
+  }
+  /** The exit code of this machine's Linux program once it exited (exec's result), else undefined. */
+  get exitCode(): number | undefined {
+    return this.#linux?.exitCode;
   }
 
   /**
@@ -516,7 +569,7 @@ export class Machine {
     this.#requireUsable();
     if (c.frames.length > 0 || c.busyWith) throw new MachineStateError(`${c.name} is inside a remote call`);
     const fd = c.mem.freeze(`snapshot-${c.name}`);
-    const snap = new Snapshot(fd, c.window, c.memorySize, c.stackSize, c.program, c.name);
+    const snap = new Snapshot(fd, c.window, c.memorySize, c.stackSize, c.program, c.name, this.#linux?.state());
     this.#snapshots.push(snap);
     this.#snapshot = snap;
     return snap;
@@ -538,6 +591,14 @@ export class Machine {
     abortRemoteCall(c);
     c.mem.discard(USER_OFFSET);
     if (this.#snapshot) c.program = this.#snapshot.program;
+    // A Linux program goes back to the snapshot's state of it, or is gone with the memory it ran in.
+    const state = this.#snapshot?.linux;
+    if (this.#linux !== undefined && state !== undefined) this.#linux.restore(state);
+    else if (this.#linux !== undefined || c.syscall !== undefined) {
+      this.#linux = undefined;
+      c.syscall = undefined;
+      c.callStackTop = 0;
+    }
     c.mustReset = undefined;
     c.busyWith = undefined;
     if (c.broken !== undefined) recover(c);

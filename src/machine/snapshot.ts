@@ -2,6 +2,7 @@
 import { libc } from "../ffi/index.ts";
 import { MachineStateError } from "../errors.ts";
 import type { ElfImage } from "../guest/elf.ts";
+import type { LinuxState } from "../linux/syscalls.ts";
 
 /**
  * A frozen state of a machine (memory in a memfd) to reset to, or to fork copy-on-write VMs
@@ -17,6 +18,8 @@ export class Snapshot {
     readonly stackSize: number,
     readonly program: ElfImage | undefined,
     readonly source: string,
+    /** The Linux program's state besides memory (its heap break, TLS, …), when the machine ran one. */
+    readonly linux?: LinuxState,
   ) {
     this.#fd = fd;
   }
