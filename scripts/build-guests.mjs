@@ -11,6 +11,10 @@
  *  (c) guests/linux/*.c          -> guests/linux/*.elf
  *      Ordinary static Linux programs (glibc, `gcc -static -no-pie`, linked at 0x400000 =
  *      window 0 base + 4 MiB), run with Machine.exec.
+ *  (d) guests/linux/pairs/*      -> guests/linux/pairs/*.elf
+ *      IPRE pairs of static Linux programs: remotes (*_remote.*, window 1: linked at
+ *      0x40400000) and their callers (window 0), in C (gcc), C++ (g++) and Rust (rustc, no
+ *      cargo). Callers find remote functions at run time (ipre_remote), so no syms.ld.
  *
  * Usage:  node scripts/build-guests.mjs            build and write the files
  *         node scripts/build-guests.mjs --check    build into a temp dir, compare with the
@@ -22,7 +26,8 @@
  * guests/toolchain.txt, so the bytes cannot be compared (another gcc/binutils version emits
  * different code; that is not an error in the committed files).
  *
- * Needs gcc, ld, objcopy, nm and readelf (GNU binutils), and static glibc (libc6-dev) for (c).
+ * Needs gcc, ld, objcopy, nm and readelf (GNU binutils), and static glibc (libc6-dev) for (c);
+ * for (d) also g++ with static libstdc++, and rustc with the x86_64-unknown-linux-gnu std.
  * No npm dependencies.
  * The output is reproducible: no build ids, no .comment, no debug info, and every path given to
  * the tools is relative to the repository root (STT_FILE symbols name the source as given).
@@ -158,8 +163,10 @@ function buildRuntime(tmp) {
 
 // ------------------------------------------------------------------------------------ examples
 
-/** Runs `readelf -lW` and checks that every PT_LOAD is R E, R or RW, and that none is W+X. */
-function verifySegments(elf, window) {
+/** Runs `readelf -lW` and checks that every PT_LOAD is R E, R or RW, and that none is W+X, all
+ * inside the window. `ipreLayout` (guests/ipre.ld): also exactly one R E segment, page-aligned
+ * segments that share no page; a Linux program's loader rounds instead. */
+function verifySegments(elf, window, ipreLayout = true) {
   const out = run("readelf", ["-lW", elf]);
   const loads = [];
   for (const line of out.split("\n")) {
@@ -170,14 +177,14 @@ function verifySegments(elf, window) {
   }
   const name = rel(elf);
   if (loads.length === 0) throw new Error(`${name}: no PT_LOAD segments`);
-  if (loads.filter((l) => l.flags === "RE").length !== 1) throw new Error(`${name}: expected exactly one R E segment`);
+  if (ipreLayout && loads.filter((l) => l.flags === "RE").length !== 1) throw new Error(`${name}: expected exactly one R E segment`);
   const lo = window * GIB, hi = lo + GIB - 2 * 1024 * 1024;
   for (const l of loads) {
     if (!["RE", "R", "RW"].includes(l.flags)) throw new Error(`${name}: PT_LOAD at 0x${l.vaddr.toString(16)} has flags ${l.flags}`);
-    if (l.vaddr % 4096 !== 0) throw new Error(`${name}: PT_LOAD at 0x${l.vaddr.toString(16)} is not page aligned`);
+    if (ipreLayout && l.vaddr % 4096 !== 0) throw new Error(`${name}: PT_LOAD at 0x${l.vaddr.toString(16)} is not page aligned`);
     if (l.vaddr < lo + 0x400000 || l.vaddr + l.memsz > hi) throw new Error(`${name}: PT_LOAD at 0x${l.vaddr.toString(16)} is outside window ${window}`);
   }
-  for (let i = 1; i < loads.length; i++) {
+  for (let i = 1; ipreLayout && i < loads.length; i++) {
     const prevEnd = Math.ceil((loads[i - 1].vaddr + loads[i - 1].memsz) / 4096) * 4096;
     if (loads[i].vaddr < prevEnd) throw new Error(`${name}: PT_LOAD segments share a page`);
   }
@@ -302,19 +309,99 @@ function buildLinux(tmp) {
   return outputs;
 }
 
+// ------------------------------------------------------------------------------------ pairs
+
+const PAIRS_DIR = `${LINUX_DIR}/pairs`;
+/** Flags of every pair program: static, non-PIE, small and reproducible (no build id, no debug
+ * info; .comment is removed after linking; the symbol table stays). */
+const PAIR_CCFLAGS = ["-O2", "-Wall", "-Wextra", "-Werror", "-g0", "-I", LINUX_DIR, "-static", "-no-pie", "-Wl,--build-id=none"];
+/** Unused sections are dropped. Nothing in a remote refers to its exports (section
+ * .ipre_export), so a remote is linked twice: once keeping everything, to read the names of its
+ * exports, then with each export as a root (-u name). */
+const GC = ["-ffunction-sections", "-fdata-sections", "-Wl,--gc-sections"];
+/** A remote lives in window 1: its image at window base + 4 MiB. */
+const REMOTE_TEXT = "-Wl,-Ttext-segment=0x40400000";
+const RUSTFLAGS = [
+  "--edition=2021",
+  "-O",
+  // A panic reaching an extern "C" entry must not unwind into the caller: the panic hook prints
+  // the message on stderr, then abort() (a RemoteFault for the caller).
+  "-C", "panic=abort",
+  "-C", "codegen-units=1",
+  "-C", "strip=debuginfo",
+  "-C", "target-feature=+crt-static",
+  "-C", "relocation-model=static",
+  // GNU ld through cc, like the C programs (rust-lld, rustc's default, puts the image at 0x200000).
+  "-C", "linker-features=-lld",
+  "-C", "link-arg=-no-pie",
+  "-C", "link-arg=-Wl,--build-id=none",
+  `--remap-path-prefix=${ROOT}=.`,
+];
+
+/**
+ * Source file extension -> the compiler and its arguments for one program. `link` are linker
+ * flags (-Wl,...); `gc` false keeps every section.
+ */
+const PAIR_BUILDERS = {
+  c: (src, out, link, gc) => ["gcc", ["-std=gnu11", ...PAIR_CCFLAGS, ...(gc ? GC : []), ...link, src, "-o", out]],
+  cpp: (src, out, link, gc) => ["g++", ["-std=gnu++17", ...PAIR_CCFLAGS, ...(gc ? GC : []), ...link, src, "-o", out]],
+  // rustc passes --gc-sections itself.
+  rs: (src, out, link, gc) => [
+    "rustc",
+    [...RUSTFLAGS, ...[...link, ...(gc ? [] : ["-Wl,--no-gc-sections"])].flatMap((a) => ["-C", `link-arg=${a}`]), src, "-o", out],
+  ],
+};
+
+function buildPairs(tmp) {
+  if (!existsSync(join(ROOT, PAIRS_DIR))) return [];
+  const outputs = [];
+  const sources = readdirSync(join(ROOT, PAIRS_DIR))
+    .map((f) => /^(.+)\.(c|cpp|rs)$/.exec(f))
+    .filter((m) => m !== null)
+    .sort((a, b) => (a[0] < b[0] ? -1 : 1));
+  for (const [file, name, ext] of sources) {
+    const remote = name.endsWith("_remote");
+    const window = remote ? 1 : 0;
+    const src = `${PAIRS_DIR}/${file}`;
+    const elf = join(tmp, `pair-${name}.elf`);
+    const link = remote ? [REMOTE_TEXT] : [];
+    if (remote) {
+      const [cmd, args] = PAIR_BUILDERS[ext](src, elf, link, false);
+      run(cmd, args);
+      for (const name of [...exportedNames(elf)].sort()) link.push(`-Wl,-u,${name}`);
+    }
+    const [cmd, args] = PAIR_BUILDERS[ext](src, elf, link, true);
+    run(cmd, args);
+    run("objcopy", ["--remove-section=.comment", elf]);
+    const loads = verifySegments(elf, window, false);
+    const bytes = readFileSync(elf);
+    if (bytes.includes(Buffer.from(ROOT))) throw new Error(`${src}: the built program contains the path ${ROOT}`);
+    const exported = [...exportedNames(elf)].sort();
+    if (remote && exported.length === 0) throw new Error(`${src}: a remote without IPRE_EXPORT functions (section .ipre_export)`);
+    outputs.push({ built: elf, target: `${PAIRS_DIR}/${name}.elf` });
+    log(
+      `pair: ${src} -> ${PAIRS_DIR}/${name}.elf (${cmd}, window ${window}, ${bytes.length} bytes; ` +
+        loads.map((l) => `${l.flags} 0x${l.vaddr.toString(16)}+0x${l.memsz.toString(16)}`).join(", ") +
+        (exported.length ? `; exports ${exported.join(", ")}` : "") + ")",
+    );
+  }
+  return outputs;
+}
+
 // ------------------------------------------------------------------------------------ main
 
 /** First line of `gcc --version` and `ld --version`: the bytes are reproducible for these. */
 function toolchain() {
   const first = (cmd) => run(cmd, ["--version"]).split("\n")[0].trim();
-  return `${first("gcc")}\n${first("ld")}\n${first("ldd")}\n`;
+  const rustc = existsSync(join(ROOT, PAIRS_DIR)) ? `${first("rustc")}\n` : "";
+  return `${first("gcc")}\n${first("ld")}\n${first("ldd")}\n${rustc}`;
 }
 
 function main() {
   log(`gcc flags: ${[...GUEST_CFLAGS, ...GUEST_LDFLAGS].join(" ")}`);
   const tmp = mkdtempSync(join(tmpdir(), "ipre-guests-"));
   try {
-    const outputs = [...buildRuntime(tmp), ...buildExamples(tmp), ...buildLinux(tmp)];
+    const outputs = [...buildRuntime(tmp), ...buildExamples(tmp), ...buildLinux(tmp), ...buildPairs(tmp)];
     const tools = toolchain();
     const toolsFile = join(tmp, "toolchain.txt");
     writeFileSync(toolsFile, tools);
