@@ -368,7 +368,7 @@ function buildPairs(tmp) {
     if (remote) {
       const [cmd, args] = PAIR_BUILDERS[ext](src, elf, link, false);
       run(cmd, args);
-      for (const name of [...exportedNames(elf)].sort()) link.push(`-Wl,-u,${name}`);
+      for (const sym of [...exportedNames(elf)].sort()) link.push(`-Wl,-u,${sym}`);
     }
     const [cmd, args] = PAIR_BUILDERS[ext](src, elf, link, true);
     run(cmd, args);
