@@ -14,7 +14,7 @@ const root = fileURLToPath(new URL("../", import.meta.url));
 const examples = `${root}guests/examples/`;
 const load = (name: string) => parseElf(new Uint8Array(readFileSync(`${examples}${name}.elf`)));
 
-const missingTools = ["gcc", "ld", "objcopy", "nm", "readelf"].filter(
+const missingTools = ["gcc", "g++", "rustc", "ld", "objcopy", "nm", "readelf"].filter(
   (tool) => spawnSync(tool, ["--version"], { stdio: "ignore" }).status !== 0,
 );
 
@@ -22,7 +22,7 @@ const GIB = 0x40000000;
 
 describe("guest build", () => {
   it("committed guest binaries match a fresh build (build-guests --check)", (ctx) => {
-    if (missingTools.length) ctx.skip(`needs ${missingTools.join(", ")} (GNU gcc + binutils), not found`);
+    if (missingTools.length) ctx.skip(`needs ${missingTools.join(", ")} (GNU gcc, g++ and binutils; rustc for guests/linux/pairs), not found`);
     const r = spawnSync(process.execPath, [`${root}scripts/build-guests.mjs`, "--check", "--quiet"], {
       cwd: root,
       encoding: "utf8",
