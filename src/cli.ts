@@ -280,7 +280,8 @@ function exec(flags: Flags): number {
   const timeoutMs = flags.options.has("timeout") ? Number(stringOption(flags, "timeout")) : 0;
   if (!Number.isFinite(timeoutMs) || timeoutMs < 0) throw new UsageError("--timeout needs a number of milliseconds (0: none)");
   const program = readInput(path, "program");
-  parseElf(program, { linux: true }); // a bad file is an ElfError before any VM exists
+  // A bad file is an ElfError before any VM exists; an ipre guest (no entry point) is no program.
+  if (parseElf(program, { linux: true }).entry === 0) throw new IpreError(`${path} has no entry point: not a Linux program (ipre guests are called with ipre run)`);
   const env: Record<string, string> = {};
   for (const [k, v] of Object.entries(process.env)) if (v !== undefined) env[k] = v;
   using m = Machine.create({ memory, name: basename(path) });
