@@ -326,9 +326,11 @@ export function parseElf(bytes: Uint8Array, options: { linux?: boolean; base?: n
         const shndx = u16(st + 6);
         const stBind = info >> 4;
         const moves = shndx !== SHN_UNDEF && shndx !== SHN_ABS && shndx !== SHN_COMMON;
+        const value = u64(st + 8, `symbol ${name} value`) + (moves ? bias : 0);
+        if (value > Number.MAX_SAFE_INTEGER) fail(`symbol ${name} value ${hex(value - bias)} + bias ${hex(bias)} is too large (must be below 2^53)`);
         const sym: ElfSymbol = {
           name,
-          value: u64(st + 8, `symbol ${name} value`) + (moves ? bias : 0),
+          value,
           size: u64(st + 16, `symbol ${name} size`),
           type: stType === 2 ? "func" : stType === 1 ? "object" : stType === 0 ? "notype" : "other",
           section: shndx !== SHN_UNDEF && shndx < SHN_LORESERVE && shndx < shnum ? sections[shndx]!.name : "",
