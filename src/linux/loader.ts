@@ -1,7 +1,7 @@
 /**
  * Running a static Linux program (ELF64 ET_EXEC, e.g. `gcc -static`, which links at 0x400000 =
- * window 0 base + ELF_LINK_OFFSET, or a static-PIE, which parseElf places at a base): its segments are loaded as any program's (Machine.load), the
- * Linux initial process stack is built at the top of the machine's stack (argc, argv, envp, auxv),
+ * window 0 base + ELF_LINK_OFFSET, or a static-PIE, which parseElf places at a base): its
+ * segments are loaded as any program's (Machine.load), the Linux initial process stack is built at the top of the machine's stack (argc, argv, envp, auxv),
  * and the vCPU enters e_entry in ring 3 with RSP at argc. The program's syscalls go to its
  * LinuxProcess (syscalls.ts) until exit/exit_group ends the run with the exit code.
  *
