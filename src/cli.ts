@@ -1,11 +1,11 @@
 /**
- * `ipre` command line: doctor, run, demo, bench. Runs the same on Node (`npx ipre`), Bun
+ * `ipre` command line: doctor, run, exec, symbols, demo, bench. Runs the same on Node (`npx ipre`), Bun
  * (`bun src/cli.ts`) and Deno (`deno run --allow-all src/cli.ts`).
  */
 import process from "node:process";
 import { readFileSync, writeSync } from "node:fs";
 import { libc } from "./ffi/index.ts";
-import { GuestFault, hex, IpreError, KvmError, TimeoutError } from "./errors.ts";
+import { GuestFault, hex, IpreError, KvmError, LinuxProgramError, TimeoutError } from "./errors.ts";
 import { Machine, kvmInfo } from "./machine/machine.ts";
 import { parseElf, type ElfImage } from "./guest/elf.ts";
 import { isLinuxProgram } from "./linux/loader.ts";
@@ -50,6 +50,15 @@ const COMMANDS: Readonly<Record<string, CommandHelp>> = {
       "ipre run guests/linux/libc-bench.elf call_remote_n 3 --remote guests/linux/counter.elf",
     ],
   },
+  exec: {
+    args: "[options] <program> [args...]",
+    about: "run a static Linux program (glibc, musl, C++, Rust) to exit; exits with its code",
+    options: [
+      ["--memory MiB", "guest memory (default 64)"],
+      ["--timeout MS", "stop the program after MS ms (exit 124)"],
+    ],
+    examples: ["ipre exec guests/linux/hello.elf a b", "ipre exec --timeout 5000 guests/linux/hello-rs.elf --verbose"],
+  },
   symbols: {
     args: "<elf> [--all] [--json]",
     about: "a remote's exports as linker-script lines (name = 0xADDR;) to link a caller",
@@ -82,7 +91,8 @@ ${Object.entries(COMMANDS)
 
 Run ipre <command> --help (or ipre help <command>) for its options and an example.
 Exit status: 0 ok, 1 an error (unreadable file, bad ELF or argument, guest fault, KVM), 2 a usage
-error (unknown command or option, missing argument), 124 a --timeout-ms timeout.
+error (unknown command or option, missing argument), 124 a --timeout-ms timeout; exec: the
+program's exit code, 128 + signal when it killed itself (abort: 134).
 `;
 
 function commandHelp(name: string): string {
@@ -262,6 +272,59 @@ function processEnv(): Record<string, string> {
   return Object.fromEntries(Object.entries(process.env).filter((e): e is [string, string] => e[1] !== undefined));
 }
 
+/** The options `ipre exec` takes before the program; every word after the program is its argument. */
+const EXEC_OPTIONS = ["memory", "timeout"];
+
+/**
+ * `ipre exec [options] <program> [args...]` splits its words itself: options end at the program
+ * path (or a bare `--`), so the program's own `--flags` are never read as ipre's.
+ */
+export function parseExecArgs(words: string[]): Flags {
+  const options = new Map<string, string | true>();
+  for (let i = 0; i < words.length; i++) {
+    const w = words[i]!;
+    if (w === "--") return { positional: words.slice(i + 1), options };
+    if (w === "-h") {
+      options.set("help", true);
+      continue;
+    }
+    if (!w.startsWith("--")) return { positional: words.slice(i), options };
+    const eq = w.indexOf("=");
+    const name = eq > 0 ? w.slice(2, eq) : w.slice(2);
+    if (eq > 0) options.set(name, w.slice(eq + 1));
+    else if (EXEC_OPTIONS.includes(name) && i + 1 < words.length) options.set(name, words[++i]!);
+    else options.set(name, true); // --help, or an option checkOptions refuses, or a missing value
+  }
+  return { positional: [], options };
+}
+
+/**
+ * `ipre exec <program> [args...]`: Machine.exec with argv = [program as given, ...args], this
+ * process's environment, and the program's stdout/stderr written here as it writes them.
+ */
+function exec(flags: Flags): number {
+  const [path, ...args] = flags.positional;
+  if (!path) throw new UsageError("exec needs a program (a static Linux ELF)");
+  const memory = numberOption(flags, "memory", 64) * MiB;
+  const timeoutMs = flags.options.has("timeout") ? Number(stringOption(flags, "timeout")) : 0;
+  if (!Number.isFinite(timeoutMs) || timeoutMs < 0) throw new UsageError("--timeout needs a number of milliseconds (0: none)");
+  const program = readInput(path, "program");
+  // A bad file is an ElfError before any VM exists; an ipre guest (no entry point) is no program.
+  if (parseElf(program, { linux: true }).entry === 0) throw new IpreError(`${path} has no entry point: not a Linux program (ipre guests are called with ipre run)`);
+  const env: Record<string, string> = {};
+  for (const [k, v] of Object.entries(process.env)) if (v !== undefined) env[k] = v;
+  using m = Machine.create({ memory, name: basename(path) });
+  try {
+    return m.exec(program, { argv: [path, ...args], env, timeoutMs });
+  } catch (e) {
+    if (e instanceof LinuxProgramError && e.signal !== undefined) {
+      process.stderr.write(`ipre: ${e.name}: ${e.message}\n`);
+      return 128 + e.signal;
+    }
+    throw e;
+  }
+}
+
 function basename(path: string): string {
   return path.split("/").pop() || path;
 }
@@ -296,7 +359,9 @@ export async function main(argv: string[]): Promise<number> {
   guardStdout();
   // -h is --help, before a bare `--` only (after it, "-h" is an argument).
   const dd = argv.indexOf("--");
-  const flags = parseFlagsOf(argv.map((a, i) => (a === "-h" && (dd < 0 || i < dd) ? "--help" : a)));
+  // exec's options end at the program: the words after it are the program's, whatever they look like.
+  const flags = argv[0] === "exec" ? parseExecArgs(argv.slice(1)) : parseFlagsOf(argv.map((a, i) => (a === "-h" && (dd < 0 || i < dd) ? "--help" : a)));
+  if (argv[0] === "exec") flags.positional.unshift("exec");
   const help = flags.options.has("help");
   const [command] = flags.positional;
   flags.positional.shift();
@@ -322,6 +387,9 @@ export async function main(argv: string[]): Promise<number> {
       case "run":
         checkOptions(flags, ["memory", "timeout-ms", "argc", "remote", "remote-window", "allow", "loan", "json"], command);
         return run(flags);
+      case "exec":
+        checkOptions(flags, EXEC_OPTIONS, command);
+        return exec(flags);
       case "symbols":
         checkOptions(flags, ["all", "json"], command);
         return symbols(flags);
