@@ -3,6 +3,7 @@
  * against the real /dev/kvm: the C (glibc), C++ and Rust hellos print their text and the program's
  * exit code is the CLI's; argv is [program as given, ...args] (a program's `--flags` and `-h`
  * are its own), the environment is the process's; an abort is one line on stderr and 134.
+ * Also `ipre run` with Linux programs: a caller and a --remote are started before the call.
  * In the style of test/cli.test.ts (all commands start in beforeAll, a few at a time).
  */
 import { spawn, spawnSync } from "node:child_process";
@@ -86,6 +87,10 @@ const CASES = {
   cpp: ["exec", "--timeout", "60000", "guests/linux/hello-cpp.elf", "--memory", "1"],
   rust: ["exec", "guests/linux/hello-rs.elf", "-h", "--help", "x"],
   abort: ["exec", "guests/linux/hello.elf", "abort"],
+  // ipre run with Linux programs: started first (main to ipre_wait_for_requests()), then called
+  runPair: ["run", "guests/linux/libc-bench.elf", "call_remote_n", "3", "--remote", "guests/linux/counter.elf"],
+  runJson: ["run", "guests/linux/counter.elf", "counter_add", "5", "--json"],
+  runUnconnected: ["run", "guests/linux/libc-bench.elf", "call_remote_n", "3"],
 } as const;
 type Case = keyof typeof CASES;
 
@@ -135,6 +140,26 @@ describeKvm("ipre exec on Node, Bun and Deno", () => {
       expect(lines[0]).toBe("giving up");
       expect(lines.slice(1)).toHaveLength(1);
       expect(lines[1]).toMatch(/^ipre: LinuxProgramError: .*signal 6 \(SIGABRT: abort\(\)\)/);
+    });
+
+    it.skipIf(pvm)("run: a Linux caller with a Linux --remote, both started; the caller's function calls the remote", () => {
+      const r = res(rt, "runPair");
+      expect(r.stderr, detail(r)).toBe("");
+      expect(r.stdout).toBe("counter: ready\n6\n"); // counter's main printed; counter_calls is 2 after main: 3 calls sum to 6
+      expect(r.code).toBe(0);
+    });
+
+    it.skipIf(pvm)("run --json: stdout is the JSON document alone, the program prints to stderr", () => {
+      const r = res(rt, "runJson");
+      expect(r.code, detail(r)).toBe(0);
+      expect(JSON.parse(r.stdout)).toEqual({ elf: "guests/linux/counter.elf", function: "counter_add", args: ["5"], result: "5", window: 1 });
+      expect(r.stderr).toBe("counter: ready\n");
+    });
+
+    it.skipIf(pvm)("run: a caller whose main exits non-zero (no remote to find) is a one-line error, exit 1", () => {
+      const r = res(rt, "runUnconnected");
+      expect(r.code, detail(r)).toBe(1);
+      expect(r.stderr).toBe("libc-bench: connect counter.elf (window 1) before starting\nipre: IpreError: guests/linux/libc-bench.elf exited with code 1 before call_remote_n was called (a program that serves calls calls ipre_wait_for_requests())\n");
     });
   });
 });

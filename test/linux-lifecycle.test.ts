@@ -9,7 +9,7 @@
  */
 import { beforeAll, describe, expect, it } from "vitest";
 import { kvmFlavour } from "../src/kvm/system.ts";
-import { collectReports, ReportSet, RUNTIMES, runScenario } from "./harness.ts";
+import { collectReports, ReportSet, RUNTIMES } from "./harness.ts";
 import { describeKvm, HAVE_KVM } from "./kvm.ts";
 import { lifecycleReport, type LifecycleReport } from "./scenarios/linux-lifecycle.ts";
 
@@ -88,48 +88,4 @@ describeKvm("linux: programs that wait for requests, and IPRE between Linux prog
       expect(r.ipreAgain).toEqual({ exitCode: 0, stdout: CALLER_OUT(found), remoteStdout: REMOTE_OUT, stderr: "" });
     });
   });
-});
-
-describeKvm("linux: ipre run starts Linux programs (caller and --remote)", () => {
-  const pvm = HAVE_KVM && kvmFlavour() === "pvm";
-  type Res = Awaited<ReturnType<typeof runScenario>>;
-  const results = new Map<string, Res>();
-  const cases: Record<string, string[]> = {
-    pair: ["run", "guests/linux/libc-bench.elf", "call_remote_n", "3", "--remote", "guests/linux/counter.elf"],
-    json: ["run", "guests/linux/counter.elf", "counter_add", "5", "--json"],
-    abort: ["run", "guests/linux/counter.elf", "counter_abort", "0"],
-    unconnected: ["run", "guests/linux/libc-bench.elf", "call_remote_n", "3"],
-  };
-  beforeAll(async () => {
-    if (pvm) return;
-    // Node runs the CLI's TypeScript through the test loader here (cli.test.ts covers bin/ipre.js).
-    await Promise.all(RUNTIMES.flatMap((rt) => Object.entries(cases).map(async ([name, args]) => results.set(`${rt} ${name}`, await runScenario(rt, "src/cli.ts", args, { timeoutMs: 120_000 })))));
-  }, 600_000);
-
-  describe.each(RUNTIMES)("%s", (rt) => {
-    it.skipIf(pvm)("a Linux caller with a Linux --remote: both started, the caller's function calls the remote", () => {
-      const r = set(rt, "pair");
-      expect(r.stderr).toBe("");
-      // counter's main printed; counter_calls is 2 after main, three calls sum to 6
-      expect(r.stdout).toBe("counter: ready\n6\n");
-      expect(r.code).toBe(0);
-    });
-    it.skipIf(pvm)("--json keeps stdout one JSON document: the program's output goes to stderr", () => {
-      const r = set(rt, "json");
-      expect(r.json).toEqual({ elf: "guests/linux/counter.elf", function: "counter_add", args: ["5"], result: "5", window: 1 });
-      expect(r.stdout.trim().split("\n")).toHaveLength(1);
-      expect(r.stderr).toBe("counter: ready\n");
-      expect(r.code).toBe(0);
-    });
-    it.skipIf(pvm)("an abort in the called function, and a caller whose main exits non-zero, are one-line errors with exit 1", () => {
-      const a = set(rt, "abort");
-      expect(a.code).toBe(1);
-      expect(a.stderr).toMatch(/^counter: \(null\)\nipre: LinuxProgramError: .*signal 6 \(SIGABRT/);
-      const u = set(rt, "unconnected");
-      expect(u.code).toBe(1);
-      expect(u.stderr).toContain("libc-bench: connect counter.elf (window 1) before starting\n");
-      expect(u.stderr).toContain("exited with code 1 before call_remote_n was called");
-    });
-  });
-  const set = (rt: string, name: string) => results.get(`${rt} ${name}`)!;
 });
