@@ -1,13 +1,14 @@
 /**
- * `ipre` command line: doctor, run, demo, bench. Runs the same on Node (`npx ipre`), Bun
+ * `ipre` command line: doctor, run, exec, symbols, demo, bench. Runs the same on Node (`npx ipre`), Bun
  * (`bun src/cli.ts`) and Deno (`deno run --allow-all src/cli.ts`).
  */
 import process from "node:process";
-import { readFileSync } from "node:fs";
+import { readFileSync, writeSync } from "node:fs";
 import { libc } from "./ffi/index.ts";
-import { GuestFault, hex, IpreError, KvmError, TimeoutError } from "./errors.ts";
+import { GuestFault, hex, IpreError, KvmError, LinuxProgramError, TimeoutError } from "./errors.ts";
 import { Machine, kvmInfo } from "./machine/machine.ts";
-import { parseElf } from "./guest/elf.ts";
+import { parseElf, type ElfImage } from "./guest/elf.ts";
+import { isLinuxProgram } from "./linux/loader.ts";
 import { MAX_WINDOW, WINDOW_SIZE, MiB } from "./guest/layout.ts";
 import { connect } from "./ipre/connect.ts";
 import { checkOptions, type Flags, numberOption, parseFlags as parseFlagsOf, UsageError } from "./flags.ts";
@@ -32,7 +33,7 @@ const COMMANDS: Readonly<Record<string, CommandHelp>> = {
   },
   run: {
     args: "<elf> <function> [int args...] [options]",
-    about: "load a guest ELF and call a function; prints the result last",
+    about: "load a guest ELF (a static Linux program is started first, to ipre_wait_for_requests()) and call a function; prints the result last",
     options: [
       ["--memory MiB", "guest memory of the machine (default 32)"],
       ["--timeout-ms N", "stop the guest after N ms (exit 124)"],
@@ -43,7 +44,20 @@ const COMMANDS: Readonly<Record<string, CommandHelp>> = {
       ["--loan read", "the caller may read remote memory outside calls (default none)"],
       ["--json", "print one JSON document: the result as a decimal string"],
     ],
-    examples: ["ipre run guests/examples/add.elf add 2 40", "ipre run guests/examples/kvcaller.elf serve 7 --remote guests/examples/kvstore.elf"],
+    examples: [
+      "ipre run guests/examples/add.elf add 2 40",
+      "ipre run guests/examples/kvcaller.elf serve 7 --remote guests/examples/kvstore.elf",
+      "ipre run guests/linux/libc-bench.elf call_remote_n 3 --remote guests/linux/counter.elf",
+    ],
+  },
+  exec: {
+    args: "[options] <program> [args...]",
+    about: "run a static Linux program (glibc, musl, C++, Rust) to exit; exits with its code",
+    options: [
+      ["--memory MiB", "guest memory (default 64)"],
+      ["--timeout MS", "stop the program after MS ms (exit 124)"],
+    ],
+    examples: ["ipre exec guests/linux/hello.elf a b", "ipre exec --timeout 5000 guests/linux/hello-rs.elf --verbose"],
   },
   symbols: {
     args: "<elf> [--all] [--json]",
@@ -77,7 +91,8 @@ ${Object.entries(COMMANDS)
 
 Run ipre <command> --help (or ipre help <command>) for its options and an example.
 Exit status: 0 ok, 1 an error (unreadable file, bad ELF or argument, guest fault, KVM), 2 a usage
-error (unknown command or option, missing argument), 124 a --timeout-ms timeout.
+error (unknown command or option, missing argument), 124 a --timeout-ms timeout; exec: the
+program's exit code, 128 + signal when it killed itself (abort: 134).
 `;
 
 function commandHelp(name: string): string {
@@ -196,26 +211,38 @@ function run(flags: Flags): number {
   const loan = stringOption(flags, "loan") ?? "none";
   if (loan !== "none" && loan !== "read") throw new UsageError(`--loan is "read" or "none", not "${loan}"`);
   const allow = stringOption(flags, "allow")?.split(",").map((x) => x.trim()).filter((x) => x);
-  const elf = parseElf(readInput(path, "ELF"));
+  const bytes = readInput(path, "ELF");
+  const elf = parseProgram(bytes);
   const window = Math.floor(elf.lowest / WINDOW_SIZE);
   const memory = numberOption(flags, "memory", 32) * MiB;
   // Every argument is checked before a VM exists: bad input fails the same with or without KVM.
   const args = rest.map(parseIntArg);
   const timeoutMs = flags.options.has("timeout-ms") ? numberOption(flags, "timeout-ms", 0) : 0;
   if (!elf.symbols.has(fn)) throw new IpreError(`${path} has no symbol "${fn}"`);
-  const remoteElf = remotePath ? parseElf(readInput(remotePath, "remote ELF")) : undefined;
+  const remoteBytes = remotePath ? readInput(remotePath, "remote ELF") : undefined;
+  const remoteElf = remoteBytes ? parseProgram(remoteBytes) : undefined;
   const remoteWindow = remoteElf ? (intArgOption(flags, "remote-window", 0, MAX_WINDOW) ?? Math.floor(remoteElf.lowest / WINDOW_SIZE)) : undefined;
   if (remoteWindow === window) throw new IpreError(`${remotePath} is linked for window ${window}, the caller's window: a remote needs its own window (--remote-window N)`);
   for (const a of allow ?? []) if (!remoteElf!.symbols.has(a)) throw new IpreError(`--allow: ${remotePath} has no symbol "${a}"`);
   if (argc === undefined && args.length === 0) process.stderr.write(`ipre: note: ${fn} called with no arguments; an ELF records no arity, so any it takes are 0 (--argc 0 says none are meant)\n`);
 
+  // With --json, stdout is the JSON document alone: Linux programs print to stderr instead.
+  const json = flags.options.has("json");
+  const linux = { stdout: json ? (d: Uint8Array) => void writeSync(2, d) : undefined, env: processEnv() };
   using m = Machine.create({ window, memory, name: basename(path) });
-  m.load(elf);
-  using remote = remoteElf ? Machine.create({ window: remoteWindow, name: basename(remotePath!) }) : undefined;
-  remote?.load(remoteElf!);
+  if (!elf.linux) m.load(elf);
+  // A Linux remote starts here: its main() runs to ipre_wait_for_requests().
+  using remote = remoteElf ? Machine.create({ window: remoteWindow, name: basename(remotePath!), ...(remoteElf.linux ? { program: remoteBytes, timeoutMs, linux: { ...linux, argv: [remotePath!] } } : {}) }) : undefined;
+  if (remoteElf && !remoteElf.linux) remote!.load(remoteElf);
   using _conn = remote ? connect(m, remote, { allow, loan }) : undefined;
   let result: bigint;
   try {
+    // A Linux caller starts once connected (its main may look up remote functions), then serves the call.
+    if (elf.linux) {
+      const code = m.exec(bytes, { ...linux, argv: [path], timeoutMs });
+      if (code > 0) throw new IpreError(`${path} exited with code ${code} before ${fn} was called (a program that serves calls calls ipre_wait_for_requests())`);
+      if (code === 0) process.stderr.write(`ipre: note: ${path} exited before ${fn} was called; calling it on the memory it left\n`);
+    }
     result = m.invokeBigInt(fn, args, { timeoutMs });
   } catch (e) {
     if (e instanceof GuestFault && e.vector === 14) {
@@ -226,11 +253,76 @@ function run(flags: Flags): number {
     }
     throw e;
   }
-  if (flags.options.has("json")) {
+  if (json) {
     // int64 does not fit a JSON number: the result and the arguments are decimal strings.
     out(JSON.stringify({ elf: path, function: fn, args: args.map(String), result: String(result), window, ...(remote ? { remote: remotePath, remoteWindow } : {}) }));
   } else out(String(result));
   return 0;
+}
+
+/** An ELF for `run`: a static Linux program (started, not only loaded), or an ipre guest. */
+function parseProgram(bytes: Uint8Array): ElfImage & { linux: boolean } {
+  const asLinux = parseElf(bytes, { linux: true });
+  if (isLinuxProgram(asLinux)) return Object.assign(asLinux, { linux: true });
+  return Object.assign(parseElf(bytes), { linux: false });
+}
+
+/** This process's environment, as a Linux program gets it from exec. */
+function processEnv(): Record<string, string> {
+  return Object.fromEntries(Object.entries(process.env).filter((e): e is [string, string] => e[1] !== undefined));
+}
+
+/** The options `ipre exec` takes before the program; every word after the program is its argument. */
+const EXEC_OPTIONS = ["memory", "timeout"];
+
+/**
+ * `ipre exec [options] <program> [args...]` splits its words itself: options end at the program
+ * path (or a bare `--`), so the program's own `--flags` are never read as ipre's.
+ */
+export function parseExecArgs(words: string[]): Flags {
+  const options = new Map<string, string | true>();
+  for (let i = 0; i < words.length; i++) {
+    const w = words[i]!;
+    if (w === "--") return { positional: words.slice(i + 1), options };
+    if (w === "-h") {
+      options.set("help", true);
+      continue;
+    }
+    if (!w.startsWith("--")) return { positional: words.slice(i), options };
+    const eq = w.indexOf("=");
+    const name = eq > 0 ? w.slice(2, eq) : w.slice(2);
+    if (eq > 0) options.set(name, w.slice(eq + 1));
+    else if (EXEC_OPTIONS.includes(name) && i + 1 < words.length) options.set(name, words[++i]!);
+    else options.set(name, true); // --help, or an option checkOptions refuses, or a missing value
+  }
+  return { positional: [], options };
+}
+
+/**
+ * `ipre exec <program> [args...]`: Machine.exec with argv = [program as given, ...args], this
+ * process's environment, and the program's stdout/stderr written here as it writes them.
+ */
+function exec(flags: Flags): number {
+  const [path, ...args] = flags.positional;
+  if (!path) throw new UsageError("exec needs a program (a static Linux ELF)");
+  const memory = numberOption(flags, "memory", 64) * MiB;
+  const timeoutMs = flags.options.has("timeout") ? Number(stringOption(flags, "timeout")) : 0;
+  if (!Number.isFinite(timeoutMs) || timeoutMs < 0) throw new UsageError("--timeout needs a number of milliseconds (0: none)");
+  const program = readInput(path, "program");
+  // A bad file is an ElfError before any VM exists; an ipre guest (no entry point) is no program.
+  if (parseElf(program, { linux: true }).entry === 0) throw new IpreError(`${path} has no entry point: not a Linux program (ipre guests are called with ipre run)`);
+  const env: Record<string, string> = {};
+  for (const [k, v] of Object.entries(process.env)) if (v !== undefined) env[k] = v;
+  using m = Machine.create({ memory, name: basename(path) });
+  try {
+    return m.exec(program, { argv: [path, ...args], env, timeoutMs });
+  } catch (e) {
+    if (e instanceof LinuxProgramError && e.signal !== undefined) {
+      process.stderr.write(`ipre: ${e.name}: ${e.message}\n`);
+      return 128 + e.signal;
+    }
+    throw e;
+  }
 }
 
 function basename(path: string): string {
@@ -248,7 +340,7 @@ const PRIVATE_LIBC = new Set(["memcpy", "memmove", "memset", "memcmp", "strlen"]
 function symbols(flags: Flags): number {
   const [path] = flags.positional;
   if (!path) throw new UsageError("symbols needs an ELF file");
-  const elf = parseElf(readInput(path, "ELF"));
+  const elf = parseElf(readInput(path, "ELF"), { linux: true }); // Linux programs too (PT_TLS)
   const exported = new Set(elf.exports);
   const all = flags.options.has("all");
   const rows = [...elf.symbols.values()]
@@ -267,7 +359,9 @@ export async function main(argv: string[]): Promise<number> {
   guardStdout();
   // -h is --help, before a bare `--` only (after it, "-h" is an argument).
   const dd = argv.indexOf("--");
-  const flags = parseFlagsOf(argv.map((a, i) => (a === "-h" && (dd < 0 || i < dd) ? "--help" : a)));
+  // exec's options end at the program: the words after it are the program's, whatever they look like.
+  const flags = argv[0] === "exec" ? parseExecArgs(argv.slice(1)) : parseFlagsOf(argv.map((a, i) => (a === "-h" && (dd < 0 || i < dd) ? "--help" : a)));
+  if (argv[0] === "exec") flags.positional.unshift("exec");
   const help = flags.options.has("help");
   const [command] = flags.positional;
   flags.positional.shift();
@@ -293,6 +387,9 @@ export async function main(argv: string[]): Promise<number> {
       case "run":
         checkOptions(flags, ["memory", "timeout-ms", "argc", "remote", "remote-window", "allow", "loan", "json"], command);
         return run(flags);
+      case "exec":
+        checkOptions(flags, EXEC_OPTIONS, command);
+        return exec(flags);
       case "symbols":
         checkOptions(flags, ["all", "json"], command);
         return symbols(flags);

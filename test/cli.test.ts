@@ -338,7 +338,7 @@ describe("ipre CLI without KVM (argument handling, symbols, a missing device) on
         const r = res(rt, name);
         expect(r.code).toBe(2);
         expect(r.stdout).toBe("");
-        expect(r.stderr).toBe('ipre: unknown command "no-such-command" (see ipre --help; commands: doctor, run, symbols, demo, bench)\n');
+        expect(r.stderr).toBe('ipre: unknown command "no-such-command" (see ipre --help; commands: doctor, run, exec, symbols, demo, bench)\n');
       }
     });
     it("ipre --help, -h and help exit 0 with the usage on stdout; ipre alone exits 2 with it on stderr", () => {

@@ -8,10 +8,10 @@ import { type ElfHeaderOptions, PF_R, PF_W, PF_X, type Phdr, writeElfHeaders } f
 const examples = fileURLToPath(new URL("../guests/examples/", import.meta.url));
 const load = (name: string): Uint8Array => new Uint8Array(readFileSync(`${examples}${name}.elf`));
 
-function expectElfError(bytes: Uint8Array, fragment: string | RegExp): void {
+function expectElfError(bytes: Uint8Array, fragment: string | RegExp, options: Parameters<typeof parseElf>[1] = {}): void {
   let caught: unknown;
   try {
-    parseElf(bytes);
+    parseElf(bytes, options);
   } catch (err) {
     caught = err;
   }
@@ -304,5 +304,71 @@ describe("parseElf on hand-made images", () => {
   it("every error is an ElfError with an 'invalid ELF' message", () => {
     expect(() => parseElf(makeElf({ machine: 40 }))).toThrow(ElfError);
     expect(() => parseElf(makeElf({ machine: 40 }))).toThrow(/^invalid ELF: /);
+  });
+});
+
+// ------------------------------------------------------------------ static-PIE (Linux programs)
+
+describe("parseElf of a static-PIE (linux: true)", () => {
+  const linuxDir = fileURLToPath(new URL("../guests/linux/", import.meta.url));
+  const linux = (name: string): Uint8Array => new Uint8Array(readFileSync(`${linuxDir}${name}.elf`));
+  const WINDOW2 = 2 * 0x40000000 + 0x400000;
+
+  it.each(["hello-pie", "hello-rs"])("%s: placed at window 0 + 4 MiB by default, or at any base; entry, segments and symbols move together", (name) => {
+    const bytes = linux(name);
+    expectElfError(bytes, /ET_DYN.*not ET_EXEC/); // freestanding rules: ET_EXEC only
+    const file = parseElf(bytes, { linux: true, base: 0 }); // the file's own addresses
+    expect(file.bias).toBe(0);
+    expect(file.lowest).toBe(0);
+    const w0 = parseElf(bytes, { linux: true });
+    const w2 = parseElf(bytes, { linux: true, base: WINDOW2 });
+    for (const [img, base] of [[w0, 0x400000], [w2, WINDOW2]] as const) {
+      expect(img.bias).toBe(base);
+      expect(img.lowest).toBe(base);
+      expect(img.highest).toBe(file.highest + base);
+      expect(img.entry).toBe(file.entry + base);
+      expect(img.segments.map((s) => s.vaddr)).toEqual(file.segments.map((s) => s.vaddr + base));
+      expect(img.segments.map((s) => [s.data.byteOffset, s.data.length])).toEqual(file.segments.map((s) => [s.data.byteOffset, s.data.length]));
+      const main = img.symbols.get("main")!;
+      expect(main).toMatchObject({ type: "func", section: ".text" });
+      expect(main.value).toBe(file.symbols.get("main")!.value + base);
+      const text = img.segments.find((s) => s.executable)!;
+      expect(main.value).toBeGreaterThanOrEqual(text.vaddr);
+      expect(main.value).toBeLessThan(text.vaddr + text.memsz);
+    }
+  });
+
+  it("a static ET_EXEC of any toolchain keeps its addresses (bias 0), with or without linux", () => {
+    for (const name of ["hello", "hello-musl", "hello-cpp"]) {
+      const img = parseElf(linux(name), { linux: true, base: WINDOW2 });
+      expect(img.bias, name).toBe(0);
+      expect(img.lowest, name).toBe(0x400000);
+    }
+    expectElfError(linux("hello"), "PT_TLS"); // freestanding rules
+  });
+
+  const text = { flags: R | X, offset: 0x1000, vaddr: 0x1000, filesz: 0x100, memsz: 0x100 };
+  const dynamic = { type: 2, flags: R | W, offset: 0x2000, vaddr: 0x2000, filesz: 0x10, memsz: 0x10 };
+  const data = { flags: R | W, offset: 0x2000, vaddr: 0x2000, filesz: 0x10, memsz: 0x2000 };
+
+  it("moves a hand-made static-PIE by base - its lowest page", () => {
+    const img = parseElf(makeElf({ type: 3, phdrs: [text, data, dynamic], entry: 0x1010 }), { linux: true, base: 0x80400000 });
+    expect(img.bias).toBe(0x80400000 - 0x1000);
+    expect(img.entry).toBe(0x80400010);
+    expect(img.segments.map((s) => [s.vaddr, s.memsz])).toEqual([[0x80400000, 0x100], [0x80401000, 0x2000]]);
+    expect([img.lowest, img.highest]).toEqual([0x80400000, 0x80403000]);
+  });
+
+  it("refuses ET_DYN that is not a static-PIE, and what no Linux program is", () => {
+    expectElfError(makeElf({ type: 3, phdrs: [text, data], entry: 0x1010 }), "ET_DYN without PT_DYNAMIC: not a self-relocating static-PIE", { linux: true });
+    const interp = { ...dynamic, type: 3 };
+    expectElfError(makeElf({ type: 3, phdrs: [text, data, interp, dynamic], entry: 0x1010 }), "PT_INTERP: the file is dynamically linked", { linux: true });
+    expectElfError(makeElf({ type: 3, phdrs: [text, data, dynamic], entry: 0x1010 }), /ET_DYN.*not ET_EXEC/); // not linux
+    expectElfError(makeElf({ type: 1 }), "e_type is ET_REL (relocatable object): ipre runs static executables (ET_EXEC) and static-PIE (ET_DYN)", { linux: true });
+    const exec = { flags: R | X, offset: 0x1000, vaddr: 0x400000, filesz: 0x100, memsz: 0x100 };
+    expectElfError(makeElf({ phdrs: [exec, dynamic] }), "PT_DYNAMIC: the file is dynamically linked", { linux: true }); // ET_EXEC + PT_DYNAMIC
+    expectElfError(makeElf({ type: 3, phdrs: [text, dynamic], entry: 0x2000 }), "entry point 0x7ffffff01000 is not inside an executable PT_LOAD", { linux: true, base: 2 ** 47 - 0x100000 });
+    expectElfError(makeElf({ type: 3, phdrs: [text, { ...data, memsz: 0x100000 }, dynamic], entry: 0x1010 }), "above 2^47", { linux: true, base: 2 ** 47 - 0x100000 });
+    expect(() => parseElf(makeElf({ type: 3, phdrs: [text, dynamic] }), { linux: true, base: 0x400123 })).toThrow(RangeError);
   });
 });

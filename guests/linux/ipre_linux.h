@@ -1,7 +1,7 @@
 /*
  * ipre for ordinary static Linux programs (glibc, musl, libstdc++; Rust has the same calls in
  * guests/linux/ipre.rs). Include it in a program that runs as a machine's program
- * (Machine.create({ program }), docs/ARCHITECTURE.md §8):
+ * (Machine.create({ program }), docs/ARCHITECTURE.md §4, "Lifecycle of a Linux program"):
  *
  *  - ipre_wait_for_requests(): the program is initialised; stop here. Machine.create() returns
  *    and the host calls the program's functions (m.call("fn", ...)) with the whole libc

@@ -6,11 +6,17 @@
  *   hostcall     guest -> JS handler -> guest (bench.elf hostcall_loop; time between handler calls)
  *   vmcall       JS -> guest `nop` -> JS (time around Machine.call)
  *   remote_call  caller guest -> remote guest -> caller guest (time between IPRE entries)
+ *   syscall      a Linux program's `syscall` -> TS syscall layer -> program (libc-bench.elf
+ *                syscall_loop: time between handler calls; hardware KVM only)
+ *   remote_call_libc  the same remote call between two glibc programs (libc-bench.elf ->
+ *                counter.elf counter_calls, which reads the remote's TLS): the libc adds no exit
  */
 import process from "node:process";
 import type { Flags } from "../flags.ts";
 import { Machine } from "../machine/machine.ts";
-import { exampleElf } from "../examples.ts";
+import { exampleElf, linuxElf } from "../examples.ts";
+import { connect } from "../ipre/connect.ts";
+import { kvmFlavour } from "../kvm/system.ts";
 import { reporter, writeResults } from "./common.ts";
 import { intOption } from "../flags.ts";
 import { describeMachine, machineLine } from "./machine-info.ts";
@@ -19,7 +25,7 @@ import { fmtNs, summarize, table, type Summary } from "./stats.ts";
 import { formatNsAxis, linePlot } from "./svg.ts";
 
 export interface LatencyRow extends Summary {
-  name: "kvm_run" | "hostcall" | "vmcall" | "remote_call";
+  name: "kvm_run" | "hostcall" | "vmcall" | "remote_call" | "syscall" | "remote_call_libc";
   /** KVM exits per operation (measured from Machine.exits). */
   exits_per_op: number;
   p99_over_p50: number;
@@ -50,7 +56,10 @@ export interface LatencyResult {
 }
 
 /** The steps measureLatency reports through `progress` (one per operation measured). */
-export const LATENCY_STEPS = 4;
+export const LATENCY_STEPS = 6;
+
+/** getppid: the syscall the syscall row makes (a user handler that only takes a timestamp). */
+const NR_GETPPID = 110;
 
 export function measureLatency(iterations: number, warmup: number, progress: (s: string) => void): LatencyRow[] {
   const rows: LatencyRow[] = [];
@@ -102,6 +111,40 @@ export function measureLatency(iterations: number, warmup: number, progress: (s:
       pair.close();
     }
   }
+  // Linux programs need a ring-3 `syscall` that reaches the runtime: not on PVM (§5).
+  if (kvmFlavour() !== "pvm") rows.push(...measureLinux(iterations, warmup, progress));
+  return rows;
+}
+
+/** The syscall and remote_call_libc rows: libc-bench.elf (window 0) connected to counter.elf (window 1). */
+function measureLinux(iterations: number, warmup: number, progress: (s: string) => void): LatencyRow[] {
+  const rows: LatencyRow[] = [];
+  const total = iterations + warmup + 1;
+  const stamps = new Float64Array(total);
+  let k = 0;
+  const quiet = { stdout: () => {}, stderr: () => {} };
+  using remote = Machine.create({ window: 1, name: "counter", program: linuxElf("counter"), linux: quiet });
+  using caller = Machine.create({ window: 0, name: "libc-bench" });
+  using _conn = connect(caller, remote);
+  caller.exec(linuxElf("libc-bench"), {
+    ...quiet,
+    syscalls: {
+      [NR_GETPPID]: () => {
+        if (k < total) stamps[k++] = performance.now();
+        return 0;
+      },
+    },
+  });
+  progress(`syscall: ${iterations} + ${warmup} warm-up getppid syscalls of a glibc program`);
+  const e0 = caller.exits;
+  caller.call("syscall_loop", total);
+  const exits = (caller.exits - e0 - 1) / total;
+  const gaps = new Float64Array(iterations);
+  for (let i = 0; i < iterations; i++) gaps[i] = (stamps[warmup + i + 1]! - stamps[warmup + i]!) * 1e6;
+  rows.push(row("syscall", gaps, exits));
+  progress(`remote_call_libc: ${iterations} + ${warmup} warm-up remote calls between glibc programs (libc-bench -> counter.counter_calls)`);
+  const { samples, exitsPerCall } = remoteCallSamples(caller, iterations, warmup);
+  rows.push(row("remote_call_libc", samples, exitsPerCall));
   return rows;
 }
 
@@ -114,6 +157,9 @@ export function latencyRatios(rows: LatencyRow[]): Record<string, number> {
     remote_call_over_vmcall: r2(p50("remote_call") / p50("vmcall")),
     hostcall_over_kvm_run: r2(p50("hostcall") / p50("kvm_run")),
     vmcall_over_kvm_run: r2(p50("vmcall") / p50("kvm_run")),
+    ...(rows.some((r) => r.name === "syscall")
+      ? { syscall_over_hostcall: r2(p50("syscall") / p50("hostcall")), remote_call_libc_over_remote_call: r2(p50("remote_call_libc") / p50("remote_call")) }
+      : {}),
   };
 }
 
@@ -157,6 +203,9 @@ export async function latencyCommand(flags: Flags): Promise<number> {
   lines.push(`remote_call / hostcall = ${ratios.remote_call_over_hostcall!.toFixed(2)} (p50; goal <= 2.2: a remote call is two exits, a hostcall one)`);
   lines.push(`remote_call / kvm_run  = ${ratios.remote_call_over_kvm_run!.toFixed(2)} (p50; cost over the raw KVM_RUN floor)`);
   lines.push(`remote_call / vmcall   = ${ratios.remote_call_over_vmcall!.toFixed(2)}, hostcall / kvm_run = ${ratios.hostcall_over_kvm_run!.toFixed(2)}, vmcall / kvm_run = ${ratios.vmcall_over_kvm_run!.toFixed(2)}`);
+  if (ratios.syscall_over_hostcall !== undefined) {
+    lines.push(`syscall / hostcall = ${ratios.syscall_over_hostcall.toFixed(2)}, remote_call_libc / remote_call = ${ratios.remote_call_libc_over_remote_call!.toFixed(2)} (p50; the libc must add no exit)`);
+  } else lines.push("syscall, remote_call_libc: not measured (Linux programs need hardware KVM; this is PVM)");
   const text = lines.join("\n") + "\n";
 
   const dir = writeResults(flags, "latency", {

@@ -1,11 +1,18 @@
 /**
  * ELF64 parser for ipre guest programs: static, non-PIE x86-64 executables (ET_EXEC), as built
- * by `guests/ipre.ld`. Pure data, no FFI: it validates the file and describes what to load;
- * copying the segments into guest memory and applying page permissions is the loader's job.
+ * by `guests/ipre.ld`, and for Linux programs (`linux`) also static-PIE. Pure data, no FFI: it
+ * validates the file and describes what to load; copying the segments into guest memory and
+ * applying page permissions is the loader's job.
  *
  * Rules (each violation throws {@link ElfError} with the reason):
  *  - ELFCLASS64, little-endian, EV_CURRENT, EM_X86_64, ET_EXEC; no PT_INTERP / PT_DYNAMIC
  *    (dynamically linked) and no PT_TLS (there is no thread-local storage in a guest).
+ *  - With `linux`: PT_TLS is allowed, and so is a static-PIE: ET_DYN with PT_DYNAMIC and no
+ *    PT_INTERP (`gcc -static-pie`, rustc with +crt-static), which relocates itself at startup
+ *    (glibc's _dl_relocate_static_pie). It is placed at `base` (default ELF_LINK_OFFSET, window
+ *    0): segments, entry and defined symbols are shifted by the bias, base - its lowest page,
+ *    so the image describes real addresses. An ET_DYN with PT_INTERP or without PT_DYNAMIC is a
+ *    shared object or a dynamically linked PIE, and is refused.
  *  - Every PT_LOAD lies inside the file (p_offset + p_filesz), has p_filesz <= p_memsz and
  *    p_memsz <= 1 GiB, lies in the canonical lower half (below 2^47), and, when it has file
  *    bytes, p_vaddr and p_offset are congruent modulo 4096 (as the ELF spec requires).
@@ -24,7 +31,7 @@
  * wins over a local one, otherwise the first one wins.
  */
 import { ElfError } from "../errors.ts";
-import { GiB, PAGE_SIZE } from "./layout.ts";
+import { ELF_LINK_OFFSET, GiB, PAGE_SIZE } from "./layout.ts";
 
 export interface ElfSegment {
   vaddr: number;
@@ -58,6 +65,8 @@ export interface ElfImage {
   /** Page-aligned extent of all segments: [lowest, highest). */
   lowest: number;
   highest: number;
+  /** What was added to the file's addresses: 0 for ET_EXEC, the load base for a static-PIE. */
+  bias?: number;
 }
 
 const PAGE = PAGE_SIZE;
@@ -80,6 +89,10 @@ const SHT_SYMTAB = 2;
 const SHT_NOBITS = 8;
 const SHN_UNDEF = 0;
 const SHN_LORESERVE = 0xff00;
+const SHN_ABS = 0xfff1;
+const SHN_COMMON = 0xfff2;
+const ET_EXEC = 2;
+const ET_DYN = 3;
 const SHN_XINDEX = 0xffff;
 
 const hex = (n: number | bigint): string => `0x${n.toString(16)}`;
@@ -104,9 +117,10 @@ function fail(reason: string): never {
 
 /**
  * Parses and validates an ELF64 x86-64 static executable. Throws ElfError with the reason.
- * `linux`: a static Linux program (src/linux/): PT_TLS is allowed (its libc sets up TLS itself).
+ * `linux`: a static Linux program (src/linux/): PT_TLS is allowed (its libc sets up TLS itself),
+ * and a static-PIE is placed at `base` (page aligned; default ELF_LINK_OFFSET, window 0).
  */
-export function parseElf(bytes: Uint8Array, options: { linux?: boolean } = {}): ElfImage {
+export function parseElf(bytes: Uint8Array, options: { linux?: boolean; base?: number } = {}): ElfImage {
   const size = bytes.length;
   if (size < EHDR_SIZE) fail(`truncated: file is ${size} bytes, smaller than the 64-byte ELF header`);
   if (!isElf(bytes)) {
@@ -130,16 +144,25 @@ export function parseElf(bytes: Uint8Array, options: { linux?: boolean } = {}): 
   };
 
   const type = u16(16);
-  if (type !== 2) {
+  const pie = type === ET_DYN && options.linux === true;
+  if (type !== ET_EXEC && !pie) {
     const what = ET_NAMES[type] ?? `unknown type ${type}`;
-    fail(`e_type is ${what}, not ET_EXEC: ipre loads only static non-PIE executables (link with -static -no-pie, see guests/ipre.ld)`);
+    fail(
+      options.linux
+        ? `e_type is ${what}: ipre runs static executables (ET_EXEC) and static-PIE (ET_DYN)`
+        : `e_type is ${what}, not ET_EXEC: ipre loads only static non-PIE executables (link with -static -no-pie, see guests/ipre.ld)`,
+    );
+  }
+  const base = options.base ?? ELF_LINK_OFFSET;
+  if (pie && !(Number.isSafeInteger(base) && base >= 0 && base % PAGE === 0 && base < Number(CANONICAL_LIMIT))) {
+    throw new RangeError(`parseElf: base ${base} is not a page-aligned lower-half address`);
   }
   const machine = u16(18);
   if (machine !== 62) fail(`e_machine is ${machine}${machine === 3 ? " (EM_386)" : machine === 183 ? " (EM_AARCH64)" : ""}, not EM_X86_64 (62)`);
 
   const entryBig = view.getBigUint64(24, true);
   if (entryBig >= CANONICAL_LIMIT) fail(`entry point ${hex(entryBig)} is not a canonical lower-half address (must be below 2^47)`);
-  const entry = Number(entryBig);
+  const entryFile = Number(entryBig);
   const phoff = u64(32, "e_phoff");
   const shoff = u64(40, "e_shoff");
   const phentsize = u16(54);
@@ -161,11 +184,14 @@ export function parseElf(bytes: Uint8Array, options: { linux?: boolean } = {}): 
     offset: number;
   }
   const loads: Load[] = [];
+  let dynamic = false;
+  const needed = options.linux ? "-static or -static-pie" : "-static -nostdlib";
   for (let i = 0; i < phnum; i++) {
     const ph = phoff + i * PHDR_SIZE;
     const ptype = u32(ph);
-    if (ptype === PT_INTERP) fail(`program header #${i} is PT_INTERP: the file is dynamically linked; ipre needs a static executable (-static -nostdlib)`);
-    if (ptype === PT_DYNAMIC) fail(`program header #${i} is PT_DYNAMIC: the file is dynamically linked; ipre needs a static executable (-static -nostdlib)`);
+    if (ptype === PT_INTERP) fail(`program header #${i} is PT_INTERP: the file is dynamically linked; ipre needs a static executable (${needed})`);
+    if (ptype === PT_DYNAMIC && !pie) fail(`program header #${i} is PT_DYNAMIC: the file is dynamically linked; ipre needs a static executable (${needed})`);
+    if (ptype === PT_DYNAMIC) dynamic = true;
     if (ptype === PT_TLS && !options.linux) fail(`program header #${i} is PT_TLS: thread-local storage is not supported in ipre guests`);
     if (ptype !== PT_LOAD) continue;
     const flags = u32(ph + 4);
@@ -200,8 +226,17 @@ export function parseElf(bytes: Uint8Array, options: { linux?: boolean } = {}): 
     });
   }
   if (loads.length === 0) fail("no PT_LOAD segment with p_memsz > 0: nothing to load");
+  if (pie && !dynamic) fail("ET_DYN without PT_DYNAMIC: not a self-relocating static-PIE (link with -static-pie)");
 
   loads.sort((a, b) => a.vaddr - b.vaddr);
+  // A static-PIE moves as a whole: its lowest page to `base` (page aligned, so congruence holds).
+  const bias = pie ? base - Math.floor(loads[0]!.vaddr / PAGE) * PAGE : 0;
+  if (bias !== 0) {
+    for (const s of loads) s.vaddr += bias;
+    const end = loads[loads.length - 1]!;
+    if (end.vaddr + end.memsz > Number(CANONICAL_LIMIT)) fail(`static-PIE at ${hex(base)}: its segments end at ${hex(end.vaddr + end.memsz)}, above 2^47`);
+  }
+  const entry = entryFile === 0 ? 0 : entryFile + bias;
   const perms = (s: ElfSegment) => `${s.readable ? "R" : "-"}${s.writable ? "W" : "-"}${s.executable ? "X" : "-"}`;
   const range = (s: Load) => `[${hex(s.vaddr)}, ${hex(s.vaddr + s.memsz)})`;
   for (let i = 1; i < loads.length; i++) {
@@ -290,9 +325,12 @@ export function parseElf(bytes: Uint8Array, options: { linux?: boolean } = {}): 
         if (name === "") continue;
         const shndx = u16(st + 6);
         const stBind = info >> 4;
+        const moves = shndx !== SHN_UNDEF && shndx !== SHN_ABS && shndx !== SHN_COMMON;
+        const value = u64(st + 8, `symbol ${name} value`) + (moves ? bias : 0);
+        if (value > Number.MAX_SAFE_INTEGER) fail(`symbol ${name} value ${hex(value - bias)} + bias ${hex(bias)} is too large (must be below 2^53)`);
         const sym: ElfSymbol = {
           name,
-          value: u64(st + 8, `symbol ${name} value`),
+          value,
           size: u64(st + 16, `symbol ${name} size`),
           type: stType === 2 ? "func" : stType === 1 ? "object" : stType === 0 ? "notype" : "other",
           section: shndx !== SHN_UNDEF && shndx < SHN_LORESERVE && shndx < shnum ? sections[shndx]!.name : "",
@@ -325,6 +363,7 @@ export function parseElf(bytes: Uint8Array, options: { linux?: boolean } = {}): 
     exports,
     lowest,
     highest,
+    bias,
   };
 }
 

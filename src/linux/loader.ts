@@ -1,7 +1,7 @@
 /**
  * Running a static Linux program (ELF64 ET_EXEC, e.g. `gcc -static`, which links at 0x400000 =
- * window 0 base + ELF_LINK_OFFSET): its segments are loaded as any program's (Machine.load), the
- * Linux initial process stack is built at the top of the machine's stack (argc, argv, envp, auxv),
+ * window 0 base + ELF_LINK_OFFSET, or a static-PIE, which parseElf places at a base): its
+ * segments are loaded as any program's (Machine.load), the Linux initial process stack is built at the top of the machine's stack (argc, argv, envp, auxv),
  * and the vCPU enters e_entry in ring 3 with RSP at argc. The program's syscalls go to its
  * LinuxProcess (syscalls.ts) until exit/exit_group or ipre_wait_for_requests() ends the run.
  *
@@ -148,6 +148,8 @@ export function runLinux<M>(core: Core, machine: M, bytes: Uint8Array, elf: ElfI
   const argv = options.argv ?? ["program"];
   const env = Object.entries(options.env ?? {}).map(([k, v]) => `${k}=${v}`);
   const { phdr, phent, phnum } = programHeaders(bytes);
+  // A static-PIE was placed at a bias (parseElf); it finds itself from AT_PHDR, so AT_BASE stays 0.
+  const bias = elf.bias ?? 0;
   const random = new Uint8Array(16);
   crypto.getRandomValues(random);
   const stack = buildInitialStack({
@@ -157,7 +159,7 @@ export function runLinux<M>(core: Core, machine: M, bytes: Uint8Array, elf: ElfI
     execfn: proc.path,
     random,
     auxv: [
-      [AT.PHDR, phdr], [AT.PHENT, phent], [AT.PHNUM, phnum], [AT.PAGESZ, PAGE_SIZE], [AT.BASE, 0], [AT.FLAGS, 0],
+      [AT.PHDR, phdr === 0 ? 0 : phdr + bias], [AT.PHENT, phent], [AT.PHNUM, phnum], [AT.PAGESZ, PAGE_SIZE], [AT.BASE, 0], [AT.FLAGS, 0],
       [AT.ENTRY, elf.entry], [AT.UID, 0], [AT.EUID, 0], [AT.GID, 0], [AT.EGID, 0], [AT.HWCAP, HWCAP_X86_64],
       [AT.CLKTCK, 100], [AT.SECURE, 0],
     ],

@@ -261,6 +261,9 @@ export class LinuxProcess<M = unknown> {
         if ((a3 & AT_EMPTY_PATH) !== 0 && guestCString(r, a1, 1) === "") return this.#stat(r, a0, a2);
         return -E.ENOENT;
       }
+      case NR.open:
+      case NR.openat:
+        return -E.ENOENT; // no file system (Rust's std probes /proc/self/maps for the stack guard)
       case NR.ioctl:
         return a0 >= 0 && a0 <= 2 ? -E.ENOTTY : -E.EBADF; // TCGETS and the rest: not a terminal
       case NR.fcntl:

@@ -492,7 +492,7 @@ export class Machine {
     this.#requireUsable();
     if (c.busyWith) throw new MachineStateError(`${c.name} is inside a remote call from ${c.busyWith.name}`);
     if (c.inCall) throw new MachineStateError(`${c.name} is already running a call`);
-    const elf = this.load(parseElf(program, { linux: true }));
+    const elf = this.load(parseElf(program, { linux: true, base: this.base + ELF_LINK_OFFSET })); // a static-PIE goes to this window
     this.#linux = undefined;
     const proc = runLinux<Machine>(c, this, program, elf, options, timeoutMs);
     this.#linux = proc;
