@@ -315,7 +315,12 @@ function exec(flags: Flags): number {
   for (const [k, v] of Object.entries(process.env)) if (v !== undefined) env[k] = v;
   using m = Machine.create({ memory, name: basename(path) });
   try {
-    return m.exec(program, { argv: [path, ...args], env, timeoutMs });
+    const code = m.exec(program, { argv: [path, ...args], env, timeoutMs });
+    if (code === Machine.WAITING) {
+      process.stderr.write(`ipre: ${path} called ipre_wait_for_requests(): it serves calls (ipre run ${path} <function> calls one)\n`);
+      return 0;
+    }
+    return code;
   } catch (e) {
     if (e instanceof LinuxProgramError && e.signal !== undefined) {
       process.stderr.write(`ipre: ${e.name}: ${e.message}\n`);
