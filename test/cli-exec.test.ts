@@ -91,6 +91,7 @@ const CASES = {
   runPair: ["run", "guests/linux/libc-bench.elf", "call_remote_n", "3", "--remote", "guests/linux/counter.elf"],
   runJson: ["run", "guests/linux/counter.elf", "counter_add", "5", "--json"],
   runUnconnected: ["run", "guests/linux/libc-bench.elf", "call_remote_n", "3"],
+  waits: ["exec", "guests/linux/counter.elf"],
 } as const;
 type Case = keyof typeof CASES;
 
@@ -154,6 +155,13 @@ describeKvm("ipre exec on Node, Bun and Deno", () => {
       expect(r.code, detail(r)).toBe(0);
       expect(JSON.parse(r.stdout)).toEqual({ elf: "guests/linux/counter.elf", function: "counter_add", args: ["5"], result: "5", window: 1 });
       expect(r.stderr).toBe("counter: ready\n");
+    });
+
+    it.skipIf(pvm)("exec of a program that waits for requests: its output, a note naming ipre run, exit 0", () => {
+      const r = res(rt, "waits");
+      expect(r.code, detail(r)).toBe(0);
+      expect(r.stdout).toBe("counter: ready\n");
+      expect(r.stderr).toBe("ipre: guests/linux/counter.elf called ipre_wait_for_requests(): it serves calls (ipre run guests/linux/counter.elf <function> calls one)\n");
     });
 
     it.skipIf(pvm)("run: a caller whose main exits non-zero (no remote to find) is a one-line error, exit 1", () => {
