@@ -193,8 +193,11 @@ export class LinuxProcess<M = unknown> {
     if (user !== undefined) result = user(a0, a1, a2, a3, a4, a5, this.machine);
     else {
       if (nr === NR.exit || nr === NR.exit_group) {
-        if (runner !== this.core) throw new LinuxProgramError(`${this.core.name}: ${syscallName(nr)}(${a0}) inside a remote call from ${runner.name}; a remote program cannot end the caller's run`);
-        if (this.phase !== "starting") throw new LinuxProgramError(`${this.core.name}: the program called ${syscallName(nr)}(${a0 & 0xff}) inside a call; a call ends by returning`);
+        // exit() ran the program's atexit handlers and destructors before this syscall: its
+        // state is gone, so the machine refuses calls until reset().
+        if (runner !== this.core || this.phase !== "starting") this.core.mustReset = `its program called ${syscallName(nr)}(${a0 & 0xff}) inside a call (its atexit handlers and destructors have run)`;
+        if (runner !== this.core) throw new LinuxProgramError(`${this.core.name}: ${syscallName(nr)}(${a0 & 0xff}) inside a remote call from ${runner.name}; a remote program cannot end the caller's run (reset it)`);
+        if (this.phase !== "starting") throw new LinuxProgramError(`${this.core.name}: the program called ${syscallName(nr)}(${a0 & 0xff}) inside a call; a call ends by returning (reset the machine)`);
         this.exitCode = a0 & 0xff;
         this.#stop("exited", runner);
         this.#trace?.(nr, syscallName(nr), [a0, a1, a2, a3, a4, a5], undefined);
@@ -396,7 +399,8 @@ export class LinuxProcess<M = unknown> {
   /**
    * The program sent itself a fatal signal (abort(): an uncaught C++ exception, a Rust panic
    * that reached an extern "C" boundary). Inside a remote call that is a RemoteFault of the
-   * remote, which must then be reset (it stopped half-way); else a LinuxProgramError.
+   * remote, which must then be reset (it stopped half-way); else a LinuxProgramError (and inside
+ * a call, too, the machine must be reset).
    */
   #fatalSignal(r: Core, nr: number, sig: number): Error {
     const what = `signal ${sig}${sig === 6 ? " (SIGABRT: abort())" : ""}`;
@@ -408,6 +412,8 @@ export class LinuxProcess<M = unknown> {
       const info = { vector: -1, rip, cr2: 0, errorCode: 0, rsp: r.mem.getU64At(FRAME_AT.rsp) };
       return new RemoteFault(info, this.core.name, { signal: sig, output, message: `remote ${this.core.name} sent itself ${what} through ${syscallName(nr)} during a call from ${r.name}${said}` });
     }
+    // Inside a call the program stopped half-way (in a start-up run there is nothing to keep).
+    if (this.phase !== "starting") this.core.mustReset = `its program ended a call with ${what}`;
     return new LinuxProgramError(`${this.core.name}: the program sent itself ${what} through ${syscallName(nr)}${said}`, sig);
   }
 

@@ -36,6 +36,8 @@ export interface LifecycleReport {
   afterResetStdout: string;
   /** exit() inside a call, then a call without reset. */
   exitInCall: ErrorReport | string;
+  /** Why the machine refuses calls after exit() inside one (its destructors ran). */
+  exitNeedsReset?: string;
   afterExitInCall: number;
   /** abort() inside a direct call, then after reset(). */
   abortInCall: ErrorReport | string;
@@ -107,6 +109,8 @@ export function lifecycleReport(): LifecycleReport {
   } catch (e) {
     exitInCall = errorReport(e);
   }
+  const exitNeedsReset = n.needsReset;
+  n.reset();
   const afterExitInCall = n.call("counter_calls");
   let abortInCall: ErrorReport | string = "no error";
   try {
@@ -150,7 +154,7 @@ export function lifecycleReport(): LifecycleReport {
   remote.reset();
   caller.reset();
   const again = runCaller(["caller"]);
-  return { runtime: libc.runtime, created, calls, callStdout, afterReset, afterResetStdout, exitInCall, afterExitInCall, abortInCall, afterAbort, fork, ipre, ipreAbort, ipreAgain: again };
+  return { runtime: libc.runtime, created, calls, callStdout, afterReset, afterResetStdout, exitInCall, exitNeedsReset, afterExitInCall, abortInCall, afterAbort, fork, ipre, ipreAbort, ipreAgain: again };
 }
 
 if ((import.meta as ImportMeta & { main?: boolean }).main) console.log(JSON.stringify(lifecycleReport()));
