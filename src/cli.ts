@@ -310,10 +310,13 @@ function exec(flags: Flags): number {
   if (!Number.isFinite(timeoutMs) || timeoutMs < 0) throw new UsageError("--timeout needs a number of milliseconds (0: none)");
   const program = readInput(path, "program");
   // A bad file is an ElfError before any VM exists; an ipre guest (no entry point) is no program.
-  if (parseElf(program, { linux: true }).entry === 0) throw new IpreError(`${path} has no entry point: not a Linux program (ipre guests are called with ipre run)`);
+  const elf = parseElf(program, { linux: true });
+  if (elf.entry === 0) throw new IpreError(`${path} has no entry point: not a Linux program (ipre guests are called with ipre run)`);
+  // The window the program is linked for (a static-PIE is placed in window 0).
+  const window = Math.floor(elf.lowest / WINDOW_SIZE);
   const env: Record<string, string> = {};
   for (const [k, v] of Object.entries(process.env)) if (v !== undefined) env[k] = v;
-  using m = Machine.create({ memory, name: basename(path) });
+  using m = Machine.create({ memory, window, name: basename(path) });
   try {
     const code = m.exec(program, { argv: [path, ...args], env, timeoutMs });
     if (code === Machine.WAITING) {
