@@ -2,6 +2,8 @@
  * The caller of counter.c over IPRE (test/linux-lifecycle.test.ts): a glibc program in window 0
  * that finds the remote's functions with ipre_remote() and calls them as plain C functions. Its
  * own TLS and errno stay its own across the calls; the remote's heap and output are the remote's.
+ * counter_calls is also found at link time: guests/linux/counter.syms.ld (the remote's exports,
+ * as `ipre symbols counter.elf` prints them) is part of this program's link.
  * argv[1] == "abort": the remote aborts (a RemoteFault for the host). Exit code 0 when every check
  * passed.
  */
@@ -10,6 +12,9 @@
 #include <string.h>
 #include <unistd.h>
 #include "ipre_linux.h"
+
+/* Linked against counter.syms.ld: an absolute address in the remote's window. */
+extern long counter_calls(void);
 
 static __thread long mine = 7;
 static int failed;
@@ -34,13 +39,14 @@ int main(int argc, char **argv) {
     printf("a counter function is missing\n");
     return 2;
   }
+  CHECK((void *)calls == (void *)counter_calls); /* link time and run time agree */
   CHECK(ipre_remote("counter_secret") == NULL);
   CHECK(ipre_remote("no_such_function") == NULL);
   printf("caller: found the remote at %p\n", (void *)add);
 
   long t = 0;
   for (long i = 1; i <= 5; i++) t = add(i);
-  printf("caller: total %ld, remote calls %ld\n", t, calls());
+  printf("caller: total %ld, remote calls %ld\n", t, counter_calls());
   CHECK(t == 15);
 
   errno = 0;
