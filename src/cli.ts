@@ -314,11 +314,9 @@ function exec(flags: Flags): number {
   if (elf.entry === 0) throw new IpreError(`${path} has no entry point: not a Linux program (ipre guests are called with ipre run)`);
   // The window the program is linked for (a static-PIE is placed in window 0).
   const window = Math.floor(elf.lowest / WINDOW_SIZE);
-  const env: Record<string, string> = {};
-  for (const [k, v] of Object.entries(process.env)) if (v !== undefined) env[k] = v;
   using m = Machine.create({ memory, window, name: basename(path) });
   try {
-    const code = m.exec(program, { argv: [path, ...args], env, timeoutMs });
+    const code = m.exec(program, { argv: [path, ...args], env: processEnv(), timeoutMs });
     if (code === Machine.WAITING) {
       process.stderr.write(`ipre: ${path} called ipre_wait_for_requests(): it serves calls (ipre run ${path} <function> calls one)\n`);
       return 0;

@@ -61,22 +61,36 @@ export const LATENCY_STEPS = 6;
 /** getppid: the syscall the syscall row makes (a user handler that only takes a timestamp). */
 const NR_GETPPID = 110;
 
+/**
+ * Timestamps taken by a handler (hostcall or syscall) that a guest loop calls `total` times:
+ * consecutive ones are one round trip apart (exit, handler, resume, loop).
+ */
+class Stamps {
+  readonly total: number;
+  readonly #t: Float64Array;
+  #k = 0;
+  constructor(readonly iterations: number, readonly warmup: number) {
+    this.total = iterations + warmup + 1;
+    this.#t = new Float64Array(this.total);
+  }
+  /** The handler: one timestamp, result 0. */
+  readonly take = (): number => {
+    if (this.#k < this.total) this.#t[this.#k++] = performance.now();
+    return 0;
+  };
+  /** The round trips after the warm-up, in ns. */
+  gaps(): Float64Array {
+    const g = new Float64Array(this.iterations);
+    for (let i = 0; i < this.iterations; i++) g[i] = (this.#t[this.warmup + i + 1]! - this.#t[this.warmup + i]!) * 1e6;
+    return g;
+  }
+}
+
 export function measureLatency(iterations: number, warmup: number, progress: (s: string) => void): LatencyRow[] {
   const rows: LatencyRow[] = [];
   {
-    const total = iterations + warmup + 1;
-    const stamps = new Float64Array(total);
-    let k = 0;
-    using m = Machine.create({
-      name: "bench",
-      program: exampleElf("bench"),
-      hostcalls: {
-        0: () => {
-          if (k < total) stamps[k++] = performance.now();
-          return 0;
-        },
-      },
-    });
+    const stamps = new Stamps(iterations, warmup);
+    using m = Machine.create({ name: "bench", program: exampleElf("bench"), hostcalls: { 0: stamps.take } });
     progress(`kvm_run: ${iterations} + ${warmup} warm-up raw KVM_RUN round trips`);
     // serviceRun does not count in Machine.exits: it is one KVM_RUN by construction. Its
     // watchdog (a timer armed and disarmed around every service run: three more syscalls) is
@@ -91,11 +105,8 @@ export function measureLatency(iterations: number, warmup: number, progress: (s:
 
     progress(`hostcall: ${iterations} + ${warmup} warm-up hostcalls in one guest loop`);
     let e0 = m.exits;
-    m.call("hostcall_loop", total);
-    const hostExits = (m.exits - e0 - 1) / total;
-    const gaps = new Float64Array(iterations);
-    for (let i = 0; i < iterations; i++) gaps[i] = (stamps[warmup + i + 1]! - stamps[warmup + i]!) * 1e6;
-    rows.push(row("hostcall", gaps, hostExits));
+    m.call("hostcall_loop", stamps.total);
+    rows.push(row("hostcall", stamps.gaps(), (m.exits - e0 - 1) / stamps.total));
 
     progress(`vmcall: ${iterations} + ${warmup} warm-up calls of nop()`);
     e0 = m.exits;
@@ -119,29 +130,19 @@ export function measureLatency(iterations: number, warmup: number, progress: (s:
 /** The syscall and remote_call_libc rows: libc-bench.elf (window 0) connected to counter.elf (window 1). */
 function measureLinux(iterations: number, warmup: number, progress: (s: string) => void): LatencyRow[] {
   const rows: LatencyRow[] = [];
-  const total = iterations + warmup + 1;
-  const stamps = new Float64Array(total);
-  let k = 0;
+  const stamps = new Stamps(iterations, warmup);
   const quiet = { stdout: () => {}, stderr: () => {} };
   using remote = Machine.create({ window: 1, name: "counter", program: linuxElf("counter"), linux: quiet });
   using caller = Machine.create({ window: 0, name: "libc-bench" });
   using _conn = connect(caller, remote);
   caller.exec(linuxElf("libc-bench"), {
     ...quiet,
-    syscalls: {
-      [NR_GETPPID]: () => {
-        if (k < total) stamps[k++] = performance.now();
-        return 0;
-      },
-    },
+    syscalls: { [NR_GETPPID]: stamps.take },
   });
   progress(`syscall: ${iterations} + ${warmup} warm-up getppid syscalls of a glibc program`);
   const e0 = caller.exits;
-  caller.call("syscall_loop", total);
-  const exits = (caller.exits - e0 - 1) / total;
-  const gaps = new Float64Array(iterations);
-  for (let i = 0; i < iterations; i++) gaps[i] = (stamps[warmup + i + 1]! - stamps[warmup + i]!) * 1e6;
-  rows.push(row("syscall", gaps, exits));
+  caller.call("syscall_loop", stamps.total);
+  rows.push(row("syscall", stamps.gaps(), (caller.exits - e0 - 1) / stamps.total));
   progress(`remote_call_libc: ${iterations} + ${warmup} warm-up remote calls between glibc programs (libc-bench -> counter.counter_calls)`);
   const { samples, exitsPerCall } = remoteCallSamples(caller, iterations, warmup);
   rows.push(row("remote_call_libc", samples, exitsPerCall));
