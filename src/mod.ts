@@ -38,6 +38,6 @@ export * as layout from "./guest/layout.ts";
 export { exampleElf } from "./examples.ts";
 export { Snapshot } from "./machine/machine.ts";
 export type { CallOptions, ExecOptions } from "./machine/machine.ts";
-export type { LinuxOptions, OutputSink, SyscallFn } from "./linux/syscalls.ts";
+export type { LinuxOptions, LinuxPhase, OutputSink, SyscallFn } from "./linux/syscalls.ts";
 export { NR as LINUX_SYSCALL } from "./linux/syscalls.ts";
 export { Watchdog, TIMEOUT_SIGNAL } from "./watchdog.ts";
