@@ -162,9 +162,8 @@ export class MachineStateError extends IpreError {
 }
 
 /**
- * A Linux program (Machine.exec) could not run or ended abnormally: a KVM flavour that cannot
- * deliver its system calls (PVM), a fatal signal it sent itself (abort()), an exit where the run
- * cannot end. `signal` is the signal number when there is one.
+ * A Linux program (Machine.exec) could not run or ended abnormally: a fatal signal it sent
+ * itself (abort()), an exit where the run cannot end, a program that is not one. `signal` is the signal number when there is one.
  */
 export class LinuxProgramError extends IpreError {
   override name = "LinuxProgramError";

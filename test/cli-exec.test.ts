@@ -11,9 +11,8 @@ import { existsSync, readdirSync, statSync } from "node:fs";
 import { join } from "node:path";
 import { beforeAll, describe, expect, it } from "vitest";
 import { parseExecArgs } from "../src/cli.ts";
-import { kvmFlavour } from "../src/kvm/system.ts";
 import { repoRoot, RUNTIMES, type Runtime } from "./harness.ts";
-import { describeKvm, HAVE_KVM, upperMs } from "./kvm.ts";
+import { describeKvm, upperMs } from "./kvm.ts";
 
 function cliCommand(rt: Runtime, args: string[]): [string, string[]] {
   if (rt === "node") return [process.execPath, ["bin/ipre.js", ...args]];
@@ -96,10 +95,8 @@ const CASES = {
 type Case = keyof typeof CASES;
 
 describeKvm("ipre exec on Node, Bun and Deno", () => {
-  const pvm = HAVE_KVM && kvmFlavour() === "pvm";
   const results = new Map<string, CliResult>();
   beforeAll(async () => {
-    if (pvm) return;
     ensureDist();
     const jobs = RUNTIMES.flatMap((rt) => (Object.keys(CASES) as Case[]).map((c) => async () => results.set(`${rt}:${c}`, await runCli(rt, [...CASES[c]]))));
     let next = 0;
@@ -111,7 +108,7 @@ describeKvm("ipre exec on Node, Bun and Deno", () => {
   const detail = (r: CliResult) => `exit ${r.code}\nstdout: ${r.stdout}\nstderr: ${r.stderr}`;
 
   describe.each(RUNTIMES)("%s", (rt) => {
-    it.skipIf(pvm)("C (glibc): argv as given, a program's --flag is its own, the process's environment, exit 3 + argc", () => {
+    it("C (glibc): argv as given, a program's --flag is its own, the process's environment, exit 3 + argc", () => {
       const r = res(rt, "c");
       expect(r.code, detail(r)).toBe(6);
       expect(r.stdout).toMatch(/^hello from a Linux guest: argc=3 envc=\d+\n/);
@@ -120,21 +117,21 @@ describeKvm("ipre exec on Node, Bun and Deno", () => {
       expect(r.stderr).toBe("bye from stderr\n");
     });
 
-    it.skipIf(pvm)("C++: iostream output and the caught exception; options before the program are ipre's, after it the program's", () => {
+    it("C++: iostream output and the caught exception; options before the program are ipre's, after it the program's", () => {
       const r = res(rt, "cpp");
       expect(r.code, detail(r)).toBe(23);
       expect(r.stdout).toBe("hello from C++: argc=3\nargv[0]=guests/linux/hello-cpp.elf\nargv[1]=--memory\nargv[2]=1\na=3 b=2 c=1 \ncaught: not a number: 12x\nparsed 42\n");
       expect(r.stderr).toBe("C++ stderr\n");
     });
 
-    it.skipIf(pvm)("Rust: println!/eprintln! and process::exit's code; -h after the program is the program's", () => {
+    it("Rust: println!/eprintln! and process::exit's code; -h after the program is the program's", () => {
       const r = res(rt, "rust");
       expect(r.code, detail(r)).toBe(34);
       expect(r.stdout).toBe("hello from Rust: argc=4\nargv[0]=guests/linux/hello-rs.elf\nargv[1]=-h\nargv[2]=--help\nargv[3]=x\na=3 b=2 c=1\nsum 4999950000\n");
       expect(r.stderr).toBe("Rust stderr\n");
     });
 
-    it.skipIf(pvm)("abort(): the program's stderr, then one line naming LinuxProgramError and SIGABRT, exit 134", () => {
+    it("abort(): the program's stderr, then one line naming LinuxProgramError and SIGABRT, exit 134", () => {
       const r = res(rt, "abort");
       expect(r.code, detail(r)).toBe(134);
       const lines = r.stderr.trimEnd().split("\n");
@@ -143,28 +140,28 @@ describeKvm("ipre exec on Node, Bun and Deno", () => {
       expect(lines[1]).toMatch(/^ipre: LinuxProgramError: .*signal 6 \(SIGABRT: abort\(\)\)/);
     });
 
-    it.skipIf(pvm)("run: a Linux caller with a Linux --remote, both started; the caller's function calls the remote", () => {
+    it("run: a Linux caller with a Linux --remote, both started; the caller's function calls the remote", () => {
       const r = res(rt, "runPair");
       expect(r.stderr, detail(r)).toBe("");
       expect(r.stdout).toBe("counter: ready\n6\n"); // counter's main printed; counter_calls is 2 after main: 3 calls sum to 6
       expect(r.code).toBe(0);
     });
 
-    it.skipIf(pvm)("run --json: stdout is the JSON document alone, the program prints to stderr", () => {
+    it("run --json: stdout is the JSON document alone, the program prints to stderr", () => {
       const r = res(rt, "runJson");
       expect(r.code, detail(r)).toBe(0);
       expect(JSON.parse(r.stdout)).toEqual({ elf: "guests/linux/counter.elf", function: "counter_add", args: ["5"], result: "5", window: 1 });
       expect(r.stderr).toBe("counter: ready\n");
     });
 
-    it.skipIf(pvm)("exec of a program that waits for requests: its output, a note naming ipre run, exit 0", () => {
+    it("exec of a program that waits for requests: its output, a note naming ipre run, exit 0", () => {
       const r = res(rt, "waits");
       expect(r.code, detail(r)).toBe(0);
       expect(r.stdout).toBe("counter: ready\n");
       expect(r.stderr).toBe("ipre: guests/linux/counter.elf called ipre_wait_for_requests(): it serves calls (ipre run guests/linux/counter.elf <function> calls one)\n");
     });
 
-    it.skipIf(pvm)("run: a caller whose main exits non-zero (no remote to find) is a one-line error, exit 1", () => {
+    it("run: a caller whose main exits non-zero (no remote to find) is a one-line error, exit 1", () => {
       const r = res(rt, "runUnconnected");
       expect(r.code, detail(r)).toBe(1);
       expect(r.stderr).toBe("libc-bench: connect counter.elf (window 1) before starting\nipre: IpreError: guests/linux/libc-bench.elf exited with code 1 before call_remote_n was called (a program that serves calls calls ipre_wait_for_requests())\n");

@@ -4,24 +4,21 @@
  * It documents the src/kvm/ layer: the scenario is the canonical flow in one screen.
  */
 import { beforeAll, describe, expect, it } from "vitest";
-import { kvmFlavour } from "../src/kvm/system.ts";
 import { collectReports, ReportSet, RUNTIMES } from "./harness.ts";
-import { describeKvm, HAVE_KVM } from "./kvm.ts";
+import { describeKvm } from "./kvm.ts";
 import { CODE, CODE_GPA, helloReport, IN_BYTE, PORT, type HelloReport } from "./scenarios/kvm-hello.ts";
 
 const OUT = 1;
 const IN = 0;
 
 describeKvm("kvm-hello: the raw kvm/ handles run a real-mode guest to hlt", () => {
-  // PVM runs 64-bit guests only; real mode is a hardware-KVM test.
-  const pvm = HAVE_KVM && kvmFlavour() === "pvm";
   let set = new ReportSet<HelloReport>();
   beforeAll(async () => {
-    if (!pvm) set = await collectReports("test/scenarios/kvm-hello.ts", () => [], helloReport, 60_000);
+    set = await collectReports("test/scenarios/kvm-hello.ts", () => [], helloReport, 60_000);
   }, 90_000);
 
   describe.each(RUNTIMES)("%s", (rt) => {
-    it.skipIf(pvm)("exits on each out/in with port, direction, size and data, then KVM_EXIT_HLT after the last byte of code", () => {
+    it("exits on each out/in with port, direction, size and data, then KVM_EXIT_HLT after the last byte of code", () => {
       const r = set.report(rt);
       expect(r.runtime).toBe(rt);
       expect(r.apiVersion).toBe(12);

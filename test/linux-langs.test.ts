@@ -6,9 +6,8 @@
  * exits with its code and makes no unknown syscall.
  */
 import { beforeAll, describe, expect, it } from "vitest";
-import { kvmFlavour } from "../src/kvm/system.ts";
 import { collectReports, ReportSet, RUNTIMES } from "./harness.ts";
-import { describeKvm, HAVE_KVM } from "./kvm.ts";
+import { describeKvm } from "./kvm.ts";
 import { langsReport, type LangRun, type LangsReport } from "./scenarios/linux-langs.ts";
 
 const argvLines = (name: string) => [`argv[0]=/bin/${name}`, "argv[1]=x", "argv[2]=y"];
@@ -43,34 +42,32 @@ function expectRun(r: LangRun | undefined, name: string): void {
 }
 
 describeKvm("linux: musl, C++ and Rust programs, static and static-PIE", () => {
-  // On PVM a ring-3 syscall does not reach LSTAR: exec refuses (LinuxProgramError), nothing to run.
-  const pvm = HAVE_KVM && kvmFlavour() === "pvm";
   let set = new ReportSet<LangsReport>();
   beforeAll(async () => {
-    if (!pvm) set = await collectReports("test/scenarios/linux-langs.ts", () => [], langsReport, 240_000);
+    set = await collectReports("test/scenarios/linux-langs.ts", () => [], langsReport, 240_000);
   }, 480_000);
 
   describe.each(RUNTIMES)("%s", (rt) => {
-    it.skipIf(pvm)("musl C (static ET_EXEC): stdio, argv, getenv, malloc through musl's start-up", () => {
+    it("musl C (static ET_EXEC): stdio, argv, getenv, malloc through musl's start-up", () => {
       const r = set.report(rt);
       expect(r.runtime).toBe(rt);
       expectRun(r.window0["hello-musl"], "hello-musl");
       expect(r.window0["hello-musl"]!.syscalls).toContain("arch_prctl"); // musl sets its own TLS
     });
 
-    it.skipIf(pvm)("C++ (g++ -static): STL containers, iostream, an exception thrown and caught", () => {
+    it("C++ (g++ -static): STL containers, iostream, an exception thrown and caught", () => {
       expectRun(set.report(rt).window0["hello-cpp"], "hello-cpp");
     });
 
-    it.skipIf(pvm)("Rust std (static-PIE, +crt-static): Vec, HashMap, println!, eprintln!, process::exit", () => {
+    it("Rust std (static-PIE, +crt-static): Vec, HashMap, println!, eprintln!, process::exit", () => {
       expectRun(set.report(rt).window0["hello-rs"], "hello-rs");
     });
 
-    it.skipIf(pvm)("glibc static-PIE (hello.c, gcc -static-pie) relocates itself in window 0", () => {
+    it("glibc static-PIE (hello.c, gcc -static-pie) relocates itself in window 0", () => {
       expectRun(set.report(rt).window0["hello-pie"], "hello-pie");
     });
 
-    it.skipIf(pvm)("the static-PIEs run in window 2 as well", (ctx) => {
+    it("the static-PIEs run in window 2 as well", (ctx) => {
       const r = set.report(rt);
       for (const name of ["hello-rs", "hello-pie"]) {
         // Machine.exec places a static-PIE at its window only once it passes its base to parseElf

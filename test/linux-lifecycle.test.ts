@@ -8,9 +8,8 @@
  * remote is a RemoteFault with its message, after which both machines work again once reset.
  */
 import { beforeAll, describe, expect, it } from "vitest";
-import { kvmFlavour } from "../src/kvm/system.ts";
 import { collectReports, ReportSet, RUNTIMES } from "./harness.ts";
-import { describeKvm, HAVE_KVM } from "./kvm.ts";
+import { describeKvm } from "./kvm.ts";
 import { lifecycleReport, type LifecycleReport } from "./scenarios/linux-lifecycle.ts";
 
 /** sum(i % 256) for i < n: what counter_heap(n) computes in the guest. */
@@ -33,14 +32,13 @@ const CALLER_OUT = (found: string) =>
 const REMOTE_OUT = ["add 100", "add 1", "add 2", "add 3", "add 4", "add 5", "a caller string of 54 characters, on the caller's stack", "total 15", ""].join("\n");
 
 describeKvm("linux: programs that wait for requests, and IPRE between Linux programs", () => {
-  const pvm = HAVE_KVM && kvmFlavour() === "pvm"; // Linux programs need hardware KVM (LinuxProgramError on PVM)
   let set = new ReportSet<LifecycleReport>();
   beforeAll(async () => {
-    if (!pvm) set = await collectReports("test/scenarios/linux-lifecycle.ts", () => [], lifecycleReport, 180_000);
+    set = await collectReports("test/scenarios/linux-lifecycle.ts", () => [], lifecycleReport, 180_000);
   }, 360_000);
 
   describe.each(RUNTIMES)("%s", (rt) => {
-    it.skipIf(pvm)("create() runs main() to ipre_wait_for_requests(); calls use the program's libc", () => {
+    it("create() runs main() to ipre_wait_for_requests(); calls use the program's libc", () => {
       const r = set.report(rt);
       expect(r.runtime).toBe(rt);
       expect(r.created).toEqual({ phase: "waiting", stdout: "counter: ready\n" });
@@ -49,14 +47,14 @@ describeKvm("linux: programs that wait for requests, and IPRE between Linux prog
       expect(r.callStdout).toBe("add 100\nadd 5\nadd 7\nfrom the host\ntotal 12\n");
     });
 
-    it.skipIf(pvm)("reset() returns to the waiting state, fork() starts from a snapshot with its own output", () => {
+    it("reset() returns to the waiting state, fork() starts from a snapshot with its own output", () => {
       const r = set.report(rt);
       expect(r.afterReset).toEqual({ calls: 2, add: 1, dump: 2 });
       expect(r.afterResetStdout).toBe("add 100\nadd 1\ntotal 1\n");
       expect(r.fork).toEqual({ calls: 4, add: 1012, parentCalls: 4, stdout: "add 100\nadd 5\nadd 7\nfrom the host\nadd 1000\ntotal 1012\n" });
     });
 
-    it.skipIf(pvm)("exit() inside a call is a LinuxProgramError and needs reset(); abort() too, with its message; then the machine works", () => {
+    it("exit() inside a call is a LinuxProgramError and needs reset(); abort() too, with its message; then the machine works", () => {
       const r = set.report(rt);
       expect(r.exitInCall).toMatchObject({ name: "LinuxProgramError" });
       expect((r.exitInCall as { message: string }).message).toContain("exit_group(3) inside a call");
@@ -67,7 +65,7 @@ describeKvm("linux: programs that wait for requests, and IPRE between Linux prog
       expect(r.afterAbort).toBe(2);
     });
 
-    it.skipIf(pvm)("IPRE between Linux programs: ipre_remote(), the remote's heap, TLS, errno and stdout stay the remote's", () => {
+    it("IPRE between Linux programs: ipre_remote(), the remote's heap, TLS, errno and stdout stay the remote's", () => {
       const r = set.report(rt);
       expect(r.ipre.error).toBeUndefined();
       const found = /found the remote at (0x[0-9a-f]+)/.exec(r.ipre.stdout)?.[1] ?? "?";
@@ -79,7 +77,7 @@ describeKvm("linux: programs that wait for requests, and IPRE between Linux prog
       expect(r.ipre.remoteCalls).toBe(7); // the remote's TLS counter: main's 2 + 5 from the caller
     });
 
-    it.skipIf(pvm)("abort() in the remote is a RemoteFault with the remote's message; both work again after reset()", () => {
+    it("abort() in the remote is a RemoteFault with the remote's message; both work again after reset()", () => {
       const r = set.report(rt);
       expect(r.ipreAbort.error).toMatchObject({ name: "RemoteFault", signal: 6, remoteName: "machine@1", output: "counter: the caller asked for it\n" });
       expect((r.ipreAbort.error as { message: string }).message).toContain("counter: the caller asked for it");

@@ -7,9 +7,8 @@
  * run normally again.
  */
 import { beforeAll, describe, expect, it } from "vitest";
-import { kvmFlavour } from "../src/kvm/system.ts";
 import { collectReports, ReportSet, RUNTIMES } from "./harness.ts";
-import { describeKvm, HAVE_KVM } from "./kvm.ts";
+import { describeKvm } from "./kvm.ts";
 import { pairsReport, type PairRun, type PairsReport } from "./scenarios/linux-pairs.ts";
 
 const CPP = [
@@ -67,22 +66,20 @@ function expectClean(r: PairRun | undefined, stdout: string): void {
 }
 
 describeKvm("linux pairs: IPRE between static Linux programs in C, C++ and Rust", () => {
-  // On PVM a ring-3 syscall does not reach LSTAR: Linux programs do not run there.
-  const pvm = HAVE_KVM && kvmFlavour() === "pvm";
   let set = new ReportSet<PairsReport>();
   beforeAll(async () => {
-    if (!pvm) set = await collectReports("test/scenarios/linux-pairs.ts", () => [], pairsReport, 600_000);
+    set = await collectReports("test/scenarios/linux-pairs.ts", () => [], pairsReport, 600_000);
   }, 1_200_000);
 
   describe.each(RUNTIMES)("%s", (rt) => {
-    it.skipIf(pvm)("C++ -> C++: containers by reference, templates and virtuals, caller callbacks, arena and pmr answers", () => {
+    it("C++ -> C++: containers by reference, templates and virtuals, caller callbacks, arena and pmr answers", () => {
       const r = set.report(rt);
       expect(r.runtime).toBe(rt);
       expect(r.setup.cpp).toBeUndefined();
       expectClean(r.cpp[0], CPP_OK);
     });
 
-    it.skipIf(pvm)("an exception in the C++ remote is a RemoteFault with what std::terminate printed; reset() recovers", () => {
+    it("an exception in the C++ remote is a RemoteFault with what std::terminate printed; reset() recovers", () => {
       const [, thrown, again] = set.report(rt).cpp;
       expect(thrown?.error, facts(thrown)).toMatchObject({ name: "RemoteFault", signal: 6, remoteName: "cpp_remote" });
       expect(thrown?.error?.message).toContain("remote says no");
@@ -91,19 +88,19 @@ describeKvm("linux pairs: IPRE between static Linux programs in C, C++ and Rust"
       expectClean(again, CPP_OK);
     });
 
-    it.skipIf(pvm)("C -> C++: extern \"C\" entries, an arena, a hand-built vtable", () => {
+    it("C -> C++: extern \"C\" entries, an arena, a hand-built vtable", () => {
       const r = set.report(rt);
       expect(r.setup.c).toBeUndefined();
       expectClean(r.c[0], C_OK);
     });
 
-    it.skipIf(pvm)("Rust -> Rust: slices, &str, &Vec<String>, a repr(C) struct by value", () => {
+    it("Rust -> Rust: slices, &str, &Vec<String>, a repr(C) struct by value", () => {
       const r = set.report(rt);
       expect(r.setup.rust).toBeUndefined();
       expectClean(r.rust[0], RUST_OK);
     });
 
-    it.skipIf(pvm)("a panic in the Rust remote is a RemoteFault with the panic message; reset() recovers", () => {
+    it("a panic in the Rust remote is a RemoteFault with the panic message; reset() recovers", () => {
       const [, panicked, again] = set.report(rt).rust;
       expect(panicked?.error, facts(panicked)).toMatchObject({ name: "RemoteFault", signal: 6, remoteName: "rust_remote" });
       expect(panicked?.error?.message).toContain("remote panicked on purpose (code 7)");

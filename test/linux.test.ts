@@ -5,9 +5,8 @@
  * and exactly one warning; user handlers override; reset() and exec again.
  */
 import { beforeAll, describe, expect, it } from "vitest";
-import { kvmFlavour } from "../src/kvm/system.ts";
 import { collectReports, ReportSet, RUNTIMES } from "./harness.ts";
-import { describeKvm, HAVE_KVM } from "./kvm.ts";
+import { describeKvm } from "./kvm.ts";
 import { linuxReport, type LinuxReport } from "./scenarios/linux.ts";
 
 /** 100 blocks of 1000 + 100 i bytes; the last bytes sum to 0 + … + 99, plus 7 from the 1 MiB block. */
@@ -22,15 +21,13 @@ const PLAIN = [
 ].join("\n");
 
 describeKvm("linux: static glibc programs run with a TypeScript syscall layer", () => {
-  // On PVM a ring-3 syscall does not reach LSTAR: exec refuses (LinuxProgramError), nothing to run.
-  const pvm = HAVE_KVM && kvmFlavour() === "pvm";
   let set = new ReportSet<LinuxReport>();
   beforeAll(async () => {
-    if (!pvm) set = await collectReports("test/scenarios/linux.ts", () => [], linuxReport, 120_000);
+    set = await collectReports("test/scenarios/linux.ts", () => [], linuxReport, 120_000);
   }, 240_000);
 
   describe.each(RUNTIMES)("%s", (rt) => {
-    it.skipIf(pvm)("runs main() to exit: stdout, stderr, exit code 3 + argc, one exit per syscall", () => {
+    it("runs main() to exit: stdout, stderr, exit code 3 + argc, one exit per syscall", () => {
       const r = set.report(rt);
       expect(r.runtime).toBe(rt);
       expect(r.plain.error, `${r.plain.error}\nstderr: ${r.plain.stderr}\nlast syscalls:\n${r.plain.tail?.join("\n")}\ncpuid:\n${r.cpuid?.join("\n")}`).toBeUndefined();
@@ -46,7 +43,7 @@ describeKvm("linux: static glibc programs run with a TypeScript syscall layer", 
       expect(r.plain.exits).toBe(r.plain.syscalls.length);
     });
 
-    it.skipIf(pvm)("an unknown syscall returns -ENOSYS and warns exactly once, by name", () => {
+    it("an unknown syscall returns -ENOSYS and warns exactly once, by name", () => {
       const r = set.report(rt);
       expect(r.enosys.error, `${r.enosys.error}\nstderr: ${r.enosys.stderr}\nlast syscalls:\n${r.enosys.tail?.join("\n")}`).toBeUndefined();
       expect(r.enosys.stdout).toContain("argc=2 ");
@@ -55,7 +52,7 @@ describeKvm("linux: static glibc programs run with a TypeScript syscall layer", 
       expect(r.enosys.exitCode).toBe(5);
     });
 
-    it.skipIf(pvm)("a user handler overrides a syscall number", () => {
+    it("a user handler overrides a syscall number", () => {
       const r = set.report(rt);
       expect(r.override.error, `${r.override.error}\nstderr: ${r.override.stderr}`).toBeUndefined();
       expect(r.override.stdout).toMatch(/syscall\(999\)=42 errno=\d+ again=42\n/);
@@ -63,13 +60,22 @@ describeKvm("linux: static glibc programs run with a TypeScript syscall layer", 
       expect(r.override.exitCode).toBe(5);
     });
 
-    it.skipIf(pvm)("abort() is a LinuxProgramError with SIGABRT and what the program wrote to stderr", () => {
+    it("abort() is a LinuxProgramError with SIGABRT and what the program wrote to stderr", () => {
       const r = set.report(rt);
       expect(r.abort).toMatchObject({ name: "LinuxProgramError", signal: 6 });
       expect((r.abort as { message: string }).message).toContain("giving up");
     });
 
-    it.skipIf(pvm)("execs again on the same machine after reset() (also after an abort)", () => {
+    it("the PVM route on every flavour: a ring-3 jump to LSTAR with RCX/R11 set is a syscall; resume at RCX, RFLAGS from R11 less IOPL", () => {
+      const r = set.report(rt).pvmRoute;
+      expect(r.error, `${r.error}\n${r.tail?.join("\n")}`).toBeUndefined();
+      expect(r.stdout).toBe("pvm route\nvia syscall\n");
+      expect(r.exitCode).toBe(0); // no bit set: result, CF and IOPL as Linux's sysret gives them
+      expect(r.syscalls).toEqual(["write", "write", "exit_group"]);
+      expect(r.exits).toBe(3); // one exit per syscall on either route
+    });
+
+    it("execs again on the same machine after reset() (also after an abort)", () => {
       const r = set.report(rt);
       expect(r.again).toHaveLength(2);
       for (const a of r.again) {

@@ -5,9 +5,10 @@
  * independent (RIP-relative data). Guest programs run in ring 3 and reach the host only by
  * faulting: every exception vector 0-31 enters a stub here on the IST1 stack, and the stub
  * exits to the VMM with `out PORT_VECTOR_BASE+vector` (ring-3 `out`, `int n` and
- * `syscall` are not usable on PVM, docs/ARCHITECTURE.md §5). On hardware KVM a Linux program's
- * `syscall` enters `syscall_entry`, which leaves the same frame and exits on PORT_SYSCALL. The host reads registers through
- * KVM_CAP_SYNC_REGS and the frame from IST1, edits them, and resumes the vCPU, which then runs
+ * `syscall` do not enter ring 0 on PVM, docs/ARCHITECTURE.md §5). On hardware KVM a Linux
+ * program's `syscall` enters `syscall_entry`, which leaves the same frame and exits on
+ * PORT_SYSCALL; on PVM it faults fetching `syscall_entry` and exits through the #PF stub (§4).
+ * The host reads registers through KVM_CAP_SYNC_REGS and the frame from IST1, edits them, and resumes the vCPU, which then runs
  * `resume`: apply the page-table writes and the CR3/FSBASE loads the host left in the mailbox
  * (so a shadow-paging hypervisor sees them), then `iretq`.
  *
@@ -156,7 +157,9 @@ park_alt:
 	jmp resume
 
 /*
- * `syscall` from ring 3 (LSTAR points here; hardware KVM only, PVM routes it elsewhere, §5).
+ * `syscall` from ring 3 (LSTAR points here). On hardware KVM the CPU enters it in ring 0; on PVM
+ * the CPU jumps here still in ring 3 and the fetch faults (#PF at RIP == LSTAR), which the host
+ * takes for the syscall (docs/ARCHITECTURE.md §4): this code then never runs.
  * The CPU saved the return RIP in RCX and RFLAGS in R11 and masked RFLAGS with SFMASK, but kept
  * the user RSP: park it in a scratch slot, switch to IST1 and build the same frame an exception
  * stub leaves [error=0, rip, cs, rflags, rsp, ss], so the host and every resume path treat a

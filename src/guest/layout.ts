@@ -81,6 +81,6 @@ export const FRAME_SIZE = 48;
 
 /**
  * I/O ports of the runtime's exits: vector v exits on PORT.VECTOR_BASE + v; a ring-3 `syscall`
- * (hardware KVM) on PORT.SYSCALL, with the same frame on IST1.
+ * on PORT.SYSCALL on hardware KVM, with the same frame on IST1 (on PVM it is a #PF at LSTAR).
  */
 export const PORT = { BOOT: 0xd0, SERVICE: 0xd1, SYSCALL: 0xd2, VECTOR_BASE: 0xe0 } as const;

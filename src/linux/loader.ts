@@ -5,12 +5,12 @@
  * and the vCPU enters e_entry in ring 3 with RSP at argc. The program's syscalls go to its
  * LinuxProcess (syscalls.ts) until exit/exit_group or ipre_wait_for_requests() ends the run.
  *
- * Hardware KVM only: on PVM a ring-3 `syscall` does not reach MSR_LSTAR (docs/ARCHITECTURE.md §5).
+ * Every flavour: on PVM a ring-3 `syscall` arrives as a fetch fault at MSR_LSTAR, which exits.ts
+ * turns into the same syscall exit (docs/ARCHITECTURE.md §4).
  */
 import { LinuxProgramError } from "../errors.ts";
 import { PAGE_SIZE } from "../guest/layout.ts";
 import type { ElfImage } from "../guest/elf.ts";
-import { kvmFlavour } from "../kvm/system.ts";
 import type { Core } from "../machine/core.ts";
 import { runCall } from "../machine/exits.ts";
 import { resumeFast, setFsBase, writeFrame } from "../machine/parked.ts";
@@ -126,13 +126,6 @@ export function programHeaders(bytes: Uint8Array): { phdr: number; phent: number
  */
 export function isLinuxProgram(elf: ElfImage): boolean {
   return elf.symbols.has("__libc_start_main");
-}
-
-/** Refuse where a ring-3 `syscall` cannot reach the runtime. */
-export function requireSyscallPath(): void {
-  if (kvmFlavour() === "pvm") {
-    throw new LinuxProgramError("Linux programs need hardware KVM; PVM routes syscall through its own ABI, not supported yet");
-  }
 }
 
 const GENERAL = ["rax", "rbx", "rcx", "rdx", "rsi", "rdi", "rbp", "r8", "r9", "r10", "r11", "r12", "r13", "r14", "r15"] as const;

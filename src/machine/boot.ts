@@ -125,10 +125,12 @@ export function setSpecialRegisters(core: Core, vcpu: Vcpu): void {
   vcpu.setSregs(s);
   vcpu.setMsrs([
     [MSR.STAR, starMsr()],
-    // A ring-3 `syscall` enters the runtime's syscall_entry (hardware KVM; PVM routes it through its
-    // own ABI, so there it stays 0). SFMASK clears TF, DF, IF, IOPL, AC and NT on entry, as Linux does.
-    [MSR.LSTAR, kvmFlavour() === "pvm" ? 0n : BigInt(core.base + ENTRY.syscall)],
-    [MSR.SFMASK, kvmFlavour() === "pvm" ? 0n : SYSCALL_MASK],
+    // A ring-3 `syscall` enters the runtime's syscall_entry on hardware KVM. PVM jumps there still in
+    // ring 3, and the fetch of that supervisor page faults with RIP == LSTAR, which exits.ts takes
+    // for the syscall (docs/ARCHITECTURE.md §5). SFMASK clears TF, DF, IF, IOPL, AC and NT on
+    // entry, as Linux does.
+    [MSR.LSTAR, BigInt(core.lstar)],
+    [MSR.SFMASK, SYSCALL_MASK],
     [MSR.FS_BASE, 0n],
     [MSR.GS_BASE, 0n],
     [MSR.KERNEL_GS_BASE, 0n],

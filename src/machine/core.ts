@@ -12,7 +12,7 @@ import type { ElfImage } from "../guest/elf.ts";
 import { EXIT_TRAP_OFFSET, HOSTCALL_GATE_OFFSET, HOSTCALL_GATE_STRIDE, PAGE_SIZE, RETURN_TRAP_OFFSET, RT, USER_OFFSET, windowBase } from "../guest/layout.ts";
 import { WindowTables } from "../x86/paging.ts";
 import { GuestMemory } from "./memory.ts";
-import { PageTableQueue } from "./parked.ts";
+import { ENTRY, PageTableQueue } from "./parked.ts";
 
 /** What a caller's core knows about a connected remote (installed by src/ipre/connect.ts). */
 export interface RemoteLink {
@@ -75,6 +75,8 @@ export class Core {
   /** Return address installed for callbacks from a remote into this machine's code. */
   readonly callbackTrap: number;
   readonly gateBase: number;
+  /** MSR_LSTAR: syscall_entry. On PVM a ring-3 `syscall` faults fetching it (exits.ts). */
+  readonly lstar: number;
 
   kvm: Kvm | undefined;
   vm: Vm | undefined;
@@ -145,6 +147,7 @@ export class Core {
     this.returnTrap = this.base + RETURN_TRAP_OFFSET;
     this.callbackTrap = this.returnTrap + HOSTCALL_GATE_STRIDE;
     this.gateBase = this.base + HOSTCALL_GATE_OFFSET;
+    this.lstar = this.base + ENTRY.syscall;
     this.normalRoot = this.base + RT.PML4;
     this.mem = GuestMemory.none(this.base, memorySize);
     this.ptq = new PageTableQueue(this.mem);

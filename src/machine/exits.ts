@@ -10,6 +10,7 @@ import { EXIT } from "../kvm/abi.ts";
 import { HOSTCALL_GATE_COUNT, HOSTCALL_GATE_OFFSET, HOSTCALL_GATE_STRIDE, HOSTCALL_PRINT, PORT, WINDOW_SIZE } from "../guest/layout.ts";
 import { Watchdog } from "../watchdog.ts";
 import { getU64 } from "../u64.ts";
+import { RFLAGS_RESERVED } from "../x86/registers.ts";
 import { type Core, NO_HANDLER } from "./core.ts";
 import { crash, guestFault, PF, timedOut } from "./faults.ts";
 import { FRAME_AT, resumeFast } from "./parked.ts";
@@ -19,6 +20,13 @@ import { abortRemoteCall, callback, callerOf, enterRemote, returnFrom, stackU64 
 
 /** #PF error code: the fault was an instruction fetch (Intel SDM Vol. 3A §4.7). */
 const PF_FETCH = 0x10;
+/** #PF error code of a ring-3 fetch from a present supervisor page: P | U/S | I/D. */
+const PF_USER_FETCH_PROTECTION = 0x15;
+/**
+ * RFLAGS bits a ring-3 program may set itself (CF PF AF ZF SF TF DF OF AC ID): what the PVM route
+ * takes from R11, so that a forged R11 can never raise IOPL or clear reserved bits on `iretq`.
+ */
+const USER_RFLAGS = 0x240dd5;
 const GATES_END = HOSTCALL_GATE_OFFSET + HOSTCALL_GATE_COUNT * HOSTCALL_GATE_STRIDE;
 
 /** Run the prepared call until it returns to the exit trap; typed errors for everything else. */
@@ -51,6 +59,13 @@ export function runCall(core: Core, timeoutMs: number): void {
         return; // the program exited: the call ends
       }
       const vector = vcpu.ioPort - PORT.VECTOR_BASE;
+      // The PVM route of `syscall` (docs/ARCHITECTURE.md §4): PVM jumps to LSTAR still in ring 3,
+      // so the fetch of the supervisor-only syscall_entry faults with RIP == LSTAR.
+      if (vector === PF && u32[FRAME_AT.error] === PF_USER_FETCH_PROTECTION && getU64(u32, FRAME_AT.rip) === core.lstar) {
+        syscallFromFault(core);
+        if (syscallExit(core)) continue;
+        return;
+      }
       // An instruction fetch (#PF error code bit 4) from a trap address is a request, not an
       // error; its RIP lies in a never-mapped page, so CR2 = RIP (the stub need not save CR2).
       if (vector === PF && (u32[FRAME_AT.error]! & PF_FETCH) !== 0) {
@@ -94,6 +109,19 @@ function syscallExit(core: Core): boolean {
   }
   if (more) resumeFast(core.mem, core.vcpu!, core.base);
   return more;
+}
+
+/**
+ * Turn the #PF frame of a ring-3 jump to LSTAR into the frame syscall_entry would have built:
+ * resume at RCX (the instruction after `syscall`) with RFLAGS from R11, as `sysret` would. One
+ * exit per syscall on this route too.
+ */
+function syscallFromFault(core: Core): void {
+  const vcpu = core.vcpu!;
+  const mem = core.mem;
+  mem.setU64At(FRAME_AT.error, 0);
+  mem.setU64At(FRAME_AT.rip, vcpu.reg("rcx"));
+  mem.setU64At(FRAME_AT.rflags, (vcpu.reg("r11") & USER_RFLAGS) | RFLAGS_RESERVED);
 }
 
 /** Handle a fetch fault at a trap address; false when it is a genuine fault. */

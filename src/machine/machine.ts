@@ -32,7 +32,7 @@ import { guestCString, guestRange } from "./pointers.ts";
 import { abortRemoteCall } from "../ipre/calls.ts";
 import { Snapshot } from "./snapshot.ts";
 import { closeShared, refuseWhileAttached, shareCore, type SharedRemote } from "../ipre/share.ts";
-import { isLinuxProgram, requireSyscallPath, runLinux } from "../linux/loader.ts";
+import { isLinuxProgram, runLinux } from "../linux/loader.ts";
 import { LinuxProcess, type LinuxOptions, type LinuxPhase } from "../linux/syscalls.ts";
 
 export { HOSTCALL_PRINT } from "../guest/layout.ts";
@@ -479,8 +479,8 @@ export class Machine {
    * enter e_entry in ring 3 and serve its system calls from TypeScript (src/linux/) until it calls
    * exit/exit_group; its exit code. If it calls ipre_wait_for_requests() instead, exec returns
    * Machine.WAITING and the machine is what create({ program }) gives: call() runs its functions
-   * and reset() returns there. Hardware KVM only (LinuxProgramError on PVM). After reset() the
-   * machine can exec again.
+   * and reset() returns there. Every KVM flavour, PVM included. After reset() the machine can
+   * exec again.
    */
   exec(program: Uint8Array, options: ExecOptions = {}): number {
     return this.#start(program, options, options.timeoutMs ?? this.timeoutMs).exitCode ?? Machine.WAITING;
@@ -488,7 +488,6 @@ export class Machine {
 
   #start(program: Uint8Array, options: LinuxOptions<Machine>, timeoutMs: number): LinuxProcess<Machine> {
     const c = this.#c;
-    requireSyscallPath();
     this.#requireUsable();
     if (c.busyWith) throw new MachineStateError(`${c.name} is inside a remote call from ${c.busyWith.name}`);
     if (c.inCall) throw new MachineStateError(`${c.name} is already running a call`);
