@@ -11,6 +11,9 @@ export const KVM_DEVICE = "/dev/kvm";
 export const KVM_API_VERSION = 12;
 
 /** The kind of KVM behind a device node; "none" when it cannot be opened. */
+/** KVM_GET_VCPU_MMAP_SIZE's answer, once asked (Kvm.vcpuMmapSize). */
+let vcpuMmapSize: number | undefined;
+
 export type KvmFlavour = "hardware" | "pvm" | "none" | "unknown";
 
 /** Check the result of a KVM ioctl: throw a KvmError naming the operation and errno when it is negative. */
@@ -122,9 +125,13 @@ export class Kvm {
     return kvmIoctl(this.fd, "CHECK_EXTENSION", n);
   }
 
-  /** KVM_GET_VCPU_MMAP_SIZE: size of the kvm_run mapping. */
+  /**
+   * KVM_GET_VCPU_MMAP_SIZE: size of the kvm_run mapping. A property of the kernel, not of the
+   * fd: asked once per process (every VM creation used to ask again).
+   */
   vcpuMmapSize(): number {
-    return kvmIoctl(this.fd, "GET_VCPU_MMAP_SIZE", 0);
+    vcpuMmapSize ??= kvmIoctl(this.fd, "GET_VCPU_MMAP_SIZE", 0);
+    return vcpuMmapSize;
   }
 
   /**
