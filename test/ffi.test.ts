@@ -5,7 +5,7 @@ import {
   PROT_WRITE,
 } from "../src/ffi/native.ts";
 import { runScenario } from "./harness.ts";
-import { describeKvm, upperMs } from "./kvm.ts";
+import { describeKvm } from "./kvm.ts";
 import { E2BIG, ffiReport, TIMEOUT_SIGNAL, type FfiReport } from "./scenarios/ffi.ts";
 
 const SCENARIO = "test/scenarios/ffi.ts";
@@ -43,7 +43,10 @@ function checkReport(r: FfiReport, runtime: "node" | "bun" | "deno"): void {
   expect(r.clock.nsec).toBeGreaterThanOrEqual(0);
   expect(r.clock.nsec).toBeLessThan(1e9);
   expect(r.clock.elapsedNs).toBeGreaterThanOrEqual(19e6);
-  expect(Math.abs(r.clock.elapsedNs - r.clock.jsElapsedNs)).toBeLessThan(upperMs(15) * 1e6);
+  // Both are CLOCK_MONOTONIC: the C interval lies between the JS intervals read inside and around
+  // it (1 ms of slack for a runtime that coarsens performance.now()), however loaded the machine.
+  expect(r.clock.elapsedNs).toBeGreaterThanOrEqual(r.clock.jsInnerNs - 1e6);
+  expect(r.clock.elapsedNs).toBeLessThanOrEqual(r.clock.jsOuterNs + 1e6);
   expect(r.sigmask).toEqual({ blockRet: 0, blockedAfter: true, restoreRet: 0, blockedRestored: false, wasBlocked: false });
   expect(r.timer).toMatchObject({ createRet: 0, setRet: 0, signal: TIMEOUT_SIGNAL, siginfoSigno: TIMEOUT_SIGNAL, deleteRet: 0 });
   expect(r.sigtimedwaitEmpty).toEqual({ ret: -1, errno: 11 }); // EAGAIN

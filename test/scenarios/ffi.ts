@@ -39,7 +39,8 @@ export interface FfiReport {
   roundTrip: boolean;
   madviseZeroes: boolean;
   memfd: { fd: number; truncate: number; distinct: boolean; aToB: boolean; bToA: boolean };
-  clock: { ret: number; sec: number; nsec: number; elapsedNs: number; jsElapsedNs: number };
+  /** elapsedNs: between the two clock_gettime calls; the JS clock between them (inner) and around them (outer). */
+  clock: { ret: number; sec: number; nsec: number; elapsedNs: number; jsInnerNs: number; jsOuterNs: number };
   sigmask: { blockRet: number; blockedAfter: boolean; restoreRet: number; blockedRestored: boolean; wasBlocked: boolean };
   timer: { createRet: number; timerId: number; setRet: number; signal: number; siginfoSigno: number; deleteRet: number };
   sigtimedwaitEmpty: { ret: number; errno: number };
@@ -122,18 +123,24 @@ export function ffiReport(iterations = 100_000): FfiReport {
   libc.close(memfdFd);
 
   // clock_gettime writes a timespec into our memory.
+  // The JS clock is read around and between the two calls, so the C interval must lie between
+  // the inner and the outer JS interval however the threads are scheduled.
   const TS = 0x2000;
+  const outer0 = performance.now();
   const clockRet = libc.clock_gettime(CLOCK_MONOTONIC, buf.address + TS);
+  const inner0 = performance.now();
   const sec = Number(v.getBigInt64(TS, true));
   const nsec = Number(v.getBigInt64(TS + 8, true));
-  const js0 = performance.now();
-  const spinUntil = js0 + 20;
+  const spinUntil = inner0 + 20;
   while (performance.now() < spinUntil) { /* spin 20 ms */ }
+  const inner1 = performance.now();
   libc.clock_gettime(CLOCK_MONOTONIC, buf.address + TS + 16);
-  const jsElapsedNs = Math.round((performance.now() - js0) * 1e6);
+  const outer1 = performance.now();
+  const jsInnerNs = Math.round((inner1 - inner0) * 1e6);
+  const jsOuterNs = Math.round((outer1 - outer0) * 1e6);
   const sec2 = Number(v.getBigInt64(TS + 16, true));
   const nsec2 = Number(v.getBigInt64(TS + 24, true));
-  const clock = { ret: clockRet, sec, nsec, elapsedNs: (sec2 - sec) * 1e9 + (nsec2 - nsec), jsElapsedNs };
+  const clock = { ret: clockRet, sec, nsec, elapsedNs: (sec2 - sec) * 1e9 + (nsec2 - nsec), jsInnerNs, jsOuterNs };
 
   // pthread_sigmask round trip on TIMEOUT_SIGNAL (sigset_t is 128 bytes).
   const SET = 0x3000, OLD = 0x3080, CUR = 0x3100;

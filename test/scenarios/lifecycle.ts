@@ -121,6 +121,8 @@ export class GuardTimer {
     this.#timerId = Number(v.getBigInt64(64, true));
     v.setBigUint64(256, 1n << BigInt(TIMEOUT_SIGNAL - 1), true); // sigset {TIMEOUT_SIGNAL}
   }
+  #armed = false;
+  /** timer_settime; the old value goes to +160 (struct itimerspec: it_interval, then it_value at +176). */
   #set(ms: number): void {
     const v = this.#buf.view;
     const ns = BigInt(Math.round(ms * 1e6));
@@ -128,14 +130,20 @@ export class GuardTimer {
     v.setBigInt64(136, 0n, true);
     v.setBigInt64(144, ns / 1_000_000_000n, true);
     v.setBigInt64(152, ns % 1_000_000_000n, true);
-    if (libc.timer_settime(this.#timerId, 0, this.#buf.address + 128, 0) < 0) throw new Error(`timer_settime: errno ${libc.errno()}`);
+    if (libc.timer_settime(this.#timerId, 0, this.#buf.address + 128, this.#buf.address + 160) < 0) throw new Error(`timer_settime: errno ${libc.errno()}`);
   }
   arm(ms: number): void {
     this.#set(ms);
+    this.#armed = true;
   }
-  disarm(): void {
+  /** Stop the timer and drain its signal; true when it had fired (the call needed rescuing). */
+  disarm(): boolean {
     this.#set(0);
+    const v = this.#buf.view;
+    const fired = this.#armed && v.getBigInt64(176, true) === 0n && v.getBigInt64(184, true) === 0n;
+    this.#armed = false;
     while (libc.sigtimedwait(this.#buf.address + 256, this.#buf.address + 384, this.#buf.address + 512) === TIMEOUT_SIGNAL) { /* drain */ }
+    return fired;
   }
   close(): void {
     this.disarm();
@@ -185,15 +193,16 @@ export interface TimeoutsReport {
 }
 
 /**
- * Many short timeouts (20 us, 100 us, 1, 2 and 5 ms) of a guest that never returns: every one
- * must fire on time. A guard timer (timeout + 50 ms) rescues a call whose timeout signal was
- * lost, so a lost timeout is reported as a late one instead of hanging; after 5 late ones the
- * loop stops (each costs 50 ms).
+ * Many short timeouts (20 us, 100 us, 0.5, 1 and 2 ms) of a guest that never returns: every one
+ * must be stopped by its own watchdog. A guard timer (timeout + 2 s) rescues a call whose timeout
+ * signal was lost, so a lost timeout is reported as a late one instead of hanging; after 5 late
+ * ones the loop stops. How late each timeout stopped is measured and reported, not bounded: a
+ * loaded 2-core machine may delay any of them.
  */
 export interface ShortReport {
   calls: number;
   timeouts: number;
-  /** Elapsed > timeoutMs + 20 ms: the call was not stopped by its own timer. */
+  /** The guard timer fired: the call was not stopped by its own watchdog. */
   late: Array<{ i: number; timeoutMs: number; elapsedMs: number }>;
   other: Outcome[];
   maxOvershootMs: number;
@@ -513,6 +522,11 @@ function staleSignals(): StaleReport {
 }
 
 export const SHORT_TIMEOUTS = [0.02, 0.1, 0.5, 1, 2];
+/**
+ * The guard fires this long after a short timeout: only a lost timeout (the exit loop ignored its
+ * own signal) needs it. Long enough that a loaded machine's scheduling delay never looks like one.
+ */
+const GUARD_MS = 2000;
 
 function shortTimeouts(calls: number): ShortReport {
   using m = Machine.create({ program: exampleElf("spin"), name: "short" });
@@ -522,12 +536,12 @@ function shortTimeouts(calls: number): ShortReport {
     using guard = new GuardTimer();
     for (let i = 0; i < calls; i++) {
       const timeoutMs = SHORT_TIMEOUTS[i % SHORT_TIMEOUTS.length]!;
-      guard.arm(timeoutMs + upperMs(50));
+      guard.arm(timeoutMs + upperMs(GUARD_MS));
       const t = timed(timeoutMs, () => m.invoke("spin", [], { timeoutMs }));
-      guard.disarm();
+      const rescued = guard.disarm();
       if (t.outcome.name !== "TimeoutError") report.other.push(t.outcome);
       else report.timeouts++;
-      if (t.elapsedMs > timeoutMs + upperMs(20)) report.late.push({ i, timeoutMs, elapsedMs: t.elapsedMs });
+      if (rescued) report.late.push({ i, timeoutMs, elapsedMs: t.elapsedMs });
       overshoots.push(t.overshootMs);
       if (report.late.length >= 5) {
         report.calls = i + 1;
