@@ -5,9 +5,8 @@
  * the exact facts (vector, CR2 = the exact address, error-code bits), and afterwards both
  * machines, the honest second caller and the remote's data must be as before.
  *
- * Tests named "KNOWN BUG" use `it.fails`: they assert the secure behaviour, which src/ does not
- * have yet, so they pass while the bug is there. When one starts failing, the bug was fixed:
- * turn it into a plain `it`.
+ * Tests named "fixed: …" pin the secure behaviour for a bug this suite once found (the comment
+ * above each says what it was).
  */
 import { beforeAll, describe, expect, it } from "vitest";
 import { collectReports, ReportSet, RUNTIMES, type Runtime } from "./harness.ts";
@@ -240,12 +239,12 @@ describeKvm("adversarial IPRE: a malicious caller and a malicious remote, on Nod
       expectHealthy(g.health, r);
     });
 
-    it("caller: entering a remote with RSP inside its own read-only code: no crash, both sides keep working (see the KNOWN BUG below)", () => {
+    it("caller: entering a remote with RSP inside its own read-only code: no crash, both sides keep working (the exact fault: below)", () => {
       const r = report(rt);
       const s = r.caller.stackInCode;
       expect(s.landing).toBe(r.sym.a_stack_in_code! + 25);
       expect(s.before).toBe(hexOf(imm64(s.landing)));
-      // Today the call completes; refusing it (an IpreError) would be as good.
+      // It is refused (the #PF of the next test); completing would be as safe.
       if (!s.result.ok) expect(s.result.classes).toContain("IpreError");
       expectHealthy(s.health, r);
     });
@@ -385,11 +384,12 @@ describeKvm("adversarial IPRE: a malicious caller and a malicious remote, on Nod
       expectHealthy(c.health, r);
     });
 
-    it("remote: a callback on a stack in the caller's read-only data: no crash, both sides keep working (see the KNOWN BUG below)", () => {
+    it("remote: a callback on a stack in the caller's read-only data: no crash, both sides keep working (the exact fault: below)", () => {
       const r = report(rt);
       const c = r.remote.cbStack;
       expect(c.before).toBe(hexOf([...imm64(r.sym.a_retonly!), ...imm64(r.sym.e_ret_home!)]));
-      // Today the call completes through e_ret_home (0x5afe); refusing it would be as good.
+      // It is refused (the RemoteFault of the next test); completing through e_ret_home (0x5afe)
+      // would be as safe.
       if (c.result.ok) expectValue(c.result, 0x5afe);
       else expect(c.result.classes).toContain("IpreError");
       expectHealthy(c.health, r);

@@ -495,7 +495,7 @@ export function adversarialReport(seed: number) {
     const [garbageCases, garbageEntries] = counted(() => rspCases.map(([what, rsp]) => ({ what, rsp, result: attempt(() => A.call("a_rsp_jmp", kv.kv_count, rsp)) })));
     const garbageRsp = { cases: garbageCases, entries: garbageEntries, health: health() };
 
-    // KNOWN BUG (see test/adversarial.test.ts): RSP in the caller's own read-only code.
+    // Once a bug (test/adversarial.test.ts): RSP in the caller's own read-only code.
     const qBefore = hex(A.read(a.q_land!, 8));
     const stackInCode = {
       result: attempt(() => A.call("a_stack_in_code")),
@@ -677,7 +677,7 @@ export function adversarialReport(seed: number) {
     };
     A.fsBase = 0;
     E.fsBase = 0;
-    // KNOWN BUG: both at the default 0: the remote's wrfsbase stays in force for the caller, and
+    // Once a bug: both at the default 0, the remote's wrfsbase stayed in force for the caller, and
     // the caller's wrfsbase for the remote.
     const leakV = E.userStart + 0x10 * ri(1, 1000);
     const leakW = A.userStart + 0x10 * ri(1, 1000);
@@ -692,7 +692,7 @@ export function adversarialReport(seed: number) {
     A.fsBase = 0; // the host's setter reloads FSBASE for real
     const fsbase = { apiSet, leak, health: health() };
 
-    // KNOWN BUG: evil executes its own (no-execute) data.
+    // Once a bug: evil executes its own (no-execute) data (it was taken for a nested entry).
     const ownData = E.userStart + 0x1000;
     const execOwnData = { address: ownData, result: attempt(() => call(e.e_jmp, ownData)), health: health() };
 
