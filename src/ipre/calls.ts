@@ -8,7 +8,7 @@ import { GuestFault, GuestMemoryError, MachineStateError, RemoteAccessError, Rem
 import { USER_OFFSET } from "../guest/layout.ts";
 import { type Core, type IpreFrame, MAX_IPRE_DEPTH, type RemoteLink } from "../machine/core.ts";
 import { FRAME_AT, MB, resumeWithCr3, setFsBase, setMailbox } from "../machine/parked.ts";
-import { PF } from "../machine/faults.ts";
+import { VECTOR } from "../x86/descriptors.ts";
 
 /** The u64 at a guest stack address (the stack is the caller's own memory). */
 export function stackU64(core: Core, rsp: number): number {
@@ -36,7 +36,7 @@ export function callerOf(core: Core, rsp: number): number {
 function checkTrapSlot(core: Core, rsp: number, remote: Core | undefined): void {
   const lo = core.mem.u32[(core.tables.pteAddress(rsp) - core.base) >> 2]!;
   if ((lo & 7) === 7) return; // present, writable, user
-  const info: FaultInfo = { vector: PF, rip: core.mem.getI64At(FRAME_AT.rip), cr2: rsp, errorCode: (lo & 1) | 2 | 4, rsp };
+  const info: FaultInfo = { vector: VECTOR.PF, rip: core.mem.getI64At(FRAME_AT.rip), cr2: rsp, errorCode: (lo & 1) | 2 | 4, rsp };
   throw remote !== undefined ? new RemoteFault(info, remote.name) : new GuestFault(info, core.name);
 }
 

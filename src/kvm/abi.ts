@@ -123,6 +123,8 @@ export const REGS = {
   rip: 128, rflags: 136,
 } as const;
 export type RegName = keyof typeof REGS;
+/** The general registers of struct kvm_regs (all but RSP, RIP and RFLAGS), zeroed at a start. */
+export const GENERAL_REGS = ["rax", "rbx", "rcx", "rdx", "rsi", "rdi", "rbp", "r8", "r9", "r10", "r11", "r12", "r13", "r14", "r15"] as const satisfies readonly RegName[];
 
 /** struct kvm_sregs. Segments are struct kvm_segment (24 bytes). */
 export const SREGS = {

@@ -9,6 +9,7 @@
  * turns into the same syscall exit (docs/ARCHITECTURE.md §4).
  */
 import { LinuxProgramError } from "../errors.ts";
+import { GENERAL_REGS } from "../kvm/abi.ts";
 import { PAGE_SIZE } from "../guest/layout.ts";
 import type { ElfImage } from "../guest/elf.ts";
 import type { Core } from "../machine/core.ts";
@@ -128,7 +129,6 @@ export function isLinuxProgram(elf: ElfImage): boolean {
   return elf.symbols.has("__libc_start_main");
 }
 
-const GENERAL = ["rax", "rbx", "rcx", "rdx", "rsi", "rdi", "rbp", "r8", "r9", "r10", "r11", "r12", "r13", "r14", "r15"] as const;
 
 /**
  * Start the loaded Linux program `elf` (from `bytes`) on `core` and run it until it exits or
@@ -160,7 +160,7 @@ export function runLinux<M>(core: Core, machine: M, bytes: Uint8Array, elf: ElfI
   if (stack.bytes.length > core.stackSize / 2) throw new RangeError("argv and env take more than half of the stack");
   core.mem.u8.set(stack.bytes, stack.sp - core.base);
   const vcpu = core.vcpu!;
-  for (const r of GENERAL) vcpu.setReg(r, 0); // RDX = 0: no rtld_fini for _start to register
+  for (const r of GENERAL_REGS) vcpu.setReg(r, 0); // RDX = 0: no rtld_fini for _start to register
   core.fsBase = 0;
   core.callStackTop = 0;
   setFsBase(core.mem, 0);

@@ -6,22 +6,20 @@
  */
 import { KvmError } from "../errors.ts";
 import { ERRNO } from "../errno.ts";
-import { CAP, SYNC } from "../kvm/abi.ts";
+import { CAP, GENERAL_REGS, SYNC } from "../kvm/abi.ts";
 import { Kvm, kvmFlavour, type KvmFlavour } from "../kvm/system.ts";
 import { Vm } from "../kvm/vm.ts";
 import type { Vcpu } from "../kvm/vcpu.ts";
 import { segmentFromGdt } from "../kvm/sregs.ts";
 import { RT, WINDOW_SIZE } from "../guest/layout.ts";
 import { runtimeBytes, stubOffset } from "../guest/runtime.ts";
-import { buildGdt, buildIdt, buildTss, GDT_LIMIT, SELECTOR, starMsr } from "../x86/descriptors.ts";
+import { buildGdt, buildIdt, buildTss, GDT_LIMIT, SELECTOR, starMsr, VECTOR } from "../x86/descriptors.ts";
 import { CR0, CR4, EFER, MSR, RFLAGS_RESERVED } from "../x86/registers.ts";
 import type { Core } from "./core.ts";
 import { ENTRY } from "./parked.ts";
 
 /** RFLAGS bits MSR_SFMASK clears on `syscall`: TF, IF, DF, IOPL, NT, AC (Linux's value). */
 const SYSCALL_MASK = 0x47700n;
-/** #DF runs on its own IST stack, so that a broken IST1 still reports. */
-const DF = 8;
 /** Exception vectors with an IDT entry (the architectural ones). */
 const VECTORS = 32;
 
@@ -94,14 +92,17 @@ export function createVm(core: Core): void {
   core.vcpu.setCpuid(kvm.cpuid);
 }
 
-/** GDT, IDT (vector → its stub on IST1; #DF on IST2), TSS and the runtime code. */
+/**
+ * GDT, IDT (vector → its stub on IST1; #DF on IST2, so that a broken IST1 still reports), TSS
+ * and the runtime code.
+ */
 export function writeRuntimeArea(core: Core): void {
   const b = core.base;
   const mem = core.mem.u8;
   mem.set(runtimeBytes(), RT.CODE);
   mem.set(buildGdt(b + RT.TSS), RT.GDT);
   mem.set(buildTss({ rsp0: b + RT.RSP0_TOP, ist: [0, b + RT.IST1_TOP, b + RT.IST2_TOP] }), RT.TSS);
-  mem.set(buildIdt(VECTORS, (v) => ({ offset: b + RT.CODE + stubOffset(v), ist: v === DF ? 2 : 1 })), RT.IDT);
+  mem.set(buildIdt(VECTORS, (v) => ({ offset: b + RT.CODE + stubOffset(v), ist: v === VECTOR.DF ? 2 : 1 })), RT.IDT);
 }
 
 /**
@@ -127,7 +128,7 @@ export function setSpecialRegisters(core: Core, vcpu: Vcpu): void {
     [MSR.STAR, starMsr()],
     // A ring-3 `syscall` enters the runtime's syscall_entry on hardware KVM. PVM jumps there still in
     // ring 3, and the fetch of that supervisor page faults with RIP == LSTAR, which exits.ts takes
-    // for the syscall (docs/ARCHITECTURE.md §5). SFMASK clears TF, DF, IF, IOPL, AC and NT on
+    // for the syscall (docs/ARCHITECTURE.md §4). SFMASK clears TF, DF, IF, IOPL, AC and NT on
     // entry, as Linux does.
     [MSR.LSTAR, BigInt(core.lstar)],
     [MSR.SFMASK, SYSCALL_MASK],
@@ -137,12 +138,11 @@ export function setSpecialRegisters(core: Core, vcpu: Vcpu): void {
   ]);
 }
 
-const GENERAL = ["rax", "rbx", "rcx", "rdx", "rsi", "rdi", "rbp", "r8", "r9", "r10", "r11", "r12", "r13", "r14", "r15"] as const;
 
 /** Zeroed general registers, RIP at the runtime's boot entry, RSP at the parked frame. */
 export function setBootRegisters(core: Core, vcpu: Vcpu): void {
   vcpu.loadRegs();
-  for (const r of GENERAL) vcpu.setReg(r, 0);
+  for (const r of GENERAL_REGS) vcpu.setReg(r, 0);
   vcpu.setReg("rip", core.base + ENTRY.boot);
   vcpu.setReg("rsp", core.base + ENTRY.frameSp);
   vcpu.setReg("rflags", RFLAGS_RESERVED);

@@ -10,9 +10,10 @@ import { EXIT } from "../kvm/abi.ts";
 import { HOSTCALL_GATE_COUNT, HOSTCALL_GATE_OFFSET, HOSTCALL_GATE_STRIDE, HOSTCALL_PRINT, PORT, WINDOW_SIZE } from "../guest/layout.ts";
 import { Watchdog } from "../watchdog.ts";
 import { getU64 } from "../u64.ts";
+import { VECTOR } from "../x86/descriptors.ts";
 import { RFLAGS_RESERVED } from "../x86/registers.ts";
 import { type Core, NO_HANDLER } from "./core.ts";
-import { crash, guestFault, PF, timedOut } from "./faults.ts";
+import { crash, guestFault, timedOut } from "./faults.ts";
 import { FRAME_AT, resumeFast } from "./parked.ts";
 import { guestRange } from "./pointers.ts";
 import { armWatchdog } from "./service.ts";
@@ -61,14 +62,14 @@ export function runCall(core: Core, timeoutMs: number): void {
       const vector = vcpu.ioPort - PORT.VECTOR_BASE;
       // The PVM route of `syscall` (docs/ARCHITECTURE.md §4): PVM jumps to LSTAR still in ring 3,
       // so the fetch of the supervisor-only syscall_entry faults with RIP == LSTAR.
-      if (vector === PF && u32[FRAME_AT.error] === PF_USER_FETCH_PROTECTION && getU64(u32, FRAME_AT.rip) === core.lstar) {
+      if (vector === VECTOR.PF && u32[FRAME_AT.error] === PF_USER_FETCH_PROTECTION && getU64(u32, FRAME_AT.rip) === core.lstar) {
         syscallFromFault(core);
         if (syscallExit(core)) continue;
         return;
       }
       // An instruction fetch (#PF error code bit 4) from a trap address is a request, not an
       // error; its RIP lies in a never-mapped page, so CR2 = RIP (the stub need not save CR2).
-      if (vector === PF && (u32[FRAME_AT.error]! & PF_FETCH) !== 0) {
+      if (vector === VECTOR.PF && (u32[FRAME_AT.error]! & PF_FETCH) !== 0) {
         const rip = getU64(u32, FRAME_AT.rip);
         if (rip === core.exitTrap && core.frames.length === 0) return;
         if (fetchFault(core, rip, getU64(u32, FRAME_AT.rsp))) continue;

@@ -1,17 +1,17 @@
 /**
  * Turning an exit that is not a request into a typed error: a guest exception (GuestFault, or
  * RemoteFault when remote code raised it), an exit the runtime should never make (GuestCrash,
- * which also marks the vCPU for a reboot), or a timeout. docs/ARCHITECTURE.md §6.
+ * which also marks the vCPU for a reboot), or a timeout. docs/ARCHITECTURE.md §4, §7.
  */
 import { GuestCrash, GuestFault, IpreError, KvmError, RemoteFault, TimeoutError, VECTOR_NAMES, type FaultInfo } from "../errors.ts";
 import { EXIT, EXIT_NAMES } from "../kvm/abi.ts";
 import { PORT, RT, WINDOW_SIZE } from "../guest/layout.ts";
 import { runtimeBytes } from "../guest/runtime.ts";
 import type { Core } from "./core.ts";
+import { VECTOR } from "../x86/descriptors.ts";
 import { FRAME_AT } from "./parked.ts";
 
-export const PF = 14;
-export const DF = 8;
+const { PF, DF } = VECTOR;
 
 /** The fault the guest raised (the frame its stub left on IST1). */
 export function guestFault(core: Core, vector: number): GuestFault {

@@ -1,7 +1,7 @@
 /**
  * Guest pointers seen from the host, checked like the guest's own accesses: the host walks the
  * page tables the vCPU runs on at that moment (its own window; a remote's only while that
- * remote's code runs inside a call; a loaned window read-only). docs/ARCHITECTURE.md §6.
+ * remote's code runs inside a call; a loaned window read-only). docs/ARCHITECTURE.md §3.
  */
 import { GuestMemoryError, hex } from "../errors.ts";
 import { PAGE_SIZE, WINDOW_SIZE } from "../guest/layout.ts";

@@ -4,6 +4,9 @@
  */
 
 /** Selectors of the fixed GDT. User data sits before user code as SYSRET/MSR_STAR require. */
+/** The exception vectors ipre names (Intel SDM Vol. 3A §6.15): #DF, #PF. */
+export const VECTOR = { DF: 8, PF: 14 } as const;
+
 export const SELECTOR = {
   KERNEL_CODE: 0x08,
   KERNEL_DATA: 0x10,
