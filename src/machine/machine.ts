@@ -296,7 +296,7 @@ export class Machine {
    * may designate a connected remote's memory where that code may read it.
    */
   bytes(address: number, length: number): Uint8Array {
-    return this.#view(address, length, false);
+    return GuestMemory.lend(this.#view(address, length, false));
   }
   read(address: number, length: number): Uint8Array {
     return this.bytes(address, length).slice();
@@ -335,7 +335,7 @@ export class Machine {
   }
   /** Guest memory of the whole window, runtime area included (host-side tooling and tests). */
   rawMemory(): Uint8Array {
-    return this.#c.mem.u8;
+    return GuestMemory.lend(this.#c.mem.u8);
   }
 
   /**

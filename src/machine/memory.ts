@@ -6,10 +6,38 @@
  * Machine's business.
  */
 import { libc } from "../ffi/index.ts";
-import { MADV_DONTNEED, MAP_FAILED, MAP_FIXED, MAP_PRIVATE, MAP_SHARED, MFD_CLOEXEC, NativeBuffer, PROT_READ, PROT_WRITE } from "../ffi/native.ts";
+import { MADV_DONTNEED, MAP_ANONYMOUS, MAP_FAILED, MAP_FIXED, MAP_NORESERVE, MAP_PRIVATE, MAP_SHARED, MFD_CLOEXEC, NativeBuffer, PROT_READ, PROT_WRITE } from "../ffi/native.ts";
 import { OsError } from "../errors.ts";
 import { getI64, getU64, setU64 } from "../u64.ts";
 import type { PtMemory } from "../x86/paging.ts";
+
+/**
+ * SAFETY (views into guest memory): `u8`/`u32`/`dv`, and every view a user took from
+ * `Machine.bytes()`/`rawMemory()`, point into the host mapping of guest memory. They are valid
+ * while the mapping lives, and follow it through `freeze()` (the same host address). At `close()`
+ * the mapping must never be released under a view a caller still holds: the ArrayBuffer is
+ * detached first (every view of it then has length 0 and reads `undefined`), and where the
+ * runtime cannot detach an FFI buffer (Node 20 has no `ArrayBuffer.prototype.transfer`, and
+ * koffi's buffers do not detach through `structuredClone`) and a view was handed out
+ * (`GuestMemory.lend`), the range is replaced by an anonymous, zero-filled, unreserved mapping
+ * that is unmapped only once that ArrayBuffer is garbage-collected. Either way a stale view never
+ * reaches unmapped memory, nor memory that anything else reuses.
+ */
+const placeholders = new FinalizationRegistry<[number, number]>(([addr, size]) => libc.munmap(addr, size));
+/** The GuestMemory whose mapping each live ArrayBuffer covers (for GuestMemory.lend). */
+const owners = new WeakMap<ArrayBuffer, GuestMemory>();
+
+/** Detach an ArrayBuffer (its views get length 0); false where this runtime cannot. */
+function detach(buf: ArrayBuffer): boolean {
+  const transfer = (buf as ArrayBuffer & { transfer?: (length: number) => ArrayBuffer }).transfer;
+  if (typeof transfer !== "function") return false;
+  try {
+    transfer.call(buf, 0);
+  } catch {
+    return false; // a non-detachable buffer
+  }
+  return buf.byteLength === 0;
+}
 
 export class GuestMemory {
   /** The memfd under the mapping while it is the implicit baseline; -1 once a snapshot took over, and for forks. */
@@ -63,9 +91,24 @@ export class GuestMemory {
     return m;
   }
 
+  /** The ArrayBuffer over the mapping, which every view shares (detached at close). */
+  #buffer: ArrayBuffer | undefined;
+  /** A view of this memory was handed to user code (Machine.bytes/rawMemory). */
+  #lent = false;
+
+  /** Note that `view` (of some machine's guest memory) goes to user code, which may keep it. */
+  static lend(view: Uint8Array): Uint8Array {
+    const owner = owners.get(view.buffer as ArrayBuffer);
+    if (owner !== undefined) owner.#lent = true;
+    return view;
+  }
+
   #adopt(addr: number): void {
     this.hostAddr = addr;
     const buf = libc.view(addr, this.size);
+    this.#buffer = buf;
+    owners.set(buf, this);
+    this.#lent = false;
     this.u8 = new Uint8Array(buf);
     this.u32 = new Uint32Array(buf);
     this.dv = new DataView(buf);
@@ -131,9 +174,21 @@ export class GuestMemory {
     },
   };
 
-  /** Unmap and close. Idempotent. */
+  /** Unmap and close (see SAFETY above for the views still held). Idempotent. */
   close(): void {
-    if (this.hostAddr && !this.#borrowed) libc.munmap(this.hostAddr, this.size);
+    const buf = this.#buffer;
+    this.#buffer = undefined;
+    const detached = buf !== undefined && detach(buf);
+    if (this.hostAddr && !this.#borrowed) {
+      if (detached || buf === undefined || !this.#lent) libc.munmap(this.hostAddr, this.size);
+      else {
+        // Views may outlive the mapping: give them zero pages that cost nothing until written,
+        // and unmap those once the buffer is unreachable.
+        const at = libc.mmap(this.hostAddr, this.size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED | MAP_NORESERVE, -1, 0);
+        if (at === this.hostAddr) placeholders.register(buf, [at, this.size]);
+        else libc.munmap(this.hostAddr, this.size); // cannot happen (MAP_FIXED); never leave the memfd pages mapped
+      }
+    }
     if (this.memfd >= 0) libc.close(this.memfd);
     this.hostAddr = 0;
     this.memfd = -1;
