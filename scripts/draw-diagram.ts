@@ -107,27 +107,27 @@ export function drawDiagram(): string {
   const X1 = 575; // window 1
   const WW = 310; // window width
   out.push(text(LX, 68, "guest-virtual address space", { size: 13, weight: "bold" }));
-  out.push(text(LX, 86, "1 GiB window per machine", { size: 12, color: C.muted }));
-  out.push(text(LX, 101, "(window k = [k GiB, k+1 GiB))", { size: 12, color: C.muted }));
+  out.push(text(LX, 86, "1 GiB window per machine", { size: 13, color: C.muted }));
+  out.push(text(LX, 101, "(window k = [k GiB, k+1 GiB))", { size: 13, color: C.muted }));
   out.push(rect(X0, 54, WW, 56, C.callerFill, C.caller));
   out.push(text(X0 + WW / 2, 76, "window 0: the caller VM", { size: 14, anchor: "middle", weight: "bold", color: C.caller }));
-  out.push(text(X0 + WW / 2, 97, "code (serve), buffers, stack, return trap", { size: 12, anchor: "middle" }));
+  out.push(text(X0 + WW / 2, 97, "code (serve), buffers, stack, return trap", { size: 13, anchor: "middle" }));
   out.push(rect(X1, 54, WW, 56, C.remoteFill, C.remote));
   out.push(text(X1 + WW / 2, 76, "window 1: the remote VM", { size: 14, anchor: "middle", weight: "bold", color: C.remote }));
-  out.push(text(X1 + WW / 2, 97, "code (kv_lookup, other exports), its data", { size: 12, anchor: "middle" }));
-  for (const [x, l] of [[X0, "0"], [X1 - 10, "1 GiB"], [X1 + WW, "2 GiB"]] as [number, string][]) out.push(text(x, 126, l, { size: 11, anchor: x === X0 ? "start" : x === X1 - 10 ? "middle" : "end", color: C.muted }));
-  out.push(text(X1 + WW + 12, 87, "… up to", { size: 11, color: C.muted }));
-  out.push(text(X1 + WW + 12, 101, "window 511", { size: 11, color: C.muted }));
+  out.push(text(X1 + WW / 2, 97, "code (kv_lookup, other exports), its data", { size: 13, anchor: "middle" }));
+  for (const [x, l] of [[X0, "0"], [X1 - 10, "1 GiB"], [X1 + WW, "2 GiB"]] as [number, string][]) out.push(text(x, 126, l, { size: 12, anchor: x === X0 ? "start" : x === X1 - 10 ? "middle" : "end", color: C.muted }));
+  out.push(text(X1 + WW + 12, 87, "… up to", { size: 12, color: C.muted }));
+  out.push(text(X1 + WW + 12, 101, "window 511", { size: 12, color: C.muted }));
 
   // Roots: one row each, aligned with the windows.
   const root = (y: number, label: string, sub: string, color: string, cells: [string, string, string, string?][]) => {
     out.push(text(LX, y + 19, label, { size: 13, weight: "bold", color }));
-    out.push(text(LX, y + 36, sub, { size: 12, color: C.muted }));
+    out.push(text(LX, y + 36, sub, { size: 13, color: C.muted }));
     cells.forEach(([fill, stroke, line1, line2], i) => {
       const x = i === 0 ? X0 : X1;
       const absent = fill === "none";
       out.push(rect(x, y, WW, 46, absent ? "url(#hatch)" : fill, stroke, absent ? `stroke-dasharray="5 4"` : ""));
-      out.push(text(x + WW / 2, y + (line2 ? 19 : 28), line2 ? [line1, line2] : line1, { size: 12, anchor: "middle", color: absent ? C.muted : C.ink }));
+      out.push(text(x + WW / 2, y + (line2 ? 19 : 28), line2 ? [line1, line2] : line1, { size: 13, anchor: "middle", color: absent ? C.muted : C.ink }));
     });
   };
   root(140, "caller's normal root", "in CR3 outside calls", C.caller, [
@@ -157,11 +157,11 @@ export function drawDiagram(): string {
   const UNMERGE = 654; // step 5 loads the normal root
   const BX = 150;
   const BW = 70;
-  out.push(text(LX, TOP + 40, "the caller's vCPU", { size: 12, color: C.muted }));
-  out.push(text(LX, TOP + 55, "runs on, in CR3:", { size: 12, color: C.muted }));
+  out.push(text(LX, TOP + 40, "the caller's vCPU", { size: 13, color: C.muted }));
+  out.push(text(LX, TOP + 55, "runs on, in CR3:", { size: 13, color: C.muted }));
   const band = (y0: number, y1: number, fill: string, stroke: string, label: string[]) => {
     out.push(`<rect x="${BX}" y="${y0}" width="${BW}" height="${y1 - y0}" fill="${fill}" stroke="${stroke}" stroke-width="1.5"/>`);
-    out.push(text(BX + BW / 2, (y0 + y1) / 2 - (label.length - 1) * 7 + 4, label, { size: 11, anchor: "middle", color: stroke }));
+    out.push(text(BX + BW / 2, (y0 + y1) / 2 - (label.length - 1) * 7 + 4, label, { size: 12, anchor: "middle", color: stroke }));
   };
   band(TOP + 22, MERGE, C.callerFill, C.caller, ["normal", "root"]);
   band(MERGE, UNMERGE, C.mergedFill, C.merged, ["merged", "root"]);
@@ -170,42 +170,43 @@ export function drawDiagram(): string {
   // 1: the jump faults.
   let y = 322;
   out.push(step(1, LANE.caller, y));
-  out.push(text(LANE.caller + 18, y + 5, ["`call kv_lookup`: the fetch from", "window 1 page-faults"], { size: 12 }));
+  out.push(text(LANE.caller + 18, y + 5, ["`call kv_lookup`: the fetch from", "window 1 page-faults"], { size: 13 }));
   out.push(arrow(LANE.caller, LANE.vmm - 4, y + 36, C.trap));
-  out.push(text((LANE.caller + LANE.vmm) / 2, y + 52, "#PF exit (KVM_RUN returns)", { size: 12, anchor: "middle", color: C.trap }));
+  out.push(text((LANE.caller + LANE.vmm) / 2, y + 52, "#PF exit (KVM_RUN returns)", { size: 13, anchor: "middle", color: C.trap }));
 
   // 2: the VMM merges.
   y = 392;
-  out.push(rect(LANE.vmm - 110, y, 220, 64, C.vmmFill, C.vmm));
-  out.push(step(2, LANE.vmm - 110, y));
-  out.push(text(LANE.vmm - 96, y + 18, ["kv_lookup on the allow-list? yes", "return address := return trap", "CR3 := merged root"], { size: 12 }));
-  out.push(arrow(LANE.vmm + 110, LANE.remote - 4, y + 50, C.vmm));
-  out.push(text((LANE.vmm + 110 + LANE.remote) / 2, y + 43, "resume at kv_lookup", { size: 12, anchor: "middle", color: C.vmm }));
+  const x2 = LANE.vmm - 132; // a little left of the lane, to leave room for the arrow's label
+  out.push(rect(x2, y, 244, 66, C.vmmFill, C.vmm));
+  out.push(step(2, x2, y));
+  out.push(text(x2 + 14, y + 18, ["kv_lookup on the allow-list? yes", "return address := return trap", "CR3 := merged root"], { size: 13 }));
+  out.push(arrow(x2 + 244, LANE.remote - 4, y + 50, C.vmm));
+  out.push(text((x2 + 244 + LANE.remote) / 2, y + 43, "resume at kv_lookup", { size: 12, anchor: "middle", color: C.vmm }));
 
   // 3: the remote runs on the caller's vCPU.
   y = 472;
-  out.push(rect(LANE.remote - 118, y, 236, 64, C.remoteFill, C.remote));
-  out.push(step(3, LANE.remote - 118, y));
-  out.push(text(LANE.remote - 104, y + 18, ["kv_lookup runs on the caller's vCPU:", "no copy, no scheduling; it reads", "the caller's buffers in place"], { size: 12 }));
-  out.push(arrow(LANE.remote - 118, LANE.caller + 4, y + 40, C.muted, true));
-  out.push(text((LANE.caller + LANE.vmm) / 2, y + 33, "loads from caller memory", { size: 11, anchor: "middle", color: C.muted }));
+  out.push(rect(LANE.remote - 135, y, 270, 66, C.remoteFill, C.remote));
+  out.push(step(3, LANE.remote - 135, y));
+  out.push(text(LANE.remote - 121, y + 18, ["kv_lookup runs on the caller's vCPU:", "no copy, no scheduling; it reads", "the caller's buffers in place"], { size: 13 }));
+  out.push(arrow(LANE.remote - 135, LANE.caller + 4, y + 40, C.muted, true));
+  out.push(text((LANE.caller + LANE.vmm) / 2, y + 33, "loads from caller memory", { size: 12, anchor: "middle", color: C.muted }));
 
   // 4: ret hits the return trap.
   y = 560;
   out.push(step(4, LANE.remote, y));
-  out.push(text(LANE.remote - 18, y + 5, ["`ret` goes to the return trap", "(swapped in at step 2): page fault"], { size: 12, anchor: "end" }));
+  out.push(text(LANE.remote - 18, y + 5, ["`ret` goes to the return trap", "(swapped in at step 2): page fault"], { size: 13, anchor: "end" }));
   out.push(arrow(LANE.remote, LANE.vmm + 4, y + 36, C.trap));
-  out.push(text((LANE.vmm + LANE.remote) / 2, y + 52, "#PF exit", { size: 12, anchor: "middle", color: C.trap }));
+  out.push(text((LANE.vmm + LANE.remote) / 2, y + 52, "#PF exit", { size: 13, anchor: "middle", color: C.trap }));
 
   // 5: the VMM unmerges and the caller resumes.
   y = 630;
-  out.push(rect(LANE.vmm - 110, y, 220, 48, C.vmmFill, C.vmm));
-  out.push(step(5, LANE.vmm - 110, y));
-  out.push(text(LANE.vmm - 96, y + 19, ["CR3 := normal root (TLB flush)", "rip := the real return address"], { size: 12 }));
+  out.push(rect(LANE.vmm - 122, y, 244, 50, C.vmmFill, C.vmm));
+  out.push(step(5, LANE.vmm - 122, y));
+  out.push(text(LANE.vmm - 108, y + 19, ["CR3 := normal root (TLB flush)", "rip := the real return address"], { size: 13 }));
   out.push(arrow(LANE.vmm, LANE.caller + 4, y + 72, C.caller));
-  out.push(text((LANE.caller + LANE.vmm) / 2, y + 65, "caller resumes; RAX = result", { size: 12, anchor: "middle", color: C.caller }));
+  out.push(text((LANE.caller + LANE.vmm) / 2, y + 65, "caller resumes; RAX = result", { size: 13, anchor: "middle", color: C.caller }));
 
-  out.push(text(W / 2, H - 14, "Two exits per call (steps 1 and 4), two CR3 loads, no page-table write, no copy; the remote is never scheduled.", { size: 12, anchor: "middle", color: C.muted, italic: true }));
+  out.push(text(W / 2, H - 14, "Two exits per call (steps 1 and 4), two CR3 loads, no page-table write, no copy; the remote is never scheduled.", { size: 13, anchor: "middle", color: C.muted, italic: true }));
   out.push(`</svg>`);
   return out.join("\n") + "\n";
 }
