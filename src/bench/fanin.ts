@@ -30,7 +30,7 @@ import type { ThreadReply, ThreadStart } from "./fanin-worker.ts";
 import { ABORT, GO, MAX_KEYS_PER_WORKER, MAX_WORKERS, OP_COUNT, siblingModule, type FaninServer, type FaninSystem, type WorkloadResult } from "./fanin-workload.ts";
 import { workerApi } from "./ipc.ts";
 import { evalArgs, killAndWait, readyLine } from "./procs.ts";
-import { coreCount, describeMachine, machineLine } from "./machine-info.ts";
+import { coreCount, describeMachine, machineLine, plotSubtitle } from "./machine-info.ts";
 import { fmtNs, summarize, table } from "./stats.ts";
 import { formatNsAxis, linePlot } from "./svg.ts";
 
@@ -283,21 +283,21 @@ export async function runFanin(system: FaninSystem, workers: number, o: FaninOpt
 
 const COLORS: Record<FaninSystemName, string> = { ipre: "#d62728", atomics_server: "#1f77b4", unix_socket: "#2ca02c" };
 
-function faninSvgs(rows: FaninRow[], counts: number[], runtime: string): { throughput: string; latency: string } {
+function faninSvgs(rows: FaninRow[], counts: number[], subtitle: string): { throughput: string; latency: string } {
   const systems = FANIN_SYSTEMS.filter((sys) => rows.some((r) => r.system === sys));
   const points = (sys: FaninSystemName, key: "ops_per_s" | "p50_ns" | "p99_ns") => rows.filter((r) => r.system === sys).map((r) => [r.workers, r[key]] as [number, number]);
   const xTicks = counts.map((n) => [n, String(n)] as [number, string]);
   return {
     throughput: linePlot(
       systems.map((sys) => ({ name: sys, color: COLORS[sys], points: points(sys, "ops_per_s") })),
-      { title: `Fan-in: N workers calling one store (${runtime})`, xLabel: "client workers", yLabel: "operations per second", xTicks, yFormat: (v) => (v >= 1e6 ? `${v / 1e6}M` : v >= 1e3 ? `${v / 1e3}k` : String(v)) },
+      { title: "Fan-in: N workers calling one key-value store (throughput)", subtitle, xLabel: "client workers (threads)", yLabel: "operations per second (all workers)", xTicks, yFormat: (v) => (v >= 1e6 ? `${v / 1e6}M` : v >= 1e3 ? `${v / 1e3}k` : String(v)) },
     ),
     latency: linePlot(
       systems.flatMap((sys) => [
         { name: `${sys} p99`, color: COLORS[sys], points: points(sys, "p99_ns") },
         { name: `${sys} p50`, color: COLORS[sys], dashed: true, points: points(sys, "p50_ns") },
       ]),
-      { title: `Fan-in: round-trip latency per operation (${runtime})`, xLabel: "client workers", yLabel: "latency", logY: true, xTicks, yFormat: formatNsAxis },
+      { title: "Fan-in: round-trip latency per operation (p50 dashed, p99 solid)", subtitle, xLabel: "client workers (threads)", yLabel: "latency per operation", logY: true, xTicks, yFormat: formatNsAxis },
     ),
   };
 }
@@ -355,7 +355,7 @@ export async function faninCommand(flags: Flags): Promise<number> {
   lines.push("every reply was checked against the worker's model, and the store's final contents against all the models");
   const text = lines.join("\n") + "\n";
 
-  const svgs = faninSvgs(rows, counts, machine.runtime_version);
+  const svgs = faninSvgs(rows, counts, plotSubtitle(machine, `${ops} ops per worker, 50% put / 50% get`));
   const dir = writeResults(flags, "fanin", {
     "results.json": JSON.stringify(result, null, 2) + "\n",
     "machine.json": JSON.stringify(machine, null, 2) + "\n",

@@ -19,7 +19,7 @@ import { exampleElf, linuxElf } from "../examples.ts";
 import { connect } from "../ipre/connect.ts";
 import { reporter, writeResults } from "./common.ts";
 import { intOption } from "../flags.ts";
-import { describeMachine, machineLine } from "./machine-info.ts";
+import { describeMachine, machineLine, plotSubtitle } from "./machine-info.ts";
 import { createPair, remoteCallSamples } from "./ipre.ts";
 import { fmtNs, summarize, table, type Summary } from "./stats.ts";
 import { formatNsAxis, linePlot } from "./svg.ts";
@@ -163,13 +163,14 @@ export function latencyRatios(rows: LatencyRow[]): Record<string, number> {
   };
 }
 
-function latencySvg(rows: LatencyRow[], title: string): string {
+function latencySvg(rows: LatencyRow[], title: string, subtitle: string): string {
   return linePlot(
     rows.map((r) => ({
-      name: r.name,
-      points: r.histogram.map((b) => [Math.sqrt(b.lo_ns * b.hi_ns), b.count] as [number, number]).filter((p) => p[1] > 0),
+      name: `${r.name} (p50 ${fmtNs(r.p50_ns).replace(" us", " µs")})`,
+      // An empty bucket (count 0) breaks the line: isolated tail samples show as lone points.
+      points: r.histogram.map((b) => [Math.sqrt(b.lo_ns * b.hi_ns), b.count] as [number, number]),
     })),
-    { title, xLabel: "latency per operation", yLabel: "operations per bucket", logX: true, logY: true, xFormat: formatNsAxis },
+    { title, subtitle, xLabel: "latency per operation (log scale; buckets of 10 per decade)", yLabel: "operations per bucket", logX: true, logY: true, xFormat: formatNsAxis, width: 860 },
   );
 }
 
@@ -210,7 +211,7 @@ export async function latencyCommand(flags: Flags): Promise<number> {
     "results.json": JSON.stringify(result, null, 2) + "\n",
     "machine.json": JSON.stringify(machine, null, 2) + "\n",
     "summary.txt": text,
-    "latency.svg": latencySvg(rows, `ipre latency distribution (${machine.runtime_version}, ${"flavour" in machine.kvm ? machine.kvm.flavour : "no"} KVM)`),
+    "latency.svg": latencySvg(rows, "ipre latency distribution: one round trip per sample", plotSubtitle(machine, `${iterations} samples per row after ${warmup} warm-up`)),
   });
   rep.progress(`results written to ${dir}`);
   if (rep.json) process.stdout.write(JSON.stringify(result) + "\n");

@@ -13,7 +13,7 @@ import type { Flags } from "../flags.ts";
 import { IpreError } from "../errors.ts";
 import { reporter, writeResults } from "./common.ts";
 import { intOption, listOption, numberOption } from "../flags.ts";
-import { coreCount, describeMachine, machineLine } from "./machine-info.ts";
+import { coreCount, describeMachine, machineLine, plotSubtitle } from "./machine-info.ts";
 import { createPair, remoteCallPacedSamples, remoteCallSamples } from "./ipre.ts";
 import { atomicsPingPong, SocketChild, workerApi } from "./ipc.ts";
 import { availableLoadTools, startLoad, type LoadTool } from "./procs.ts";
@@ -43,7 +43,7 @@ export interface LoadRow {
 
 const COLORS: Record<LoadSystem, string> = { ipre: "#d62728", atomics: "#1f77b4", unix_socket: "#2ca02c", ipre_paced: "#ff7f0e" };
 
-function loadSvg(rows: LoadRow[], levels: number[], title: string): string {
+function loadSvg(rows: LoadRow[], levels: number[], title: string, subtitle: string): string {
   const series = LOAD_SYSTEMS.flatMap((sys) => {
     const rs = rows.filter((r) => r.system === sys);
     return [
@@ -53,6 +53,7 @@ function loadSvg(rows: LoadRow[], levels: number[], title: string): string {
   });
   return linePlot(series, {
     title,
+    subtitle,
     xLabel: "CPU load (busy processes as % of cores)",
     yLabel: "round-trip latency",
     logY: true,
@@ -178,7 +179,7 @@ export async function loadCommand(flags: Flags): Promise<number> {
     "results.json": JSON.stringify(result, null, 2) + "\n",
     "machine.json": JSON.stringify(machine, null, 2) + "\n",
     "summary.txt": text,
-    "load.svg": loadSvg(rows, levels, `Round-trip latency under CPU load (${machine.runtime_version}, ${cores} cores)`),
+    "load.svg": loadSvg(rows, levels, "Round-trip latency under CPU load (p50 dashed, p99 solid)", plotSubtitle(machine)),
   });
   rep.progress(`results written to ${dir}`);
   if (rep.json) process.stdout.write(JSON.stringify(result) + "\n");

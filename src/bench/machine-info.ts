@@ -65,6 +65,12 @@ export function describeMachine(): MachineDescription {
   };
 }
 
+/** The subtitle of a plot: the CPU, cores, KVM flavour and runtime it was measured on (machine.json has the rest). */
+export function plotSubtitle(d: MachineDescription, extra?: string): string {
+  const kvm = "flavour" in d.kvm ? `KVM ${d.kvm.flavour}` : "no KVM";
+  return [`${d.cpu}, ${d.cores} cores`, kvm, d.runtime_version, extra].filter(Boolean).join("; ");
+}
+
 export function machineLine(d: MachineDescription): string {
   const kvm = "flavour" in d.kvm ? `KVM ${d.kvm.flavour} (API ${d.kvm.api})` : `KVM unavailable: ${d.kvm.error}`;
   return `${d.runtime_version}, ffi ${d.ffi}; ${d.cpu}, ${d.cores} cores; ${d.kernel}; ${kvm}; loadavg ${d.loadavg.join(" ")}`;

@@ -20,7 +20,7 @@ import { IpreError } from "../errors.ts";
 import { MAX_MEMORY, MiB } from "../guest/layout.ts";
 import { reporter, writeResults } from "./common.ts";
 import { intOption, sizeOption, UsageError } from "../flags.ts";
-import { describeMachine, machineLine } from "./machine-info.ts";
+import { describeMachine, machineLine, plotSubtitle } from "./machine-info.ts";
 import { createPair, type Pair } from "./ipre.ts";
 import { PayloadWorker, SocketChild, workerApi } from "./ipc.ts";
 import { fnv1a, PAYLOAD_OPS, sum64, type OpResult, type PayloadOp } from "./payload-ops.ts";
@@ -139,7 +139,7 @@ function toRow(system: PayloadSystem, op: PayloadOp, bytes: number, samples: Flo
 const COLORS: Record<PayloadSystem, string> = { ipre: "#d62728", worker_postmessage: "#1f77b4", unix_socket: "#2ca02c", local_js: "#7f7f7f" };
 
 /** The two plots of one op (`rows` are that op's). */
-function payloadSvgs(rows: PayloadRow[], sizes: number[], title: string, runtime: string): { time: string; throughput: string } {
+function payloadSvgs(rows: PayloadRow[], sizes: number[], title: string, subtitle: string): { time: string; throughput: string } {
   const xTicks = sizes.map((s) => [s, formatBytesAxis(s)] as [number, string]);
   const series = (key: "ns_per_op" | "throughput_mib_s") =>
     PAYLOAD_SYSTEMS.map((sys) => ({
@@ -149,8 +149,8 @@ function payloadSvgs(rows: PayloadRow[], sizes: number[], title: string, runtime
       points: rows.filter((r) => r.system === sys).map((r) => [r.bytes, r[key]] as [number, number]),
     }));
   return {
-    time: linePlot(series("ns_per_op"), { title: `${title} over a caller buffer: time per call (${runtime})`, xLabel: "payload bytes", yLabel: "time per operation (median)", logX: true, logY: true, xTicks, yFormat: formatNsAxis, xFormat: formatBytesAxis }),
-    throughput: linePlot(series("throughput_mib_s"), { title: `${title} over a caller buffer: throughput (${runtime})`, xLabel: "payload bytes", yLabel: "MiB/s", logX: true, logY: true, xTicks, xFormat: formatBytesAxis }),
+    time: linePlot(series("ns_per_op"), { title: `${title} over a caller buffer: time per call`, subtitle, xLabel: "payload bytes", yLabel: "time per operation (median)", logX: true, logY: true, xTicks, yFormat: formatNsAxis, xFormat: formatBytesAxis }),
+    throughput: linePlot(series("throughput_mib_s"), { title: `${title} over a caller buffer: throughput`, subtitle, xLabel: "payload bytes", yLabel: "MiB/s", logX: true, logY: true, xTicks, xFormat: formatBytesAxis }),
   };
 }
 
@@ -272,7 +272,7 @@ export async function payloadCommand(flags: Flags): Promise<number> {
     "summary.txt": text,
   };
   for (const op of ops) {
-    const svgs = payloadSvgs(rows.filter((r) => r.op === op), sizes, OPS[op].title, machine.runtime_version);
+    const svgs = payloadSvgs(rows.filter((r) => r.op === op), sizes, OPS[op].title, plotSubtitle(machine));
     files[OPS[op].files.time] = svgs.time;
     files[OPS[op].files.throughput] = svgs.throughput;
   }

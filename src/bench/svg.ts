@@ -1,11 +1,14 @@
 /**
  * A tiny hand-written SVG line plot (no dependencies): linear or log-10 axes, one polyline with
  * point markers per series, a legend. Enough for the paper's Fig. 2 (p99 vs load, log y) and
- * the payload plots (log-log).
+ * the payload plots (log-log). A plot stands on its own (the README embeds some): a title, a
+ * subtitle for the machine it was measured on, labelled axes with units, a legend sized to its
+ * names, and a white background (legible in dark themes too).
  */
 
 export interface Series {
   name: string;
+  /** A point whose x or y is not finite (or not positive on a log axis) is left out and breaks the line. */
   points: [number, number][];
   color?: string;
   dashed?: boolean;
@@ -13,6 +16,8 @@ export interface Series {
 
 export interface PlotOptions {
   title: string;
+  /** A second, smaller line under the title: what the numbers were measured on. */
+  subtitle?: string;
   xLabel: string;
   yLabel: string;
   logX?: boolean;
@@ -51,10 +56,13 @@ function logTicks(lo: number, hi: number): number[] {
 export function linePlot(series: Series[], o: PlotOptions): string {
   const W = o.width ?? 720;
   const H = o.height ?? 440;
-  const m = { l: 78, r: 170, t: 40, b: 56 };
+  // The legend's column fits its longest name (~6.5 px a character at 12 px).
+  const legend = Math.max(170, 56 + Math.ceil(6.5 * Math.max(0, ...series.map((s) => s.name.length))));
+  const m = { l: 78, r: legend, t: o.subtitle ? 58 : 40, b: 56 };
   const pw = W - m.l - m.r;
   const ph = H - m.t - m.b;
-  const all = series.flatMap((s) => s.points).filter(([x, y]) => Number.isFinite(x) && Number.isFinite(y) && (!o.logX || x > 0) && (!o.logY || y > 0));
+  const valid = ([x, y]: [number, number]) => Number.isFinite(x) && Number.isFinite(y) && (!o.logX || x > 0) && (!o.logY || y > 0);
+  const all = series.flatMap((s) => s.points).filter(valid);
   const xs = all.map((p) => p[0]);
   const ys = all.map((p) => p[1]);
   let [x0, x1] = xs.length ? [Math.min(...xs), Math.max(...xs)] : [0, 1];
@@ -66,6 +74,9 @@ export function linePlot(series: Series[], o: PlotOptions): string {
   } else {
     y0 = Math.min(0, y0);
     y1 = y1 === y0 ? y0 + 1 : y1 * 1.05;
+    // Up to the next tick, so that the top of the axis is labelled.
+    const t = niceLinearTicks(y0, y1);
+    if (t.length > 1) y1 = Math.max(y1, Math.ceil(y1 / (t[1]! - t[0]!) - 1e-9) * (t[1]! - t[0]!));
   }
   if (o.logX) {
     if (!o.xTicks) {
@@ -83,7 +94,8 @@ export function linePlot(series: Series[], o: PlotOptions): string {
   const parts: string[] = [];
   parts.push(`<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${H}" viewBox="0 0 ${W} ${H}" font-family="sans-serif" font-size="12">`);
   parts.push(`<rect width="${W}" height="${H}" fill="white"/>`);
-  parts.push(`<text x="${m.l + pw / 2}" y="22" text-anchor="middle" font-size="14" font-weight="bold">${esc(o.title)}</text>`);
+  parts.push(`<text x="${W / 2}" y="22" text-anchor="middle" font-size="14" font-weight="bold">${esc(o.title)}</text>`);
+  if (o.subtitle) parts.push(`<text x="${W / 2}" y="40" text-anchor="middle" font-size="11" fill="#555">${esc(o.subtitle)}</text>`);
   // Grid and ticks.
   const yTicks = o.logY ? logTicks(y0, y1) : niceLinearTicks(y0, y1);
   for (const v of yTicks) {
@@ -105,9 +117,15 @@ export function linePlot(series: Series[], o: PlotOptions): string {
   // Series.
   series.forEach((s, i) => {
     const color = s.color ?? PALETTE[i % PALETTE.length]!;
-    const pts = s.points.filter(([x, y]) => Number.isFinite(x) && Number.isFinite(y) && (!o.logX || x > 0) && (!o.logY || y > 0));
+    const pts = s.points.filter(valid);
     const dash = s.dashed ? ` stroke-dasharray="6 4"` : "";
-    if (pts.length > 1) parts.push(`<polyline fill="none" stroke="${color}" stroke-width="2"${dash} points="${pts.map(([x, y]) => `${tx(x).toFixed(1)},${ty(y).toFixed(1)}`).join(" ")}"/>`);
+    // One polyline per run of valid points: a left-out point is a gap, not a straight line across it.
+    const runs: [number, number][][] = [[]];
+    for (const p of s.points) {
+      if (valid(p)) runs[runs.length - 1]!.push(p);
+      else if (runs[runs.length - 1]!.length) runs.push([]);
+    }
+    for (const run of runs) if (run.length > 1) parts.push(`<polyline fill="none" stroke="${color}" stroke-width="2"${dash} points="${run.map(([x, y]) => `${tx(x).toFixed(1)},${ty(y).toFixed(1)}`).join(" ")}"/>`);
     for (const [x, y] of pts) parts.push(`<circle cx="${tx(x).toFixed(1)}" cy="${ty(y).toFixed(1)}" r="3" fill="${color}"><title>${esc(`${s.name}: ${xFmt(x)} -> ${yFmt(y)}`)}</title></circle>`);
     const ly = m.t + 10 + i * 18;
     parts.push(`<line x1="${m.l + pw + 12}" y1="${ly}" x2="${m.l + pw + 36}" y2="${ly}" stroke="${color}" stroke-width="2"${dash}/>`);
@@ -118,5 +136,5 @@ export function linePlot(series: Series[], o: PlotOptions): string {
 }
 
 /** Axis label formatters. */
-export const formatNsAxis = (ns: number): string => (ns >= 1e6 ? `${ns / 1e6} ms` : ns >= 1e3 ? `${ns / 1e3} us` : `${ns} ns`);
+export const formatNsAxis = (ns: number): string => (ns >= 1e6 ? `${ns / 1e6} ms` : ns >= 1e3 ? `${ns / 1e3} µs` : `${ns} ns`);
 export const formatBytesAxis = (b: number): string => (b >= 1 << 20 ? `${b / (1 << 20)}M` : b >= 1 << 10 ? `${b / (1 << 10)}K` : `${b}`);
