@@ -353,7 +353,7 @@ export class LinuxMemory {
 
   /** Give [lo, hi) protection `prot`, writing only the entries that change. */
   #setProt(lo: number, hi: number, prot: number): void {
-    if (prot === RW && this.#prot.size === 0 && !this.#inProgram(lo, hi)) return; // already RW: no exit
+    if (prot === RW && !this.#inProgram(lo, hi) && !this.#tracked(lo, hi)) return; // already RW: no exit
     const writes: [number, bigint][] = [];
     for (let p = lo; p < hi; p += PAGE_SIZE) {
       const base = this.#base(p);

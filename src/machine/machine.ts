@@ -492,6 +492,7 @@ export class Machine {
     if (c.busyWith) throw new MachineStateError(`${c.name} is inside a remote call from ${c.busyWith.name}`);
     if (c.inCall) throw new MachineStateError(`${c.name} is already running a call`);
     const parsed = parseElf(program, { linux: true, base: this.base + ELF_LINK_OFFSET }); // a static-PIE goes to this window
+    refuseWhileAttached(c, "load a program into");
     this.#linux?.memory.restore(undefined); // pages a previous program protected go back to their defaults
     const elf = this.load(parsed);
     this.#linux = undefined;
