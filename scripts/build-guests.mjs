@@ -66,7 +66,7 @@ const LINUX_RUSTFLAGS = [
   "-C", "debuginfo=0", "-C", "strip=debuginfo", "-C", "link-arg=-Wl,--build-id=none", `--remap-path-prefix=${ROOT}=.`,
 ];
 /** Linux programs linked for another window than 0 (remotes of a window-0 caller): at window base + 4 MiB. */
-const LINUX_WINDOW_OF = { counter: 1 };
+const LINUX_WINDOW_OF = { counter: 1, memtest: 1 };
 /**
  * Linux callers that link against a remote's exports (link-time lookup; guests/linux/<remote>.syms.ld
  * holds only the exports, as `ipre symbols` prints them: the remote's own libc must not replace

@@ -13,14 +13,22 @@
  * The owner refuses close(), reset() and load() while Remotes are attached: those would unmap or
  * rewrite memory that other threads' VMs are running. Detach first (`remote.detach()`, or
  * `using remote = Remote.attach(...)`).
+ *
+ * A Linux program (one started by Machine.create/exec) keeps its syscall layer in every thread:
+ * an attached Remote gets its own LinuxProcess (AttachOptions.linux: its output sinks, by default
+ * this process's stdout and stderr, and handlers), so its code may make syscalls inside calls
+ * from this thread's callers. Only the owner's program grows its memory: in an attached Remote,
+ * brk reports the owner's break, mmap is ENOMEM, munmap keeps pages reserved and mprotect is
+ * EPERM; while Remotes are attached the owner's page permissions are frozen (src/linux/memory.ts).
  */
 import { GuestMemoryError, IpreError, MachineStateError } from "../errors.ts";
 import { libc } from "../ffi/index.ts";
 import type { ElfImage } from "../guest/elf.ts";
 import { HOSTCALL_GATE_COUNT } from "../guest/layout.ts";
-import { Core, NO_HANDLER, registerCore } from "../machine/core.ts";
+import { Core, NO_HANDLER, registerCore, SHARED } from "../machine/core.ts";
 import { GuestMemory } from "../machine/memory.ts";
 import { guestCString, guestRange } from "../machine/pointers.ts";
+import { LinuxProcess, type LinuxOptions, type LinuxState } from "../linux/syscalls.ts";
 
 /** The transferable description of a shared remote (send it with postMessage). */
 export interface SharedRemote {
@@ -38,12 +46,16 @@ export interface SharedRemote {
   readonly fsBase: number;
   /** The program's symbols and exports (segment bytes left out). */
   readonly program: ElfImage;
-  /** Int32Array over it: [0] attached Remotes, [1] the owner closed (1) or is open (0). */
+  /**
+   * Int32Array over it: [0] attached Remotes, [1] the owner closed (1) or is open (0); then the
+   * break of the owner's Linux program (BigInt64Array index 1).
+   */
   readonly state: SharedArrayBuffer;
+  /** The owner's Linux program at share() time (its path, end, break), when it runs one. */
+  readonly linux?: LinuxState;
 }
 
-const ATTACHED = 0;
-const OWNER_CLOSED = 1;
+const { ATTACHED, OWNER_CLOSED } = SHARED;
 
 /** A hostcall handler of an attached Remote: six integer args, integer result. */
 export type RemoteHostcallFn = (a0: number, a1: number, a2: number, a3: number, a4: number, a5: number, remote: Remote) => number | bigint | void;
@@ -60,13 +72,19 @@ export interface AttachOptions {
    * share()). A remote that uses TLS should give each attached thread its own block.
    */
   fsBase?: number;
+  /**
+   * For a Linux program: the syscall layer of this thread's Remote (output sinks, default this
+   * process's stdout and stderr; handlers; trace). Its memory calls cannot grow memory (see above).
+   */
+  linux?: Pick<LinuxOptions<Remote>, "stdout" | "stderr" | "syscalls" | "onUnknownSyscall" | "trace">;
 }
 
 /** The owner side: the handle, and the count that guards close/reset/load. */
-export function shareCore(core: Core): SharedRemote {
+export function shareCore(core: Core, linux?: LinuxState): SharedRemote {
   if (core.closed) throw new MachineStateError(`${core.name} is closed`);
   if (!core.program) throw new IpreError(`${core.name} has no program loaded: load one before sharing it`);
-  const state = (core.shared ??= new SharedArrayBuffer(8));
+  const state = (core.shared ??= new SharedArrayBuffer(SHARED.BYTES));
+  if (linux !== undefined) core.publishBrk(linux.memory.brk);
   const program = core.program;
   return {
     kind: "ipre.shared-remote",
@@ -80,17 +98,13 @@ export function shareCore(core: Core): SharedRemote {
     fsBase: core.fsBase,
     program: { ...program, segments: program.segments.map((s) => ({ ...s, data: new Uint8Array(0) })) },
     state,
+    ...(linux !== undefined ? { linux } : {}),
   };
-}
-
-/** Attached Remotes of an owner (0 when it was never shared). */
-function attachedCount(core: Core): number {
-  return core.shared ? Atomics.load(new Int32Array(core.shared), ATTACHED) : 0;
 }
 
 /** A MachineStateError when Remotes are attached to the owner (reset, load). */
 export function refuseWhileAttached(core: Core, what: string): void {
-  const n = attachedCount(core);
+  const n = core.attachedRemotes();
   if (n > 0) throw new MachineStateError(`cannot ${what} ${core.name} while ${n} Remote${n === 1 ? " is" : "s are"} attached to it (threads that called Remote.attach on its share() handle); detach them first`);
 }
 
@@ -109,7 +123,7 @@ export function closeShared(core: Core): void {
 }
 
 function isShared(h: unknown): h is SharedRemote {
-  return typeof h === "object" && h !== null && (h as SharedRemote).kind === "ipre.shared-remote" && (h as SharedRemote).version === 1 && (h as SharedRemote).state instanceof SharedArrayBuffer;
+  return typeof h === "object" && h !== null && (h as SharedRemote).kind === "ipre.shared-remote" && (h as SharedRemote).version === 1 && (h as SharedRemote).state instanceof SharedArrayBuffer && (h as SharedRemote).state.byteLength >= SHARED.BYTES;
 }
 
 /** A remote shared by another thread (or this one): connect callers to it with `connect(caller, remote)`. */
@@ -126,6 +140,7 @@ export class Remote {
     core.program = handle.program;
     core.fsBase = options.fsBase ?? handle.fsBase;
     core.attached = true;
+    core.shared = handle.state;
     this.hostcalls = new Map(Object.entries(options.hostcalls ?? {}).map(([k, v]) => [Number(k), v]));
     for (const gate of this.hostcalls.keys()) if (!(Number.isInteger(gate) && gate >= 0 && gate < HOSTCALL_GATE_COUNT - 1)) throw new RangeError(`hostcall gate ${gate} is not in 0..${HOSTCALL_GATE_COUNT - 2}`);
     core.hostcall = (gate, a0, a1, a2, a3, a4, a5) => {
@@ -134,6 +149,11 @@ export class Remote {
     };
     this.#core = core;
     this.#state = new Int32Array(handle.state);
+    if (handle.linux !== undefined) {
+      const proc = new LinuxProcess<Remote>(core, this, handle.linux.programEnd, { ...options.linux, path: handle.linux.path });
+      proc.phase = handle.linux.phase;
+      core.syscall = proc.dispatch;
+    }
     registerCore(this, core);
   }
 

@@ -10,16 +10,15 @@
  * the rights of the code that runs (src/machine/pointers.ts), so a bad pointer is a
  * GuestMemoryError, never a host crash.
  *
- * Memory: [program end, brk) is the heap, growing up; anonymous mmaps are taken top-down from the
- * page below the stack guard; the two meet in the middle (ENOMEM). All user memory is mapped RW
- * already, so neither needs a page-table change; new memory is zeroed as Linux guarantees.
+ * Memory (brk, mmap, munmap, mremap, mprotect, madvise) is the business of the process's
+ * LinuxMemory (memory.ts): the heap, the mmap area and its free list, page permissions.
  */
 import { writeSync } from "node:fs";
 import { LinuxProgramError, RemoteFault } from "../errors.ts";
-import { PAGE_SIZE } from "../guest/layout.ts";
 import type { Core } from "../machine/core.ts";
 import { FRAME_AT, setFsBase } from "../machine/parked.ts";
 import { guestCString, guestRange } from "../machine/pointers.ts";
+import { LinuxMemory, type MemoryState } from "./memory.ts";
 
 /** A user handler: the six argument registers (signed), the machine; the result goes in RAX. */
 export type SyscallFn<M = unknown> = (a0: number, a1: number, a2: number, a3: number, a4: number, a5: number, machine: M) => number | bigint | void;
@@ -74,9 +73,7 @@ export function syscallName(nr: number): string {
 /** Linux errno values the layer returns (negated in RAX). */
 const E = { ENOENT: 2, EBADF: 9, EAGAIN: 11, ENOMEM: 12, EFAULT: 14, ENODEV: 19, EINVAL: 22, ENOTTY: 25, ESPIPE: 29, ENOSYS: 38 } as const;
 
-const MAP_FIXED = 0x10;
 const MAP_ANONYMOUS = 0x20;
-const MREMAP_MAYMOVE = 1;
 const AT_EMPTY_PATH = 0x1000;
 const ARCH_SET_FS = 0x1002;
 const ARCH_GET_FS = 0x1003;
@@ -91,7 +88,6 @@ const POLLOUT = 4;
 /** The single thread: pid = tid = 1. */
 const PID = 1;
 
-const pageUp = (n: number) => Math.ceil(n / PAGE_SIZE) * PAGE_SIZE;
 const encoder = new TextEncoder();
 
 /** This process's stdout or stderr, synchronously (node:fs works on Node, Bun and Deno). */
@@ -110,8 +106,8 @@ export type LinuxPhase = "starting" | "waiting" | "exited";
 
 /** What a snapshot keeps of a Linux program besides its memory (reset() and fork() restore it). */
 export interface LinuxState {
-  readonly brk: number;
-  readonly mmapCursor: number;
+  /** The heap break, the mmap area with its free list, page permissions (memory.ts). */
+  readonly memory: MemoryState;
   readonly fsBase: number;
   readonly callStackTop: number;
   readonly phase: LinuxPhase;
@@ -123,12 +119,8 @@ export interface LinuxState {
 
 /** The state of one machine's Linux program and its syscall handlers. */
 export class LinuxProcess<M = unknown> {
-  /** First heap byte (the page after the program) and the current break. */
-  readonly brkStart: number;
-  brk: number;
-  /** Anonymous mmaps are carved top-down from mmapTop; the lowest one starts at mmapCursor. */
-  readonly mmapTop: number;
-  mmapCursor: number;
+  /** The heap, the mmap area, page permissions. */
+  readonly memory: LinuxMemory;
   /** Set by exit/exit_group. */
   exitCode: number | undefined;
   phase: LinuxPhase = "starting";
@@ -146,8 +138,7 @@ export class LinuxProcess<M = unknown> {
   readonly counts = new Map<number, number>();
 
   constructor(readonly core: Core, readonly machine: M, readonly programEnd: number, options: LinuxOptions<M>) {
-    this.brkStart = this.brk = pageUp(programEnd);
-    this.mmapTop = this.mmapCursor = core.stackGuard;
+    this.memory = new LinuxMemory(core, programEnd);
     const argv0 = options.argv?.[0] ?? "program";
     this.path = options.path ?? (argv0.startsWith("/") ? argv0 : `/${argv0.replace(/^(\.\/)+/, "")}`);
     if (!this.path.startsWith("/")) throw new RangeError(`path must be absolute (got ${JSON.stringify(this.path)})`);
@@ -165,14 +156,13 @@ export class LinuxProcess<M = unknown> {
 
   /** What a snapshot keeps (memory aside). */
   state(): LinuxState {
-    const { brk, mmapCursor, phase, exitCode, clearChildTid, path, programEnd } = this;
-    return { brk, mmapCursor, fsBase: this.core.fsBase, callStackTop: this.core.callStackTop, phase, exitCode, clearChildTid, path, programEnd };
+    const { phase, exitCode, clearChildTid, path, programEnd } = this;
+    return { memory: this.memory.state(), fsBase: this.core.fsBase, callStackTop: this.core.callStackTop, phase, exitCode, clearChildTid, path, programEnd };
   }
 
   /** Go back to `s` (reset to a snapshot; a fork starts from it). */
   restore(s: LinuxState): void {
-    this.brk = s.brk;
-    this.mmapCursor = s.mmapCursor;
+    this.memory.restore(s.memory);
     this.phase = s.phase;
     this.exitCode = s.exitCode;
     this.clearChildTid = s.clearChildTid;
@@ -275,17 +265,18 @@ export class LinuxProcess<M = unknown> {
       case NR.poll:
         return this.#poll(r, a0, a1);
       case NR.brk:
-        return this.#brk(a0);
+        return this.memory.setBreak(a0);
       case NR.mmap:
-        return this.#mmap(a0, a1, a3, a4);
+        if ((a3 & MAP_ANONYMOUS) === 0) return a4 >= 0 && a4 <= 2 ? -E.ENODEV : -E.EBADF;
+        return this.memory.mmap(a0, a1, a2, a3);
       case NR.munmap:
-        if (a0 === this.mmapCursor) this.mmapCursor = Math.min(this.mmapTop, a0 + pageUp(a1)); // the lowest mapping goes back
-        return 0;
+        return this.memory.munmap(a0, a1);
       case NR.mremap:
-        return this.#mremap(a0, a1, a2, a3);
+        return this.memory.mremap(a0, a1, a2, a3);
       case NR.mprotect:
+        return this.memory.mprotect(a0, a1, a2);
       case NR.madvise:
-        return 0; // accepted: all user memory stays RW
+        return this.memory.madvise(a0, a1, a2);
       case NR.arch_prctl:
         if (a0 === ARCH_SET_FS) {
           this.core.fsBase = a1; // what an IPRE switch into this machine's code loads
@@ -458,44 +449,6 @@ export class LinuxProcess<M = unknown> {
       if (revents !== 0) ready++;
     }
     return ready;
-  }
-
-  #brk(addr: number): number {
-    if (addr < this.brkStart || addr > this.mmapCursor) return this.brk; // a query, or no room: unchanged
-    if (addr > this.brk) this.#zero(this.brk, addr);
-    this.brk = addr;
-    return this.brk;
-  }
-
-  #mmap(addr: number, length: number, flags: number, fd: number): number {
-    if (length <= 0) return -E.EINVAL;
-    if ((flags & MAP_ANONYMOUS) === 0) return fd >= 0 && fd <= 2 ? -E.ENODEV : -E.EBADF;
-    const size = pageUp(length);
-    if ((flags & MAP_FIXED) !== 0) {
-      if (addr % PAGE_SIZE !== 0 || addr < this.brkStart || addr + size > this.mmapTop) return -E.ENOMEM;
-      this.#zero(addr, addr + size);
-      return addr;
-    }
-    const at = this.mmapCursor - size;
-    if (at < this.brk) return -E.ENOMEM;
-    this.#zero(at, this.mmapCursor);
-    this.mmapCursor = at;
-    return at;
-  }
-
-  #mremap(old: number, oldSize: number, newSize: number, flags: number): number {
-    if (newSize <= 0 || old % PAGE_SIZE !== 0) return -E.EINVAL;
-    if (pageUp(newSize) <= pageUp(oldSize)) return old;
-    if ((flags & MREMAP_MAYMOVE) === 0) return -E.ENOMEM;
-    const to = this.#mmap(0, newSize, MAP_ANONYMOUS, -1);
-    if (to < 0) return to;
-    const mem = this.core.mem.u8;
-    mem.copyWithin(to - this.core.base, old - this.core.base, old - this.core.base + Math.min(oldSize, newSize));
-    return to;
-  }
-
-  #zero(from: number, to: number): void {
-    this.core.mem.u8.fill(0, from - this.core.base, to - this.core.base);
   }
 
   #rlimit(r: Core, resource: number, out: number): number {

@@ -67,6 +67,9 @@ export interface Root {
   index: number;
 }
 
+/** The layout of Core.shared: Int32 indices, the BigInt64 index of the brk, its size. */
+export const SHARED = { ATTACHED: 0, OWNER_CLOSED: 1, BRK64: 1, BYTES: 16 } as const;
+
 export class Core {
   readonly base: number;
   readonly tables: WindowTables;
@@ -127,7 +130,11 @@ export class Core {
   readonly slots = new Set<number>();
   /** Root with the loaned windows, while some connection lends memory. */
   loanRoot: Root | undefined;
-  /** Owner of a remote shared with other threads: [attached Remotes, owner closed] (src/ipre/share.ts). */
+  /**
+   * A remote shared with other threads (src/ipre/share.ts): on the owner and on each attached
+   * Remote, the share's state: Int32 [attached Remotes, owner closed], then (BigInt64 index 1)
+   * the break of the owner's Linux program (src/linux/memory.ts).
+   */
   shared: SharedArrayBuffer | undefined;
   /** A Remote attached in this thread to memory another machine owns: it has no VM of its own. */
   attached = false;
@@ -188,6 +195,18 @@ export class Core {
   requireVm(): Vm {
     if (this.closed || !this.vm) throw new MachineStateError(`${this.name} is closed`);
     return this.vm;
+  }
+
+  /** Remotes attached to this machine's share() handle, in every thread (0 when never shared). */
+  attachedRemotes(): number {
+    return this.shared ? Atomics.load(new Int32Array(this.shared), SHARED.ATTACHED) : 0;
+  }
+  /** The break of the owner's Linux program, as the owner published it in the shared state. */
+  sharedBrk(): number {
+    return Number(Atomics.load(new BigInt64Array(this.shared!), SHARED.BRK64));
+  }
+  publishBrk(brk: number): void {
+    Atomics.store(new BigInt64Array(this.shared!), SHARED.BRK64, BigInt(brk));
   }
 
   /** Free root-pool pages for an extra root (a merged root per remote, one for loans). */

@@ -491,7 +491,10 @@ export class Machine {
     this.#requireUsable();
     if (c.busyWith) throw new MachineStateError(`${c.name} is inside a remote call from ${c.busyWith.name}`);
     if (c.inCall) throw new MachineStateError(`${c.name} is already running a call`);
-    const elf = this.load(parseElf(program, { linux: true, base: this.base + ELF_LINK_OFFSET })); // a static-PIE goes to this window
+    const parsed = parseElf(program, { linux: true, base: this.base + ELF_LINK_OFFSET }); // a static-PIE goes to this window
+    refuseWhileAttached(c, "load a program into");
+    this.#linux?.memory.restore(undefined); // pages a previous program protected go back to their defaults
+    const elf = this.load(parsed);
     this.#linux = undefined;
     const proc = runLinux<Machine>(c, this, program, elf, options, timeoutMs);
     this.#linux = proc;
@@ -537,7 +540,7 @@ export class Machine {
    * while Remotes are attached (docs/ARCHITECTURE.md §3).
    */
   share(): SharedRemote {
-    return shareCore(this.#c);
+    return shareCore(this.#c, this.#linux?.state());
   }
 
   /** Whether an IPRE call is in progress (e.g. from inside a hostcall). */
@@ -579,7 +582,8 @@ export class Machine {
    * memory plus the programs load() wrote (MADV_DONTNEED on the private mapping: only the pages
    * the guest dirtied are dropped). The vCPU is rebooted if it was stopped mid-guest. Not
    * reverted: the runtime area (page tables, so protect() and IPRE connections survive), fsBase,
-   * hostcalls. Clears a pending "must reset" (a timeout inside a remote call).
+   * hostcalls; but the page permissions a Linux program set (mmap, mprotect) go back to the
+   * snapshot's, or to the defaults. Clears a pending "must reset" (a timeout inside a remote call).
    */
   reset(): void {
     const c = this.#c;
@@ -594,6 +598,7 @@ export class Machine {
     const state = this.#snapshot?.linux;
     if (this.#linux !== undefined && state !== undefined) this.#linux.restore(state);
     else if (this.#linux !== undefined || c.syscall !== undefined) {
+      this.#linux?.memory.restore(undefined); // the pages it protected go back to their defaults
       this.#linux = undefined;
       c.syscall = undefined;
       c.callStackTop = 0;
