@@ -492,6 +492,7 @@ export class Machine {
     if (c.busyWith) throw new MachineStateError(`${c.name} is inside a remote call from ${c.busyWith.name}`);
     if (c.inCall) throw new MachineStateError(`${c.name} is already running a call`);
     const elf = this.load(parseElf(program, { linux: true, base: this.base + ELF_LINK_OFFSET })); // a static-PIE goes to this window
+    this.#linux?.close();
     this.#linux = undefined;
     const proc = runLinux<Machine>(c, this, program, elf, options, timeoutMs);
     this.#linux = proc;
@@ -594,6 +595,7 @@ export class Machine {
     const state = this.#snapshot?.linux;
     if (this.#linux !== undefined && state !== undefined) this.#linux.restore(state);
     else if (this.#linux !== undefined || c.syscall !== undefined) {
+      this.#linux?.close();
       this.#linux = undefined;
       c.syscall = undefined;
       c.callStackTop = 0;
@@ -630,6 +632,7 @@ export class Machine {
     for (const link of [...c.links.values()]) link.disconnect();
     for (const snap of this.#snapshots) snap.close();
     this.#snapshots = [];
+    this.#linux?.close(); // the host files its program has open
     c.vcpu?.close();
     c.vm?.close();
     c.mem.close();
