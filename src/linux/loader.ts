@@ -140,13 +140,15 @@ const GENERAL = ["rax", "rbx", "rcx", "rdx", "rsi", "rdi", "rbp", "r8", "r9", "r
 export function runLinux<M>(core: Core, machine: M, bytes: Uint8Array, elf: ElfImage, options: LinuxOptions<M>, timeoutMs: number): LinuxProcess<M> {
   const start = performance.now();
   let proc = new LinuxProcess<M>(core, machine, elf.highest, options);
+  const first = proc;
   let argv = options.argv ?? ["program"];
   let env = Object.entries(options.env ?? {}).map(([k, v]) => `${k}=${v}`);
   for (;;) {
     core.syscall = proc.dispatch;
     try {
       enter(core, bytes, elf, proc, argv, env);
-      runCall(core, timeoutMs > 0 ? Math.max(1, timeoutMs - (performance.now() - start)) : 0);
+      // After an execve, what is left of the timeout.
+      runCall(core, proc === first || timeoutMs <= 0 ? timeoutMs : Math.max(1, timeoutMs - (performance.now() - start)));
     } catch (e) {
       proc.close(); // the machine drops a program that failed to start: its host files go too
       throw e;
