@@ -54,7 +54,7 @@ const COMMANDS: Readonly<Record<string, CommandHelp>> = {
   },
   exec: {
     args: "[options] <program> [args...]",
-    about: "run a static Linux program (glibc, musl, C++, Rust, busybox) to exit; exits with its code. It reads ipre's stdin and sees only the files allowed below",
+    about: "run a static Linux program (glibc, musl, C++, Rust, busybox) to exit, with ipre's stdin and only the files --allow-read/--mount allow; exits with its code",
     options: [
       ["--memory MiB", "guest memory (default 64)"],
       ["--timeout MS", "stop the program after MS ms (exit 124)"],

@@ -8,7 +8,7 @@
  */
 import { closeSync, fstatSync, openSync, readSync, writeSync, constants as FS } from "node:fs";
 import { E, hostErrno, O, S, statOf, syntheticIno, syntheticStat, type StatInfo } from "./abi.ts";
-import type { OutputSink } from "./syscalls.ts";
+import type { OutputSink } from "./options.ts";
 
 /** What a read or write that may wait needs from the process. */
 export interface IoCtx {
@@ -99,16 +99,17 @@ export class SinkOutput extends Desc {
 export class StdinPipe extends Desc {
   /** Offset in `bytes` (bytes and string sources). */
   pos = 0;
-  constructor(readonly bytes: Uint8Array | undefined, readonly stream: ((buf: Uint8Array, ctx: IoCtx) => number) | undefined) {
+  /** `source`: the option it was made of. */
+  constructor(readonly source: StdinOption, readonly bytes: Uint8Array | undefined, readonly stream: ((buf: Uint8Array, ctx: IoCtx) => number) | undefined) {
     super(O.RDONLY);
   }
   static of(option: StdinOption): StdinPipe {
-    if (typeof option === "string" && option !== "inherit") return new StdinPipe(new TextEncoder().encode(option), undefined);
-    if (option instanceof Uint8Array) return new StdinPipe(option, undefined);
-    if (typeof option === "function") return new StdinPipe(undefined, (buf) => option(buf));
+    if (typeof option === "string" && option !== "inherit") return new StdinPipe(option, new TextEncoder().encode(option), undefined);
+    if (option instanceof Uint8Array) return new StdinPipe(option, option, undefined);
+    if (typeof option === "function") return new StdinPipe(option, undefined, (buf) => option(buf));
     const fd = option === "inherit" ? 0 : typeof option === "number" ? option : option.fd;
     if (!Number.isInteger(fd) || fd < 0) throw new RangeError(`stdin: not a file descriptor: ${String(fd)}`);
-    return new StdinPipe(undefined, (buf, ctx) => readHost(fd, buf, ctx));
+    return new StdinPipe(option, undefined, (buf, ctx) => readHost(fd, buf, ctx));
   }
   override read(buf: Uint8Array, ctx: IoCtx, at?: number): number {
     if (at !== undefined) return -E.ESPIPE;
@@ -130,7 +131,7 @@ export class StdinPipe extends Desc {
     return POLLIN;
   }
   clone(): Desc {
-    const c = new StdinPipe(this.bytes, this.stream); // a stream goes on where it is: it cannot rewind
+    const c = new StdinPipe(this.source, this.bytes, this.stream); // a stream goes on where it is: it cannot rewind
     c.pos = this.pos;
     return c;
   }
@@ -364,13 +365,16 @@ export class FdTable {
   closeAll(): void {
     for (const fd of [...this.slots.keys()]) this.close(fd);
   }
-  /** A copy of the table (shared descriptions stay shared in the copy). */
-  clone(): FdTable {
+  /**
+   * A copy of the table (shared descriptions stay shared in the copy); `replace` may give a
+   * description its own substitute (a fork's own output sinks).
+   */
+  clone(replace?: (d: Desc) => Desc | undefined): FdTable {
     const memo = new Map<object, object>();
     const t = new FdTable();
     for (const [fd, { desc, cloexec }] of this.slots) {
       let c = memo.get(desc) as Desc | undefined;
-      if (c === undefined) memo.set(desc, (c = desc.clone(memo)));
+      if (c === undefined) memo.set(desc, (c = replace?.(desc) ?? desc.clone(memo)));
       t.set(fd, c, cloexec);
     }
     return t;

@@ -8,7 +8,7 @@ import type { Core } from "../machine/core.ts";
 import { guestCString, guestRange } from "../machine/pointers.ts";
 import { AT_EMPTY_PATH, AT_FDCWD, AT_SYMLINK_NOFOLLOW, direntType, E, hostErrno, O, S, writeStat, writeStatx, type StatInfo } from "./abi.ts";
 import { Directory, FdTable, HostFile, NullInput, SinkOutput, StdinPipe, type StdinOption } from "./fds.ts";
-import type { OutputSink } from "./syscalls.ts";
+import type { OutputSink } from "./options.ts";
 import { normalize, Vfs, type FilesOption, type Node } from "./vfs.ts";
 
 /** x86-64 numbers of the calls this file serves. */
@@ -34,7 +34,7 @@ export class LinuxFiles {
   umask = 0o022;
   readonly vfs: Vfs;
 
-  constructor(files: FilesOption | undefined, stdin: StdinOption | undefined, stdout: OutputSink, stderr: OutputSink, readonly exePath: string) {
+  constructor(files: FilesOption | undefined, readonly stdin: StdinOption | undefined, readonly stdout: OutputSink, readonly stderr: OutputSink, readonly exePath: string) {
     this.vfs = new Vfs(files);
     this.table.add(stdin === undefined ? new NullInput(O.RDONLY) : StdinPipe.of(stdin));
     this.table.add(new SinkOutput(stdout, 5));
@@ -44,9 +44,18 @@ export class LinuxFiles {
   state(): FilesState {
     return { table: this.table.clone(), cwd: this.cwd, umask: this.umask };
   }
+  /**
+   * Go back to `s`. The std streams are this process's own: a fork's sinks, and its stdin when it
+   * was given one other than the snapshot's (a reset goes on reading where the snapshot was).
+   */
   restore(s: FilesState): void {
     this.table.closeAll();
-    this.table = s.table.clone();
+    const own = this.stdin;
+    this.table = s.table.clone((d) => {
+      if (d instanceof SinkOutput) return new SinkOutput(d.ino === 5 ? this.stdout : this.stderr, d.ino);
+      const other = d instanceof NullInput || (d instanceof StdinPipe && d.source !== own);
+      return own !== undefined && other ? StdinPipe.of(own) : undefined;
+    });
     this.cwd = s.cwd;
     this.umask = s.umask;
   }

@@ -7,7 +7,7 @@
  */
 import type { Core } from "../machine/core.ts";
 import { timedOut } from "../machine/faults.ts";
-import { guestRange } from "../machine/pointers.ts";
+import { guestCString, guestRange } from "../machine/pointers.ts";
 import { E } from "./abi.ts";
 
 /** x86-64 numbers of the calls this file serves. */
@@ -67,6 +67,18 @@ function putWords(r: Core, addr: number, words: (number | bigint)[]): void {
   const b = guestRange(r, addr, words.length * 8, true);
   const dv = new DataView(b.buffer, b.byteOffset, b.byteLength);
   words.forEach((w, i) => dv.setBigUint64(i * 8, BigInt.asUintN(64, BigInt(w)), true));
+}
+
+/** A NULL-terminated array of C strings at `at` (execve's argv and envp; NULL: none). */
+export function guestStrings(r: Core, at: number): string[] {
+  const out: string[] = [];
+  for (let i = 0; at !== 0 && i < 4096; i++) {
+    const b = guestRange(r, at + i * 8, 8, false);
+    const p = Number(new DataView(b.buffer, b.byteOffset, 8).getBigUint64(0, true));
+    if (p === 0) break;
+    out.push(guestCString(r, p, 131072));
+  }
+  return out;
 }
 
 /** struct timespec at `addr` as ns, or undefined when invalid. */

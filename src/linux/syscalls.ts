@@ -1,10 +1,9 @@
 /**
  * The Linux system-call layer of a machine that runs a static Linux program (Machine.exec):
- * enough of x86-64 Linux for static glibc, musl and busybox to start, allocate, read their
- * input and allowed files, print and exit. This file holds the process (memory, signals, TLS,
- * exit, execve of itself) and dispatches the rest: files.ts (paths) and io.ts (fds, pipes,
- * poll) over fds.ts and vfs.ts, misc.ts (time, identity, limits, the single-process answers).
- *
+ * enough of x86-64 Linux for static glibc, musl and busybox to start, allocate, read input and
+ * allowed files, print and exit. Here: the process (memory, signals, TLS, exit, execve of
+ * itself); files.ts (paths), io.ts (fds, pipes, poll) over fds.ts and vfs.ts, misc.ts (time,
+ * identity, limits, the single-process answers) serve the rest. *
  * One LinuxProcess per machine holds that machine's state: its brk, its mmap region, its output
  * sinks, its TLS base. A syscall is dispatched to the process of the machine whose code made it
  * (src/machine/exits.ts: inside a remote call, the remote's), and guest pointers are checked with
@@ -15,57 +14,20 @@
  * page below the stack guard; the two meet in the middle (ENOMEM). All user memory is mapped RW
  * already, so neither needs a page-table change; new memory is zeroed as Linux guarantees.
  */
-import { writeSync } from "node:fs";
 import { LinuxProgramError, RemoteFault } from "../errors.ts";
 import { PAGE_SIZE } from "../guest/layout.ts";
 import type { Core } from "../machine/core.ts";
 import { FRAME_AT, setFsBase } from "../machine/parked.ts";
 import { guestCString, guestRange } from "../machine/pointers.ts";
 import { E } from "./abi.ts";
-import type { IoCtx, StdinOption } from "./fds.ts";
+import type { IoCtx } from "./fds.ts";
 import { FILE_NR, LinuxFiles, type FilesState } from "./files.ts";
 import { IO_NR, ioCall } from "./io.ts";
-import { MISC_NR, miscCall, PID, ProcessInfo, sleepMs } from "./misc.ts";
-import { normalize, type FilesOption } from "./vfs.ts";
+import { guestStrings, MISC_NR, miscCall, PID, ProcessInfo, sleepMs } from "./misc.ts";
+import { normalize } from "./vfs.ts";
+import { processSink, type LinuxOptions, type OutputSink, type SyscallFn } from "./options.ts";
 
-/** A user handler: the six argument registers (signed), the machine; the result goes in RAX. */
-export type SyscallFn<M = unknown> = (a0: number, a1: number, a2: number, a3: number, a4: number, a5: number, machine: M) => number | bigint | void;
-
-/** Where a program's output goes: the bytes of one write (a copy). */
-export type OutputSink = (data: Uint8Array) => void;
-
-export interface LinuxOptions<M = unknown> {
-  /** argv, argv[0] included (default: ["program"]). */
-  argv?: string[];
-  /** The environment (default: none). */
-  env?: Record<string, string>;
-  /** Sinks of fd 1 and 2 (default: this process's stdout and stderr). */
-  stdout?: OutputSink;
-  stderr?: OutputSink;
-  /**
-   * Standard input (default: none, fd 0 is at EOF): bytes or a string, "inherit" (this
-   * process's fd 0), a host fd (a number or `{ fd }`), or a synchronous read callback
-   * `(buf) => bytes put in buf` (0: EOF). The program sees a pipe; streams are read as it reads.
-   */
-  stdin?: StdinOption;
-  /**
-   * Host files and directories the program may use, by guest path (nothing else is visible):
-   * `{ "/data": "./dir", "/etc/motd": "./motd.txt" }`, read-only; `{ "/out": { host: "./out",
-   * write: true } }` to write and create files there. docs/ARCHITECTURE.md §4 has the rules.
-   */
-  files?: FilesOption;
-  /** Handlers by syscall number; they replace the built-in ones. */
-  syscalls?: Record<number, SyscallFn<M>>;
-  /** Told once per unknown syscall number (default: console.warn); the program gets -ENOSYS. */
-  onUnknownSyscall?: (nr: number, name: string) => void;
-  /** Called after each syscall is handled, with its arguments and result (none for exit). */
-  trace?: (nr: number, name: string, args: number[], result: number | bigint | undefined) => void;
-  /**
-   * The absolute path readlink("/proc/self/exe") and AT_EXECFN give (default: argv[0] when it is
-   * absolute, else "/" + argv[0]: glibc asserts that the link is absolute).
-   */
-  path?: string;
-}
+export type { LinuxOptions, OutputSink, SyscallFn } from "./options.ts";
 
 /** x86-64 syscall numbers (arch/x86/entry/syscalls/syscall_64.tbl). */
 export const NR = {
@@ -100,25 +62,6 @@ const FUTEX_CMD_MASK = 0x7f;
 const FUTEX_WAKE = 1;
 
 const pageUp = (n: number) => Math.ceil(n / PAGE_SIZE) * PAGE_SIZE;
-
-const pause = new Int32Array(new SharedArrayBuffer(4));
-
-/**
- * This process's stdout or stderr, synchronously (node:fs works on Node, Bun and Deno); a
- * non-blocking pipe that is full is waited for.
- */
-function processSink(fd: 1 | 2): OutputSink {
-  return (data) => {
-    for (let off = 0; off < data.length; ) {
-      try {
-        off += writeSync(fd, data, off, data.length - off);
-      } catch (e) {
-        if ((e as { code?: unknown }).code !== "EAGAIN") throw e;
-        Atomics.wait(pause, 0, 0, 1);
-      }
-    }
-  };
-}
 
 /**
  * Where a program is: starting (its start-up run: C runtime, main), waiting for requests (it
@@ -384,17 +327,7 @@ export class LinuxProcess<M = unknown> {
       this.#note(NR.execve);
       return -E.ENOSYS;
     }
-    const strings = (at: number): string[] => {
-      const out: string[] = [];
-      for (let i = 0; at !== 0 && i < 4096; i++) {
-        const b = guestRange(r, at + i * 8, 8, false);
-        const p = Number(new DataView(b.buffer, b.byteOffset, 8).getBigUint64(0, true));
-        if (p === 0) break;
-        out.push(guestCString(r, p, 131072));
-      }
-      return out;
-    };
-    this.execRequest = { argv: strings(argvPtr), env: strings(envPtr) };
+    this.execRequest = { argv: guestStrings(r, argvPtr), env: guestStrings(r, envPtr) };
     for (const [fd, slot] of [...this.files.table.slots]) if (slot.cloexec) this.files.table.close(fd);
     return 0;
   }
