@@ -4,11 +4,13 @@
  */
 import process from "node:process";
 import { readFileSync, writeSync } from "node:fs";
+import { resolve as resolvePath } from "node:path";
 import { libc } from "./ffi/index.ts";
 import { GuestFault, hex, IpreError, KvmError, LinuxProgramError, TimeoutError } from "./errors.ts";
 import { Machine, kvmInfo } from "./machine/machine.ts";
 import { parseElf, type ElfImage } from "./guest/elf.ts";
 import { isLinuxProgram } from "./linux/loader.ts";
+import type { FilesOption } from "./linux/vfs.ts";
 import { MAX_WINDOW, WINDOW_SIZE, MiB } from "./guest/layout.ts";
 import { connect } from "./ipre/connect.ts";
 import { checkOptions, type Flags, numberOption, parseFlags as parseFlagsOf, UsageError } from "./flags.ts";
@@ -52,12 +54,19 @@ const COMMANDS: Readonly<Record<string, CommandHelp>> = {
   },
   exec: {
     args: "[options] <program> [args...]",
-    about: "run a static Linux program (glibc, musl, C++, Rust) to exit; exits with its code",
+    about: "run a static Linux program (glibc, musl, C++, Rust, busybox) to exit, with ipre's stdin and only the files --allow-read/--mount allow; exits with its code",
     options: [
       ["--memory MiB", "guest memory (default 64)"],
       ["--timeout MS", "stop the program after MS ms (exit 124)"],
+      ["--allow-read PATH", "the program may read the host file or directory PATH, at the same absolute path (repeatable)"],
+      ["--mount HOST:GUEST[:rw]", "the host path HOST at the guest path GUEST, read-only unless :rw (repeatable)"],
     ],
-    examples: ["ipre exec guests/linux/hello.elf a b", "ipre exec --timeout 5000 guests/linux/hello-rs.elf --verbose"],
+    examples: [
+      "ipre exec guests/linux/hello.elf a b",
+      "ipre exec --timeout 5000 guests/linux/hello-rs.elf --verbose",
+      "ipre exec --mount ./data:/data /bin/busybox ls -la /data",
+      "ipre exec /bin/busybox sha256sum < big.iso",
+    ],
   },
   symbols: {
     args: "<elf> [--all] [--json]",
@@ -273,41 +282,66 @@ function processEnv(): Record<string, string> {
 }
 
 /** The options `ipre exec` takes before the program; every word after the program is its argument. */
-const EXEC_OPTIONS = ["memory", "timeout"];
+const EXEC_OPTIONS = ["memory", "timeout", "allow-read", "mount"];
+/** Options that may be given more than once: every value is in `lists`. */
+const EXEC_LISTS = new Set(["allow-read", "mount"]);
 
 /**
  * `ipre exec [options] <program> [args...]` splits its words itself: options end at the program
  * path (or a bare `--`), so the program's own `--flags` are never read as ipre's.
  */
-export function parseExecArgs(words: string[]): Flags {
+export function parseExecArgs(words: string[]): Flags & { lists: Map<string, string[]> } {
   const options = new Map<string, string | true>();
+  const lists = new Map<string, string[]>();
+  const set = (name: string, value: string | true) => {
+    options.set(name, value);
+    if (EXEC_LISTS.has(name) && value !== true) lists.set(name, [...(lists.get(name) ?? []), value]);
+  };
   for (let i = 0; i < words.length; i++) {
     const w = words[i]!;
-    if (w === "--") return { positional: words.slice(i + 1), options };
+    if (w === "--") return { positional: words.slice(i + 1), options, lists };
     if (w === "-h") {
       options.set("help", true);
       continue;
     }
-    if (!w.startsWith("--")) return { positional: words.slice(i), options };
+    if (!w.startsWith("--")) return { positional: words.slice(i), options, lists };
     const eq = w.indexOf("=");
     const name = eq > 0 ? w.slice(2, eq) : w.slice(2);
-    if (eq > 0) options.set(name, w.slice(eq + 1));
-    else if (EXEC_OPTIONS.includes(name) && i + 1 < words.length) options.set(name, words[++i]!);
-    else options.set(name, true); // --help, or an option checkOptions refuses, or a missing value
+    if (eq > 0) set(name, w.slice(eq + 1));
+    else if (EXEC_OPTIONS.includes(name) && i + 1 < words.length) set(name, words[++i]!);
+    else set(name, true); // --help, or an option checkOptions refuses, or a missing value
   }
-  return { positional: [], options };
+  return { positional: [], options, lists };
+}
+
+/** The files option of `ipre exec`: --allow-read PATH (same path, read-only) and --mount HOST:GUEST[:rw]. */
+export function execFiles(flags: Flags & { lists?: Map<string, string[]> }): FilesOption {
+  const files: FilesOption = {};
+  for (const o of EXEC_LISTS) if (flags.options.get(o) === true) throw new UsageError(`--${o} needs a value`);
+  for (const p of flags.lists?.get("allow-read") ?? []) files[resolvePath(p)] = resolvePath(p);
+  for (const m of flags.lists?.get("mount") ?? []) {
+    const parts = m.split(":");
+    const mode = parts.length > 2 && (parts.at(-1) === "rw" || parts.at(-1) === "ro") ? parts.pop() : "ro";
+    const guest = parts.pop();
+    const host = parts.join(":");
+    if (!host || !guest?.startsWith("/")) throw new UsageError(`--mount needs HOST:GUEST[:rw] with an absolute GUEST path (got "${m}")`);
+    files[guest] = { host: resolvePath(host), write: mode === "rw" };
+  }
+  return files;
 }
 
 /**
  * `ipre exec <program> [args...]`: Machine.exec with argv = [program as given, ...args], this
- * process's environment, and the program's stdout/stderr written here as it writes them.
+ * process's environment and stdin, the program's stdout/stderr written here as it writes them,
+ * and the files of --allow-read and --mount.
  */
-function exec(flags: Flags): number {
+function exec(flags: Flags & { lists?: Map<string, string[]> }): number {
   const [path, ...args] = flags.positional;
   if (!path) throw new UsageError("exec needs a program (a static Linux ELF)");
   const memory = numberOption(flags, "memory", 64) * MiB;
   const timeoutMs = flags.options.has("timeout") ? Number(stringOption(flags, "timeout")) : 0;
   if (!Number.isFinite(timeoutMs) || timeoutMs < 0) throw new UsageError("--timeout needs a number of milliseconds (0: none)");
+  const files = execFiles(flags);
   const program = readInput(path, "program");
   // A bad file is an ElfError before any VM exists; an ipre guest (no entry point) is no program.
   const elf = parseElf(program, { linux: true });
@@ -316,7 +350,13 @@ function exec(flags: Flags): number {
   const window = Math.floor(elf.lowest / WINDOW_SIZE);
   using m = Machine.create({ memory, window, name: basename(path) });
   try {
-    const code = m.exec(program, { argv: [path, ...args], env: processEnv(), timeoutMs });
+    let code: number;
+    try {
+      code = m.exec(program, { argv: [path, ...args], env: processEnv(), timeoutMs, stdin: "inherit", files });
+    } catch (e) {
+      if (e instanceof RangeError && e.message.startsWith("files:")) throw new IpreError(e.message); // a --mount or --allow-read path
+      throw e;
+    }
     if (code === Machine.WAITING) {
       process.stderr.write(`ipre: ${path} called ipre_wait_for_requests(): it serves calls (ipre run ${path} <function> calls one)\n`);
       return 0;

@@ -39,5 +39,7 @@ export { exampleElf } from "./examples.ts";
 export { Snapshot } from "./machine/machine.ts";
 export type { CallOptions, ExecOptions } from "./machine/machine.ts";
 export type { LinuxOptions, LinuxPhase, OutputSink, SyscallFn } from "./linux/syscalls.ts";
+export type { StdinOption } from "./linux/fds.ts";
+export type { FileMount, FilesOption } from "./linux/vfs.ts";
 export { NR as LINUX_SYSCALL } from "./linux/syscalls.ts";
 export { Watchdog, TIMEOUT_SIGNAL } from "./watchdog.ts";

@@ -52,7 +52,8 @@ export interface SharedRemote {
    */
   readonly state: SharedArrayBuffer;
   /** The owner's Linux program at share() time (its path, end, break), when it runs one. */
-  readonly linux?: LinuxState;
+  /** A Linux program's state, less its fd table (host fds and sinks stay with the owner). */
+  readonly linux?: Omit<LinuxState, "files">;
 }
 
 const { ATTACHED, OWNER_CLOSED } = SHARED;
@@ -98,8 +99,18 @@ export function shareCore(core: Core, linux?: LinuxState): SharedRemote {
     fsBase: core.fsBase,
     program: { ...program, segments: program.segments.map((s) => ({ ...s, data: new Uint8Array(0) })) },
     state,
-    ...(linux !== undefined ? { linux } : {}),
+    ...(linux !== undefined ? { linux: withoutFiles(linux) } : {}),
   };
+}
+
+/**
+ * What a handle carries of a Linux program: not its fd table, which holds host fds and the
+ * owner's output sinks (functions cannot cross to a Worker); an attached Remote has its own std
+ * streams (AttachOptions.linux).
+ */
+function withoutFiles(linux: LinuxState): Omit<LinuxState, "files"> {
+  const { files: _files, ...rest } = linux;
+  return rest;
 }
 
 /** A MachineStateError when Remotes are attached to the owner (reset, load). */

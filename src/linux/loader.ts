@@ -133,13 +133,43 @@ export function isLinuxProgram(elf: ElfImage): boolean {
 /**
  * Start the loaded Linux program `elf` (from `bytes`) on `core` and run it until it exits or
  * calls ipre_wait_for_requests(); its process (phase "exited" with the exit code, or "waiting").
- * `machine` is what user syscall handlers receive.
+ * `machine` is what user syscall handlers receive. An execve of the program itself (busybox
+ * runs its applets so) starts it again here: its segments reloaded, a new process that keeps
+ * the fd table, within what is left of the timeout.
  */
 export function runLinux<M>(core: Core, machine: M, bytes: Uint8Array, elf: ElfImage, options: LinuxOptions<M>, timeoutMs: number): LinuxProcess<M> {
-  const proc = new LinuxProcess<M>(core, machine, elf.highest, options);
-  core.syscall = proc.dispatch;
-  const argv = options.argv ?? ["program"];
-  const env = Object.entries(options.env ?? {}).map(([k, v]) => `${k}=${v}`);
+  const start = performance.now();
+  let proc = new LinuxProcess<M>(core, machine, elf.highest, options);
+  const first = proc;
+  let argv = options.argv ?? ["program"];
+  let env = Object.entries(options.env ?? {}).map(([k, v]) => `${k}=${v}`);
+  for (;;) {
+    core.syscall = proc.dispatch;
+    try {
+      enter(core, bytes, elf, proc, argv, env);
+      // After an execve, what is left of the timeout.
+      runCall(core, proc === first || timeoutMs <= 0 ? timeoutMs : Math.max(1, timeoutMs - (performance.now() - start)));
+    } catch (e) {
+      proc.close(); // the machine drops a program that failed to start: its host files go too
+      throw e;
+    }
+    const again = proc.execRequest;
+    if (again === undefined) break;
+    proc.memory.restore(undefined); // the pages the old image protected go back to their defaults
+    for (const seg of elf.segments) {
+      const off = seg.vaddr - core.base;
+      core.mem.u8.set(seg.data, off);
+      core.mem.u8.fill(0, off + seg.filesz, off + seg.memsz);
+    }
+    ({ argv, env } = again);
+    proc = new LinuxProcess<M>(core, machine, elf.highest, { ...options, path: proc.path }, proc);
+  }
+  if (proc.phase === "starting") throw new LinuxProgramError(`${core.name}: the program returned from its entry point instead of calling exit`);
+  return proc;
+}
+
+/** Build the initial process stack of `argv` and `env` and point the parked vCPU at e_entry. */
+function enter<M>(core: Core, bytes: Uint8Array, elf: ElfImage, proc: LinuxProcess<M>, argv: string[], env: string[]): void {
   const { phdr, phent, phnum } = programHeaders(bytes);
   // A static-PIE was placed at a bias (parseElf); it finds itself from AT_PHDR, so AT_BASE stays 0.
   const bias = elf.bias ?? 0;
@@ -166,7 +196,4 @@ export function runLinux<M>(core: Core, machine: M, bytes: Uint8Array, elf: ElfI
   setFsBase(core.mem, 0);
   writeFrame(core.mem, elf.entry, stack.sp); // a jump to e_entry, not a call: nothing to return to
   resumeFast(core.mem, vcpu, core.base);
-  runCall(core, timeoutMs);
-  if (proc.phase === "starting") throw new LinuxProgramError(`${core.name}: the program returned from its entry point instead of calling exit`);
-  return proc;
 }

@@ -1,9 +1,9 @@
 /**
  * The Linux system-call layer of a machine that runs a static Linux program (Machine.exec):
- * enough of x86-64 Linux for static glibc (and musl) to start, allocate, print and exit.
- * (A little over 400 lines: one table of ~35 small handlers, kept together so that the whole
- * emulated ABI reads in one place.)
- *
+ * enough of x86-64 Linux for static glibc, musl and busybox to start, allocate, read input and
+ * allowed files, print and exit. Here: the process (memory, signals, TLS, exit, execve of
+ * itself); files.ts (paths), io.ts (fds, pipes, poll) over fds.ts and vfs.ts, misc.ts (time,
+ * identity, limits, the single-process answers) serve the rest. *
  * One LinuxProcess per machine holds that machine's state: its brk, its mmap region, its output
  * sinks, its TLS base. A syscall is dispatched to the process of the machine whose code made it
  * (src/machine/exits.ts: inside a remote call, the remote's), and guest pointers are checked with
@@ -13,42 +13,24 @@
  * Memory (brk, mmap, munmap, mremap, mprotect, madvise) is the business of the process's
  * LinuxMemory (memory.ts): the heap, the mmap area and its free list, page permissions.
  */
-import { writeSync } from "node:fs";
 import { LinuxProgramError, RemoteFault } from "../errors.ts";
 import type { Core } from "../machine/core.ts";
 import { FRAME_AT, setFsBase } from "../machine/parked.ts";
 import { guestCString, guestRange } from "../machine/pointers.ts";
 import { LinuxMemory, type MemoryState } from "./memory.ts";
+import { E } from "./abi.ts";
+import type { IoCtx } from "./fds.ts";
+import { FILE_NR, LinuxFiles, type FilesState } from "./files.ts";
+import { IO_NR, ioCall } from "./io.ts";
+import { guestStrings, MISC_NR, miscCall, PID, ProcessInfo, sleepMs } from "./misc.ts";
+import { normalize } from "./vfs.ts";
+import { processSink, type LinuxOptions, type OutputSink, type SyscallFn } from "./options.ts";
 
-/** A user handler: the six argument registers (signed), the machine; the result goes in RAX. */
-export type SyscallFn<M = unknown> = (a0: number, a1: number, a2: number, a3: number, a4: number, a5: number, machine: M) => number | bigint | void;
-
-/** Where a program's output goes: the bytes of one write (a copy). */
-export type OutputSink = (data: Uint8Array) => void;
-
-export interface LinuxOptions<M = unknown> {
-  /** argv, argv[0] included (default: ["program"]). */
-  argv?: string[];
-  /** The environment (default: none). */
-  env?: Record<string, string>;
-  /** Sinks of fd 1 and 2 (default: this process's stdout and stderr). */
-  stdout?: OutputSink;
-  stderr?: OutputSink;
-  /** Handlers by syscall number; they replace the built-in ones. */
-  syscalls?: Record<number, SyscallFn<M>>;
-  /** Told once per unknown syscall number (default: console.warn); the program gets -ENOSYS. */
-  onUnknownSyscall?: (nr: number, name: string) => void;
-  /** Called after each syscall is handled, with its arguments and result (none for exit). */
-  trace?: (nr: number, name: string, args: number[], result: number | bigint | undefined) => void;
-  /**
-   * The absolute path readlink("/proc/self/exe") and AT_EXECFN give (default: argv[0] when it is
-   * absolute, else "/" + argv[0]: glibc asserts that the link is absolute).
-   */
-  path?: string;
-}
+export type { LinuxOptions, OutputSink, SyscallFn } from "./options.ts";
 
 /** x86-64 syscall numbers (arch/x86/entry/syscalls/syscall_64.tbl). */
 export const NR = {
+  ...FILE_NR, ...IO_NR, ...MISC_NR,
   read: 0, write: 1, open: 2, close: 3, stat: 4, fstat: 5, lstat: 6, poll: 7, lseek: 8, mmap: 9, mprotect: 10,
   munmap: 11, brk: 12, rt_sigaction: 13, rt_sigprocmask: 14, ioctl: 16, pread64: 17, readv: 19, writev: 20,
   access: 21, pipe: 22, sched_yield: 24, mremap: 25, madvise: 28, dup: 32, nanosleep: 35, getpid: 39,
@@ -70,32 +52,12 @@ export function syscallName(nr: number): string {
   return NAMES[nr] ?? `syscall_${nr}`;
 }
 
-/** Linux errno values the layer returns (negated in RAX). */
-const E = { ENOENT: 2, EBADF: 9, EAGAIN: 11, ENOMEM: 12, EFAULT: 14, ENODEV: 19, EINVAL: 22, ENOTTY: 25, ESPIPE: 29, ENOSYS: 38 } as const;
-
 const MAP_ANONYMOUS = 0x20;
-const AT_EMPTY_PATH = 0x1000;
 const ARCH_SET_FS = 0x1002;
 const ARCH_GET_FS = 0x1003;
 const FUTEX_CMD_MASK = 0x7f;
 const FUTEX_WAKE = 1;
-const RLIMIT_STACK = 3;
-const RLIMIT_NOFILE = 7;
-const RLIM_INFINITY = 0xffffffffffffffffn;
-const S_IFCHR = 0o020000;
-const POLLIN = 1;
-const POLLOUT = 4;
-/** The single thread: pid = tid = 1. */
-const PID = 1;
 
-const encoder = new TextEncoder();
-
-/** This process's stdout or stderr, synchronously (node:fs works on Node, Bun and Deno). */
-function processSink(fd: 1 | 2): OutputSink {
-  return (data) => {
-    for (let off = 0; off < data.length; ) off += writeSync(fd, data, off, data.length - off);
-  };
-}
 
 /**
  * Where a program is: starting (its start-up run: C runtime, main), waiting for requests (it
@@ -115,6 +77,8 @@ export interface LinuxState {
   readonly clearChildTid: number;
   readonly path: string;
   readonly programEnd: number;
+  /** The fd table (a copy), cwd and umask. */
+  readonly files: FilesState;
 }
 
 /** The state of one machine's Linux program and its syscall handlers. */
@@ -128,8 +92,14 @@ export class LinuxProcess<M = unknown> {
   readonly path: string;
   readonly stdout: OutputSink;
   readonly stderr: OutputSink;
+  /** The fd table, the file namespace, cwd and umask (files.ts). */
+  readonly files: LinuxFiles;
+  /** Name, start time and flags of prctl and friends (misc.ts). */
+  readonly info: ProcessInfo;
+  /** Set by execve of the program itself: runLinux starts it again with these (loader.ts). */
+  execRequest: { argv: string[]; env: string[] } | undefined;
   readonly #user: Map<number, SyscallFn<M>>;
-  readonly #warned = new Set<number>();
+  readonly #warned: Set<number>;
   readonly #onUnknown: (nr: number, name: string) => void;
   readonly #trace: LinuxOptions<M>["trace"];
   /** The end of what the program wrote to stderr, for error messages (an abort's reason). */
@@ -137,7 +107,8 @@ export class LinuxProcess<M = unknown> {
   /** Syscalls handled, by number (statistics, tests). */
   readonly counts = new Map<number, number>();
 
-  constructor(readonly core: Core, readonly machine: M, readonly programEnd: number, options: LinuxOptions<M>) {
+  /** `inherit`: the process this one replaces by an execve (its files and warnings go on). */
+  constructor(readonly core: Core, readonly machine: M, readonly programEnd: number, options: LinuxOptions<M>, inherit?: LinuxProcess<M>) {
     this.memory = new LinuxMemory(core, programEnd);
     const argv0 = options.argv?.[0] ?? "program";
     this.path = options.path ?? (argv0.startsWith("/") ? argv0 : `/${argv0.replace(/^(\.\/)+/, "")}`);
@@ -152,12 +123,20 @@ export class LinuxProcess<M = unknown> {
     this.#user = new Map(Object.entries(options.syscalls ?? {}).map(([k, v]) => [Number(k), v]));
     this.#trace = options.trace;
     this.#onUnknown = options.onUnknownSyscall ?? ((nr, name) => console.warn(`ipre: ${core.name}: unsupported Linux syscall ${name} (${nr}); the program gets -ENOSYS`));
+    this.#warned = inherit === undefined ? new Set() : inherit.#warned;
+    this.files = inherit?.files ?? new LinuxFiles(options.files, options.stdin, this.stdout, this.stderr, this.path);
+    this.info = new ProcessInfo(core, this.path);
+  }
+
+  /** Close the host files the program has open (the machine drops the process). */
+  close(): void {
+    this.files.table.closeAll();
   }
 
   /** What a snapshot keeps (memory aside). */
   state(): LinuxState {
     const { phase, exitCode, clearChildTid, path, programEnd } = this;
-    return { memory: this.memory.state(), fsBase: this.core.fsBase, callStackTop: this.core.callStackTop, phase, exitCode, clearChildTid, path, programEnd };
+    return { memory: this.memory.state(), fsBase: this.core.fsBase, callStackTop: this.core.callStackTop, phase, exitCode, clearChildTid, path, programEnd, files: this.files.state() };
   }
 
   /** Go back to `s` (reset to a snapshot; a fork starts from it). */
@@ -169,6 +148,7 @@ export class LinuxProcess<M = unknown> {
     this.core.fsBase = s.fsBase;
     this.core.callStackTop = s.callStackTop;
     setFsBase(this.core.mem, s.fsBase);
+    this.files.restore(s.files);
   }
 
   /** The SyscallDispatch of this machine's core: run the syscall `runner`'s vCPU made, set RAX. */
@@ -201,7 +181,13 @@ export class LinuxProcess<M = unknown> {
         this.#trace?.(nr, syscallName(nr), [a0, a1, a2, a3, a4, a5], undefined);
         return false;
       }
-      result = this.#builtin(runner, nr, a0, a1, a2, a3, a4, a5);
+      if (nr === NR.execve) {
+        result = this.#execve(runner, a0, a1, a2);
+        if (result === 0) {
+          this.#trace?.(nr, syscallName(nr), [a0, a1, a2, a3, a4, a5], 0);
+          return false; // runLinux starts the program again
+        }
+      } else result = this.#builtin(runner, nr, a0, a1, a2, a3, a4, a5);
     }
     this.#trace?.(nr, syscallName(nr), [a0, a1, a2, a3, a4, a5], result ?? 0);
     if (typeof result === "bigint") v.setRegBigInt("rax", result);
@@ -231,39 +217,6 @@ export class LinuxProcess<M = unknown> {
 
   #builtin(r: Core, nr: number, a0: number, a1: number, a2: number, a3: number, a4: number, _a5: number): number | bigint {
     switch (nr) {
-      case NR.write:
-        return this.#write(r, a0, [[a1, a2]]);
-      case NR.writev: {
-        if (a2 < 0 || a2 > 1024) return -E.EINVAL;
-        const iov = guestRange(r, a1, a2 * 16, false);
-        const dv = new DataView(iov.buffer, iov.byteOffset, iov.byteLength);
-        const parts: [number, number][] = [];
-        for (let i = 0; i < a2; i++) parts.push([Number(dv.getBigUint64(i * 16, true)), Number(dv.getBigUint64(i * 16 + 8, true))]);
-        return this.#write(r, a0, parts);
-      }
-      case NR.read:
-      case NR.readv:
-        return a0 === 0 ? 0 : -E.EBADF; // stdin is at EOF
-      case NR.close:
-        return a0 >= 0 && a0 <= 2 ? 0 : -E.EBADF;
-      case NR.lseek:
-        return a0 >= 0 && a0 <= 2 ? -E.ESPIPE : -E.EBADF;
-      case NR.fstat:
-        return this.#stat(r, a0, a1);
-      case NR.newfstatat: {
-        if ((a3 & AT_EMPTY_PATH) !== 0 && guestCString(r, a1, 1) === "") return this.#stat(r, a0, a2);
-        return -E.ENOENT;
-      }
-      case NR.open:
-      case NR.openat:
-        return -E.ENOENT; // no file system (Rust's std probes /proc/self/maps for the stack guard)
-      case NR.ioctl:
-        return a0 >= 0 && a0 <= 2 ? -E.ENOTTY : -E.EBADF; // TCGETS and the rest: not a terminal
-      case NR.fcntl:
-        if (a0 < 0 || a0 > 2) return -E.EBADF;
-        return a1 === 3 /* F_GETFL */ ? (a0 === 0 ? 0 : 1) /* O_RDONLY : O_WRONLY */ : 0;
-      case NR.poll:
-        return this.#poll(r, a0, a1);
       case NR.brk:
         return this.memory.setBreak(a0);
       case NR.mmap:
@@ -289,72 +242,14 @@ export class LinuxProcess<M = unknown> {
         this.clearChildTid = a0;
         return PID;
       case NR.set_robust_list:
-      case NR.sched_yield:
         return 0;
       case NR.rseq:
         return -E.ENOSYS; // what glibc expects without rseq (no warning)
-      case NR.getrlimit:
-        return this.#rlimit(r, a0, a1);
-      case NR.prlimit64:
-        return a3 === 0 ? 0 : this.#rlimit(r, a1, a3);
-      case NR.getrandom: {
-        const buf = guestRange(r, a0, a1, true);
-        for (let off = 0; off < buf.length; off += 65536) crypto.getRandomValues(buf.subarray(off, Math.min(buf.length, off + 65536)));
-        return a1;
-      }
-      case NR.clock_gettime: {
-        const ns = clockNs(a0);
-        const b = guestRange(r, a1, 16, true);
-        const dv = new DataView(b.buffer, b.byteOffset, 16);
-        dv.setBigInt64(0, ns / 1_000_000_000n, true);
-        dv.setBigInt64(8, ns % 1_000_000_000n, true);
-        return 0;
-      }
-      case NR.clock_getres:
-        if (a1 !== 0) {
-          const b = guestRange(r, a1, 16, true);
-          b.fill(0);
-          b[8] = 1; // 1 ns
-        }
-        return 0;
-      case NR.gettimeofday: {
-        if (a0 !== 0) {
-          const ns = clockNs(0);
-          const b = guestRange(r, a0, 16, true);
-          const dv = new DataView(b.buffer, b.byteOffset, 16);
-          dv.setBigInt64(0, ns / 1_000_000_000n, true);
-          dv.setBigInt64(8, (ns % 1_000_000_000n) / 1000n, true);
-        }
-        return 0;
-      }
-      case NR.time: {
-        const s = clockNs(0) / 1_000_000_000n;
-        if (a0 !== 0) this.#putU64(r, a0, s);
-        return s;
-      }
-      case NR.uname: {
-        const b = guestRange(r, a0, 6 * 65, true);
-        b.fill(0);
-        ["Linux", "ipre", "6.1.0-ipre", "#1 ipre", "x86_64", "(none)"].forEach((s, i) => b.set(encoder.encode(s), i * 65));
-        return 0;
-      }
-      case NR.readlink:
-        return this.#readlink(r, a0, a1, a2);
-      case NR.readlinkat:
-        return this.#readlink(r, a1, a2, a3);
-      case NR.getpid:
-      case NR.gettid:
-        return PID;
-      case NR.getppid:
-      case NR.getuid:
-      case NR.geteuid:
-      case NR.getgid:
-      case NR.getegid:
-        return 0;
       case NR.tgkill:
       case NR.tkill:
       case NR.kill: {
         const sig = nr === NR.tgkill ? a2 : a1;
+        if (nr === NR.kill && (a0 | 0) !== PID && (a0 | 0) !== 0 && (a0 | 0) !== -1) return -E.ESRCH;
         if (sig === 0) return 0;
         throw this.#fatalSignal(r, nr, sig);
       }
@@ -378,13 +273,54 @@ export class LinuxProcess<M = unknown> {
         if ((a1 & FUTEX_CMD_MASK) === FUTEX_WAKE) return 0;
         return -E.EAGAIN;
       }
-      default:
-        if (!this.#warned.has(nr)) {
-          this.#warned.add(nr);
-          this.#onUnknown(nr, syscallName(nr));
-        }
+      default: {
+        this.#io.runner = r;
+        const result = this.files.call(r, nr, a0, a1, a2, a3, a4) ?? ioCall(this.files, r, this.#io, nr, a0, a1, a2, a3, a4) ?? miscCall(this.info, r, nr, a0, a1, a2, a3, this.#note);
+        if (result !== undefined) return result;
+        this.#note(nr);
         return -E.ENOSYS;
+      }
     }
+  }
+
+  /** Tell the user once per syscall number that the program asked for something unsupported. */
+  readonly #note = (nr: number): void => {
+    if (this.#warned.has(nr)) return;
+    this.#warned.add(nr);
+    this.#onUnknown(nr, syscallName(nr));
+  };
+
+  /** What a read or write that may wait needs: sleeping within the call's deadline, the deadlock error. */
+  readonly #io: IoCtx & { runner: Core } = {
+    runner: undefined as unknown as Core,
+    wait: (ms) => sleepMs(this.#io.runner, ms),
+    deadlock: (what) => {
+      if (this.phase !== "starting") this.core.mustReset = `its program would wait forever inside a call (${what})`;
+      return new LinuxProgramError(`${this.core.name}: the program would wait forever: ${what} (one process, one thread: nothing else can)`);
+    },
+  };
+
+  /**
+   * execve: only of the program itself ("/proc/self/exe" or its own path, as busybox runs its
+   * applets), in the start-up run. 0 when runLinux should start it again with the new argv and
+   * environment (the fd table goes on, close-on-exec fds closed); else the program's error.
+   */
+  #execve(r: Core, pathPtr: number, argvPtr: number, envPtr: number): number {
+    const path = normalize(this.files.cwd, guestCString(r, pathPtr, 4096));
+    if (path !== "/proc/self/exe" && path !== this.path) {
+      const node = this.files.vfs.resolve(path, true);
+      if (typeof node === "number") return node;
+      if (node.kind === "host" && node.missing) return -E.ENOENT;
+      this.#note(NR.execve); // another program: one process runs one program here
+      return -E.ENOSYS;
+    }
+    if (r !== this.core || this.phase !== "starting") {
+      this.#note(NR.execve);
+      return -E.ENOSYS;
+    }
+    this.execRequest = { argv: guestStrings(r, argvPtr), env: guestStrings(r, envPtr) };
+    for (const [fd, slot] of [...this.files.table.slots]) if (slot.cloexec) this.files.table.close(fd);
+    return 0;
   }
 
   /**
@@ -408,76 +344,9 @@ export class LinuxProcess<M = unknown> {
     return new LinuxProgramError(`${this.core.name}: the program sent itself ${what} through ${syscallName(nr)}${said}`, sig);
   }
 
-  #write(r: Core, fd: number, parts: [number, number][]): number {
-    const sink = fd === 1 ? this.stdout : fd === 2 ? this.stderr : undefined;
-    if (sink === undefined) return -E.EBADF;
-    let n = 0;
-    for (const [addr, len] of parts) {
-      if (len < 0) return -E.EINVAL;
-      if (len === 0) continue;
-      sink(guestRange(r, addr, len, false).slice());
-      n += len;
-    }
-    return n;
-  }
-
-  /** struct stat of a character device (a pty-like std stream), 144 bytes. */
-  #stat(r: Core, fd: number, buf: number): number {
-    if (fd < 0 || fd > 2) return -E.EBADF;
-    const b = guestRange(r, buf, 144, true);
-    b.fill(0);
-    const dv = new DataView(b.buffer, b.byteOffset, 144);
-    dv.setBigUint64(0, 0x16n, true); // st_dev
-    dv.setBigUint64(8, BigInt(fd + 3), true); // st_ino
-    dv.setBigUint64(16, 1n, true); // st_nlink
-    dv.setUint32(24, S_IFCHR | 0o620, true); // st_mode
-    dv.setBigUint64(40, 0x8800n, true); // st_rdev: makedev(136, 0)
-    dv.setBigInt64(56, 1024n, true); // st_blksize
-    return 0;
-  }
-
-  #poll(r: Core, fds: number, nfds: number): number {
-    if (nfds < 0 || nfds > 64) return -E.EINVAL;
-    const b = guestRange(r, fds, nfds * 8, true);
-    const dv = new DataView(b.buffer, b.byteOffset, b.byteLength);
-    let ready = 0;
-    for (let i = 0; i < nfds; i++) {
-      const fd = dv.getInt32(i * 8, true);
-      const events = dv.getInt16(i * 8 + 4, true);
-      const revents = fd === 0 ? events & POLLIN : fd === 1 || fd === 2 ? events & POLLOUT : fd < 0 ? 0 : 0x20; /* POLLNVAL */
-      dv.setInt16(i * 8 + 6, revents, true);
-      if (revents !== 0) ready++;
-    }
-    return ready;
-  }
-
-  #rlimit(r: Core, resource: number, out: number): number {
-    if (out === 0) return 0;
-    const b = guestRange(r, out, 16, true);
-    const dv = new DataView(b.buffer, b.byteOffset, 16);
-    const v = resource === RLIMIT_STACK ? BigInt(this.core.stackSize) : resource === RLIMIT_NOFILE ? 1024n : RLIM_INFINITY;
-    dv.setBigUint64(0, v, true);
-    dv.setBigUint64(8, v, true);
-    return 0;
-  }
-
-  #readlink(r: Core, path: number, buf: number, size: number): number {
-    if (guestCString(r, path, 4096) !== "/proc/self/exe") return -E.ENOENT;
-    if (size <= 0) return -E.EINVAL;
-    const bytes = encoder.encode(this.path).subarray(0, size);
-    guestRange(r, buf, bytes.length, true).set(bytes);
-    return bytes.length;
-  }
-
   #putU64(r: Core, addr: number, v: bigint): number {
     const b = guestRange(r, addr, 8, true);
     new DataView(b.buffer, b.byteOffset, 8).setBigUint64(0, BigInt.asUintN(64, v), true);
     return 0;
   }
-}
-
-/** Nanoseconds of a clock: CLOCK_REALTIME (0) and its coarse/TAI variants from the epoch, the rest monotonic. */
-function clockNs(clock: number): bigint {
-  if (clock === 0 || clock === 5 || clock === 11) return BigInt(Date.now()) * 1_000_000n + BigInt(Math.floor((performance.now() % 1) * 1e6));
-  return BigInt(Math.floor(performance.now() * 1e6));
 }

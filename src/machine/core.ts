@@ -96,6 +96,8 @@ export class Core {
   inCall = false;
   /** performance.now() at which the running call times out (0: none). */
   callDeadline = 0;
+  /** The running call's timeout in ms (0: none); a Linux program's sleep ends in it (src/linux/misc.ts). */
+  callTimeoutMs = 0;
   /** Thread id whose watchdog mask is installed on this vCPU (KVM_SET_SIGNAL_MASK). */
   signalMaskTid = -1;
   /** FSBASE of this machine's code (guest TLS). */

@@ -38,6 +38,7 @@ export function runCall(core: Core, timeoutMs: number): void {
   const start = timeoutMs > 0 ? performance.now() : 0;
   const watchdog = timeoutMs > 0 ? armWatchdog(core, timeoutMs) : undefined;
   core.callDeadline = timeoutMs > 0 ? start + timeoutMs : 0;
+  core.callTimeoutMs = timeoutMs;
   core.inCall = true;
   try {
     for (;;) {

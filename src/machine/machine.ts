@@ -494,6 +494,7 @@ export class Machine {
     const parsed = parseElf(program, { linux: true, base: this.base + ELF_LINK_OFFSET }); // a static-PIE goes to this window
     refuseWhileAttached(c, "load a program into");
     this.#linux?.memory.restore(undefined); // pages a previous program protected go back to their defaults
+    this.#linux?.close(); // its host fds
     const elf = this.load(parsed);
     this.#linux = undefined;
     const proc = runLinux<Machine>(c, this, program, elf, options, timeoutMs);
@@ -599,6 +600,7 @@ export class Machine {
     if (this.#linux !== undefined && state !== undefined) this.#linux.restore(state);
     else if (this.#linux !== undefined || c.syscall !== undefined) {
       this.#linux?.memory.restore(undefined); // the pages it protected go back to their defaults
+      this.#linux?.close(); // its host fds
       this.#linux = undefined;
       c.syscall = undefined;
       c.callStackTop = 0;
@@ -635,6 +637,7 @@ export class Machine {
     for (const link of [...c.links.values()]) link.disconnect();
     for (const snap of this.#snapshots) snap.close();
     this.#snapshots = [];
+    this.#linux?.close(); // the host files its program has open
     c.vcpu?.close();
     c.vm?.close();
     c.mem.close();
