@@ -95,7 +95,7 @@ export class Kvm {
     const fd = libc.open(buf.writeCString(0, path), O_RDWR | O_CLOEXEC);
     if (fd < 0) {
       const errno = libc.errno();
-      throw new KvmError(`open(${path})`, errno, kvmOpenHint(errno));
+      throw new KvmError(`open(${path})`, errno, kvmOpenHint(errno, path));
     }
     const kvm = new Kvm(fd);
     const api = kvm.apiVersion();
@@ -171,10 +171,14 @@ export class Kvm {
   }
 }
 
-/** A one-line fix for the usual reasons /dev/kvm cannot be opened. */
-export function kvmOpenHint(errno: number): string {
+/**
+ * A one-line fix for the usual reasons /dev/kvm cannot be opened. A `path` other than /dev/kvm
+ * was given by the user: when it does not exist, that is the fix, not a KVM module.
+ */
+export function kvmOpenHint(errno: number, path: string = KVM_DEVICE): string {
   switch (errno) {
     case 2:
+      if (path !== KVM_DEVICE) return `${path} does not exist: check the path (the KVM device is normally ${KVM_DEVICE})`;
       return "no /dev/kvm: load the module (`modprobe kvm_intel` or `modprobe kvm_amd`) or enable nested virtualization for this VM";
     case 13:
     case 1:
