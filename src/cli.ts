@@ -16,7 +16,7 @@ import { connect } from "./ipre/connect.ts";
 import { checkOptions, type Flags, numberOption, parseFlags as parseFlagsOf, UsageError } from "./flags.ts";
 
 export { BOOLEAN_FLAGS, checkOptions, type Flags, parseFlags, UsageError } from "./flags.ts";
-import { kvmFlavour, kvmOpenHint, KVM_DEVICE } from "./kvm/system.ts";
+import { flavourCapabilities, kvmFlavour, kvmOpenHint, KVM_DEVICE } from "./kvm/system.ts";
 import { envAll, isPermissionError, permissionLine } from "./env.ts";
 import { VERSION } from "./version.ts";
 
@@ -203,22 +203,33 @@ function doctor(flags: Flags): number {
     report.error = e instanceof Error ? e.message : String(e);
     if (e instanceof KvmError) report.fix = kvmOpenHint(e.errno, device);
   }
+  const info = report.ok ? (report.kvm as ReturnType<typeof kvmInfo>) : undefined;
+  // What works on this flavour: a static table per flavour (src/kvm/system.ts), nothing probed.
+  const capabilities = flavourCapabilities(info ? info.flavour : "none", info?.cpuidPcid);
+  report.capabilities = capabilities;
   if (flags.options.has("json")) {
     out(JSON.stringify(report));
     return report.ok ? 0 : 1;
   }
+  const works = () => {
+    const line = (label: string, c: { ok: boolean; why: string }) => out(`${label.padEnd(13)}${c.ok ? "yes" : "no "}  ${c.why}`);
+    line("ipre", capabilities.ipre);
+    line("linux", capabilities.linuxPrograms);
+    line("pcid", capabilities.pcid);
+  };
   out(`runtime      ${libc.runtime}`);
   out(`ffi          ${libc.backend}`);
   if (!report.ok) {
     const error = report.fix ? (report.error as string).replace(` (${report.fix as string})`, "") : (report.error as string);
     out(`kvm          NOT USABLE (flavour ${report.flavour as string}): ${error}`);
     if (report.fix) out(`fix          ${report.fix as string}`);
+    works();
     return 1;
   }
-  const info = report.kvm as ReturnType<typeof kvmInfo>;
-  out(`kvm          ${report.device as string}, API ${info.api}, flavour ${info.flavour}${info.flavour === "pvm" ? " (paravirtual shadow paging: exits cost tens of microseconds)" : ""}`);
-  out(`kvm_run      ${info.vcpuMmapSize} bytes, ${info.cpuidEntries} supported CPUID entries`);
-  out(`capabilities ${Object.entries(info.capabilities).map(([k, v]) => `${k}=${v}`).join(" ")}`);
+  out(`kvm          ${report.device as string}, API ${info!.api}, flavour ${info!.flavour}${info!.flavour === "pvm" ? " (paravirtual shadow paging: exits cost tens of microseconds)" : ""}`);
+  out(`kvm_run      ${info!.vcpuMmapSize} bytes, ${info!.cpuidEntries} supported CPUID entries`);
+  out(`kvm_caps     ${Object.entries(info!.capabilities).map(([k, v]) => `${k}=${v}`).join(" ")}`);
+  works();
   return 0;
 }
 
