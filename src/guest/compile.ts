@@ -95,8 +95,11 @@ function build(input: Input, options: CompileOptions): CompileResult {
   const cc = findCompiler(options.cc);
   const cacheDir = options.cacheDir === false ? undefined : (options.cacheDir ?? defaultCacheDir());
   const version = compilerVersion(cc, cacheDir);
-  const { cflags, ldflags } = guestFlags(window, version);
-  const syms = (options.linkAgainst ?? []).map(symsOf).join("");
+  const targets = (options.linkAgainst ?? []).map(exportsOf);
+  const syms = targets.map((t) => t.lines).join("");
+  // The small code model reaches addresses below 2 GiB only: windows 0 and 1, for the program and what it calls.
+  const far = window >= 2 || targets.some((t) => t.highest >= 2 ** 31);
+  const { cflags, ldflags } = guestFlags(far, version);
   const guest = (f: string) => readFileSync(`${GUESTS_DIR}${f}`, "utf8");
   const key = hash([
     "ipre-cc-1", cc.path, version, cflags, ldflags, window, input.name, input.source,
@@ -208,25 +211,29 @@ function compilerVersion(cc: Compiler, cacheDir: string | undefined): string {
   return version;
 }
 
-/** The example guests' flags for `window`; clang ignores one gcc-only option (without -Werror tripping on it). */
-function guestFlags(window: number, version: string): { cflags: string[]; ldflags: string[] } {
+/**
+ * The example guests' flags; `far`: code or a remote above 2 GiB (window 2 and up), which the
+ * small code model cannot reach (guests/ipre.h): -mcmodel=large. clang ignores one gcc-only
+ * option (without -Werror tripping on it).
+ */
+function guestFlags(far: boolean, version: string): { cflags: string[]; ldflags: string[] } {
   const flags = JSON.parse(readFileSync(`${GUESTS_DIR}build-flags.json`, "utf8")) as { cflags: string[]; ldflags: string[] };
-  // The small code model needs every address below 2 GiB: windows 0 and 1 (guests/ipre.h).
-  const cflags = flags.cflags.map((f) => (f === "-mcmodel=small" && window >= 2 ? "-mcmodel=large" : f));
+  const cflags = flags.cflags.map((f) => (f === "-mcmodel=small" && far ? "-mcmodel=large" : f));
   if (/clang/i.test(version)) cflags.push("-Wno-ignored-optimization-argument", "-Wno-unused-command-line-argument");
   return { cflags, ldflags: flags.ldflags };
 }
 
 // ---------------------------------------------------------------- inputs of the key
 
-/** `name = 0xADDR;` lines of a remote's exports (what `ipre symbols` prints). */
-function symsOf(target: LinkTarget): string {
+/** `name = 0xADDR;` lines of a remote's exports (what `ipre symbols` prints), and the highest address. */
+function exportsOf(target: LinkTarget): { lines: string; highest: number } {
   let elf: ElfImage | undefined;
   if (target instanceof Uint8Array) elf = parseElf(target, { linux: true });
   else if ("symbols" in target && "exports" in target) elf = target;
   else elf = (target as { program?: ElfImage }).program;
   if (!elf) throw new RangeError(`linkAgainst: ${(target as { name?: string }).name ?? "a machine"} has no program loaded`);
-  return elf.exports.map((n) => `${n} = 0x${elf.symbols.get(n)!.value.toString(16)};\n`).join("");
+  const values = elf.exports.map((n) => [n, elf.symbols.get(n)!.value] as const);
+  return { lines: values.map(([n, v]) => `${n} = 0x${v.toString(16)};\n`).join(""), highest: Math.max(0, ...values.map(([, v]) => v)) };
 }
 
 /** The local headers a file includes (`#include "x.h"`, next to it, recursively): their paths and contents. */
