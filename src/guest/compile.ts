@@ -19,7 +19,7 @@
  */
 import { spawnSync } from "node:child_process";
 import { createHash } from "node:crypto";
-import { accessSync, constants, existsSync, mkdirSync, mkdtempSync, readFileSync, realpathSync, renameSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, realpathSync, renameSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import process from "node:process";
 import { dirname, join, resolve } from "node:path";
@@ -173,10 +173,11 @@ function searchPath(name: string): string | undefined {
   return undefined;
 }
 
+/** A file with an execute bit (not accessSync(X_OK): Deno's needs --allow-sys for the uid). */
 function isExecutable(p: string): boolean {
   try {
-    accessSync(p, constants.X_OK);
-    return statSync(p).isFile();
+    const st = statSync(p);
+    return st.isFile() && (st.mode & 0o111) !== 0;
   } catch {
     return false;
   }
