@@ -17,7 +17,7 @@ import { checkOptions, type Flags, numberOption, parseFlags as parseFlagsOf, Usa
 
 export { BOOLEAN_FLAGS, checkOptions, type Flags, parseFlags, UsageError } from "./flags.ts";
 import { flavourCapabilities, kvmFlavour, kvmOpenHint, KVM_DEVICE } from "./kvm/system.ts";
-import { envAll, isPermissionError, permissionLine } from "./env.ts";
+import { envAll, isPermissionError, permissionLine, requirePermission } from "./env.ts";
 import { VERSION } from "./version.ts";
 
 /** Each command's help: `ipre help <cmd>` and `ipre <cmd> --help` print it; the options are also the ones it accepts. */
@@ -164,6 +164,7 @@ function readInput(path: string, what = "file"): Uint8Array {
   try {
     return new Uint8Array(readFileSync(path));
   } catch (e) {
+    if (isPermissionError(e)) throw e;
     const code = (e as { code?: unknown }).code;
     const why = code === "ENOENT" ? "no such file" : code === "EACCES" ? "permission denied" : code === "EISDIR" ? "is a directory" : e instanceof Error ? e.message : String(e);
     throw new IpreError(`cannot read ${what} ${path}: ${why}`);
@@ -175,6 +176,7 @@ function readInput(path: string, what = "file"): Uint8Array {
  * that name (`add`, `kvstore`, `hello`: guests/examples/NAME.elf, guests/linux/NAME.elf).
  */
 function readProgram(word: string, what: string, kinds: readonly ExampleKind[], command: string): Uint8Array {
+  requirePermission("read", word); // Deno without --allow-read: its one line, not "no such file"
   if (!existsSync(word)) {
     const example = examplePath(word, kinds);
     if (example) return readInput(example, what);

@@ -16,10 +16,10 @@ function deno(): DenoLike | undefined {
 }
 
 /** Deno: whether a permission is granted right now (never prompts); elsewhere always true. */
-export function permitted(name: "env" | "run" | "write" | "sys", target?: string): boolean {
+export function permitted(name: "env" | "run" | "read" | "write" | "sys", target?: string): boolean {
   const d = deno();
   if (!d) return true;
-  const key = name === "env" ? "variable" : name === "run" ? "command" : name === "write" ? "path" : "kind";
+  const key = name === "env" ? "variable" : name === "run" ? "command" : name === "read" || name === "write" ? "path" : "kind";
   try {
     const q = d.permissions?.querySync?.({ name, ...(target !== undefined ? { [key]: target } : {}) });
     return q === undefined || q.state === "granted";
@@ -55,6 +55,18 @@ export function envAll(): Record<string, string> | undefined {
   }
   const env = (globalThis as { process?: { env?: Record<string, string | undefined> } }).process?.env ?? {};
   return Object.fromEntries(Object.entries(env).filter((e): e is [string, string] => e[1] !== undefined));
+}
+
+/**
+ * Throw what Deno throws for a missing permission (a `NotCapable` error naming the flag) when it
+ * is not granted: for checks made before Deno would ask, e.g. an existsSync that would only say
+ * "no such file" without --allow-read.
+ */
+export function requirePermission(name: "read" | "env" | "run" | "write", target: string): void {
+  if (permitted(name, target)) return;
+  const e = new Error(`Requires ${name} access to "${target}", run again with the --allow-${name} flag`);
+  e.name = "NotCapable";
+  throw e;
 }
 
 /** Deno's permission error (`NotCapable`; `PermissionDenied` before Deno 2). */

@@ -620,6 +620,10 @@ describe("Deno with the README's flags only (--allow-ffi --allow-read): what nee
     expect(c.stderr).toMatch(/^ipre: CompileError: compiling C on Deno needs --allow-run --allow-env --allow-write .*or --allow-all\n$/);
     const v = await denoReadme(["--version"]);
     expect(v.stdout).toBe(`ipre ${VERSION}\n`);
+    // Without --allow-read: the same one line, not "no such file".
+    const noRead = spawnSync(`${repoRoot}node_modules/.bin/deno`, ["run", "--allow-ffi", "src/cli.ts", "run", "add", "add", "1", "2"], { cwd: repoRoot, encoding: "utf8", env: { ...process.env, NO_COLOR: "1", DENO_NO_UPDATE_CHECK: "1", DENO_NO_PROMPT: "1" } });
+    expect(noRead.status).toBe(1);
+    expect(noRead.stderr).toBe('ipre: Deno needs --allow-read (it refused read access to "add"); run with --allow-read or --allow-all\n');
   }, upperMs(60_000));
 });
 
