@@ -101,6 +101,8 @@ describe("compile(): errors, on Node, Bun and Deno (no KVM needed)", () => {
       expect(error.diagnostics[0]).toMatchObject({ file: "source.c", line: 3, severity: "error" });
       expect(error.output).toContain("source.c:3:");
       expect(named.message).toMatch(/^experiment\.c:3:\d+: error: /);
+      // Machine.create({ name, source }): the messages name the machine's source; no VM was made.
+      expect(get("errors").machine).toMatchObject({ threw: true, typed: true, reason: "error", message: expect.stringMatching(/^store\.c:3:\d+: error: /) });
     });
     it("a missing compiler is one line naming what to install (an explicit cc, and none on PATH)", () => {
       const { missing } = get("errors");

@@ -25,7 +25,7 @@ import process from "node:process";
 import { dirname, join, resolve } from "node:path";
 import { CompileError, type CompileDiagnostic } from "../errors.ts";
 import { envGet, permitted } from "../env.ts";
-import { GUESTS_DIR } from "../examples.ts";
+import { guestsDir } from "../examples.ts";
 import { parseElf, type ElfImage } from "./elf.ts";
 import { MAX_WINDOW, WINDOW_SIZE } from "./layout.ts";
 
@@ -100,7 +100,8 @@ function build(input: Input, options: CompileOptions): CompileResult {
   // The small code model reaches addresses below 2 GiB only: windows 0 and 1, for the program and what it calls.
   const far = window >= 2 || targets.some((t) => t.highest >= 2 ** 31);
   const { cflags, ldflags } = guestFlags(far, version);
-  const guest = (f: string) => readFileSync(`${GUESTS_DIR}${f}`, "utf8");
+  const guests = guestsDir();
+  const guest = (f: string) => readFileSync(`${guests}${f}`, "utf8");
   const key = hash([
     "ipre-cc-1", cc.path, version, cflags, ldflags, window, input.name, input.source,
     input.path ? localHeaders(input.path, input.source) : [],
@@ -127,8 +128,8 @@ function build(input: Input, options: CompileOptions): CompileResult {
     }
     const out = join(tmp, "guest.elf");
     const args = [
-      ...cflags, ...ldflags, "-T", `${GUESTS_DIR}ipre.ld`, `-Wl,--defsym=IPRE_WINDOW_BASE=0x${(window * WINDOW_SIZE).toString(16)}`,
-      "-I", GUESTS_DIR, src, `${GUESTS_DIR}lib/ipre_libc.c`, ...extra, "-o", out,
+      ...cflags, ...ldflags, "-T", `${guests}ipre.ld`, `-Wl,--defsym=IPRE_WINDOW_BASE=0x${(window * WINDOW_SIZE).toString(16)}`,
+      "-I", guests, src, `${guests}lib/ipre_libc.c`, ...extra, "-o", out,
     ];
     const r = spawnSync(cc.path, args, { cwd: input.path ? undefined : tmp, encoding: "utf8", maxBuffer: 16 << 20 });
     if (r.error) throw noCompiler(`cannot run ${cc.path}: ${r.error.message}`);
@@ -218,7 +219,7 @@ function compilerVersion(cc: Compiler, cacheDir: string | undefined): string {
  * option (without -Werror tripping on it).
  */
 function guestFlags(far: boolean, version: string): { cflags: string[]; ldflags: string[] } {
-  const flags = JSON.parse(readFileSync(`${GUESTS_DIR}build-flags.json`, "utf8")) as { cflags: string[]; ldflags: string[] };
+  const flags = JSON.parse(readFileSync(`${guestsDir()}build-flags.json`, "utf8")) as { cflags: string[]; ldflags: string[] };
   const cflags = flags.cflags.map((f) => (f === "-mcmodel=small" && far ? "-mcmodel=large" : f));
   if (/clang/i.test(version)) cflags.push("-Wno-ignored-optimization-argument", "-Wno-unused-command-line-argument");
   return { cflags, ldflags: flags.ldflags };

@@ -69,7 +69,8 @@ export interface MachineOptions {
   /**
    * C source to compile and load instead of `program`: built like the example guests for this
    * machine's window with the machine's C compiler and cached (see {@link compile}); a
-   * CompileError when it does not build.
+   * CompileError when it does not build. Its messages name the source `<name>.c` when the
+   * machine has a plain `name`, else `source.c`.
    */
   source?: string;
   /** With `source`: the remotes (machines or ELFs) whose exports the source calls, linked in by address. */
@@ -132,7 +133,9 @@ export class Machine {
     if (options.source !== undefined) {
       if (options.program !== undefined) throw new RangeError("Machine.create: give a program or a source, not both");
       // Compiled before any VM exists: a CompileError leaves nothing to close.
-      options = { ...options, program: compile(options.source, { window: options.window ?? 0, linkAgainst: options.linkAgainst }) };
+      // The compiler's messages name the source after the machine (`name: "store"`: store.c), else source.c.
+      const file = options.name !== undefined && /^[\w.+-]+$/.test(options.name) ? (options.name.endsWith(".c") ? options.name : `${options.name}.c`) : "source.c";
+      options = { ...options, program: compile(options.source, { window: options.window ?? 0, linkAgainst: options.linkAgainst, name: file }) };
     } else if (options.linkAgainst !== undefined) throw new RangeError("Machine.create: linkAgainst needs a source");
     const m = new Machine(options);
     try {

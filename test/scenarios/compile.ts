@@ -63,6 +63,7 @@ export function run(phase: string): Record<string, unknown> {
         error: failure(() => compile(BAD)),
         named: failure(() => compile(BAD, { name: "experiment.c" })),
         missing: failure(() => compile(STORE, { cc: "/nonexistent/bin/cc" })),
+        machine: failure(() => Machine.create({ name: "store", source: BAD })),
       };
     case "nocc":
     case "denied":
