@@ -478,7 +478,7 @@ export async function main(argv: string[]): Promise<number> {
   if (argv[0] === "exec") flags.positional.unshift("exec");
   const help = flags.options.has("help");
   const [command] = flags.positional;
-  if (command === undefined && (flags.options.has("version") || argv[0] === "-V")) {
+  if (command === undefined && flags.options.has("version")) {
     out(`ipre ${VERSION}`);
     return 0;
   }
