@@ -80,38 +80,13 @@ const GIB = 0x40000000;
 /** IPRE pairs: caller -> remote whose symbols it links against. Remotes are built first. */
 const LINKS_AGAINST = { kvcaller: "kvstore" };
 
-/** The compiler flags for every guest C file (documented in guests/ipre.h). */
-const GUEST_CFLAGS = [
-  "-std=gnu11",
-  "-O2",
-  "-Wall",
-  "-Wextra",
-  "-Werror",
-  "-ffreestanding",
-  "-fno-pic",
-  "-fno-stack-protector",
-  "-fcf-protection=none",
-  "-fno-asynchronous-unwind-tables",
-  "-fno-unwind-tables",
-  "-fno-tree-loop-distribute-patterns",
-  "-fno-optimize-sibling-calls",
-  "-mno-red-zone",
-  "-mgeneral-regs-only",
-  "-mcmodel=small",
-];
-const GUEST_LDFLAGS = [
-  "-static",
-  "-no-pie",
-  "-nostdlib",
-  "-Wl,--build-id=none",
-  "-Wl,-z,max-page-size=4096",
-  "-Wl,-z,separate-code",
-  "-Wl,-z,noexecstack",
-  "-Wl,--orphan-handling=error",
-  "-Wl,--fatal-warnings",
-  "-T",
-  LINKER_SCRIPT,
-];
+/**
+ * The compiler and linker flags of every guest C file (documented in guests/ipre.h), in
+ * guests/build-flags.json: ipre's compile() (C source given to Machine.create) uses the same file.
+ */
+const BUILD_FLAGS = JSON.parse(readFileSync(join(ROOT, "guests/build-flags.json"), "utf8"));
+const GUEST_CFLAGS = BUILD_FLAGS.cflags;
+const GUEST_LDFLAGS = [...BUILD_FLAGS.ldflags, "-T", LINKER_SCRIPT];
 
 const log = (msg) => {
   if (verbose) console.log(msg);

@@ -4,7 +4,7 @@
  * `results/<timestamp>-<subcommand>-<runtime>/` or `--out DIR`; progress goes to stderr.
  */
 import process from "node:process";
-import { checkOptions, type Flags } from "./flags.ts";
+import { checkOptions, type Flags, UsageError } from "./flags.ts";
 
 export const BENCH_USAGE = `usage: ipre bench <subcommand> [options]
 
@@ -55,7 +55,10 @@ export async function bench(flags: Flags): Promise<number> {
     process.stdout.write(BENCH_USAGE);
     return 0;
   }
-  if (sub !== undefined && Object.hasOwn(OPTIONS, sub)) checkOptions(flags, OPTIONS[sub]!, `bench ${sub}`);
+  if (sub !== undefined && Object.hasOwn(OPTIONS, sub)) {
+    checkOptions(flags, OPTIONS[sub]!, `bench ${sub}`);
+    if (flags.positional.length > 1) throw new UsageError(`bench ${sub} takes no arguments (got "${flags.positional[1]}")`);
+  }
   switch (sub) {
     case "latency":
       return (await import("./bench/latency.ts")).latencyCommand(flags);
@@ -66,7 +69,7 @@ export async function bench(flags: Flags): Promise<number> {
     case "fanin":
       return (await import("./bench/fanin.ts")).faninCommand(flags);
     case undefined:
-      process.stderr.write(BENCH_USAGE);
+      process.stderr.write(`ipre: bench needs a subcommand: ${Object.keys(OPTIONS).join(", ")} (see ipre bench --help)\n`);
       return 2;
     default:
       process.stderr.write(`ipre bench: unknown subcommand "${sub}" (see ipre bench --help; subcommands: ${Object.keys(OPTIONS).join(", ")})\n`);

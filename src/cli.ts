@@ -3,20 +3,24 @@
  * (`bun src/cli.ts`) and Deno (`deno run --allow-all src/cli.ts`).
  */
 import process from "node:process";
-import { readFileSync, writeSync } from "node:fs";
+import { existsSync, readFileSync, writeSync } from "node:fs";
 import { resolve as resolvePath } from "node:path";
 import { libc } from "./ffi/index.ts";
-import { GuestFault, hex, IpreError, KvmError, LinuxProgramError, TimeoutError } from "./errors.ts";
+import { CompileError, GuestFault, hex, IpreError, KvmError, LinuxProgramError, TimeoutError } from "./errors.ts";
+import { compileFile } from "./guest/compile.ts";
+import { exampleNames, examplePath, type ExampleKind } from "./examples.ts";
 import { Machine, kvmInfo } from "./machine/machine.ts";
 import { parseElf, type ElfImage } from "./guest/elf.ts";
 import { isLinuxProgram } from "./linux/loader.ts";
 import type { FilesOption } from "./linux/vfs.ts";
-import { MAX_WINDOW, WINDOW_SIZE, MiB } from "./guest/layout.ts";
+import { MAX_MEMORY, MAX_WINDOW, WINDOW_SIZE, MiB } from "./guest/layout.ts";
 import { connect } from "./ipre/connect.ts";
 import { checkOptions, type Flags, numberOption, parseFlags as parseFlagsOf, UsageError } from "./flags.ts";
 
 export { BOOLEAN_FLAGS, checkOptions, type Flags, parseFlags, UsageError } from "./flags.ts";
-import { kvmFlavour, kvmOpenHint, KVM_DEVICE } from "./kvm/system.ts";
+import { flavourCapabilities, kvmFlavour, kvmOpenHint, KVM_DEVICE } from "./kvm/system.ts";
+import { envAll, isPermissionError, permissionLine, requirePermission } from "./env.ts";
+import { VERSION } from "./version.ts";
 
 /** Each command's help: `ipre help <cmd>` and `ipre <cmd> --help` print it; the options are also the ones it accepts. */
 interface CommandHelp {
@@ -24,6 +28,14 @@ interface CommandHelp {
   about: string;
   options: ReadonlyArray<readonly [flag: string, what: string]>;
   examples: readonly string[];
+  /** Printed after the options (computed when the help is printed). */
+  notes?: () => string;
+}
+
+/** How a program argument is found, for the helps of run, exec and symbols. */
+function programNote(what: string, kinds: readonly ExampleKind[], c: boolean): string {
+  const names = kinds.map((k) => `${exampleNames(k).join(", ")} (guests/${k}/)`).join("; ");
+  return `${what} is a file, ${c ? "a C file (NAME.c: compiled with cc for its window, cached; see the README), " : ""}or the name of one of the package's example guests (used when no such file exists): ${names}.`;
 }
 
 const COMMANDS: Readonly<Record<string, CommandHelp>> = {
@@ -47,10 +59,11 @@ const COMMANDS: Readonly<Record<string, CommandHelp>> = {
       ["--json", "print one JSON document: the result as a decimal string"],
     ],
     examples: [
-      "ipre run guests/examples/add.elf add 2 40",
-      "ipre run guests/examples/kvcaller.elf serve 7 --remote guests/examples/kvstore.elf",
-      "ipre run guests/linux/libc-bench.elf call_remote_n 3 --remote guests/linux/counter.elf",
+      "ipre run add add 2 40",
+      "ipre run kvcaller serve 7 --remote kvstore",
+      "ipre run libc-bench call_remote_n 3 --remote counter",
     ],
+    notes: () => programNote("Each ELF", ["examples", "linux"], true) + " A C caller is linked against a C or ELF remote's exports; a C remote goes in window 1 (or --remote-window N).",
   },
   exec: {
     args: "[options] <program> [args...]",
@@ -61,18 +74,17 @@ const COMMANDS: Readonly<Record<string, CommandHelp>> = {
       ["--allow-read PATH", "the program may read the host file or directory PATH, at the same absolute path (repeatable)"],
       ["--mount HOST:GUEST[:rw]", "the host path HOST at the guest path GUEST, read-only unless :rw (repeatable)"],
     ],
-    examples: [
-      "ipre exec guests/linux/hello.elf a b",
-      "ipre exec --timeout 5000 guests/linux/hello-rs.elf --verbose",
-      "ipre exec --mount ./data:/data /bin/busybox ls -la /data",
-      "ipre exec /bin/busybox sha256sum < big.iso",
-    ],
+    examples: ["ipre exec hello a b", "ipre exec --timeout 5000 hello-rs --verbose"],
+    notes: () =>
+      programNote("The program", ["linux"], false) +
+      " Its stdin is ipre's (streamed: `ipre exec /bin/busybox sha256sum < big.iso`); it sees only the files allowed (`ipre exec --mount ./data:/data /bin/busybox ls -la /data`).",
   },
   symbols: {
     args: "<elf> [--all] [--json]",
     about: "a remote's exports as linker-script lines (name = 0xADDR;) to link a caller",
     options: [["--all", "every global function and object, not only the exports"], ["--json", "print one JSON document"]],
-    examples: ["ipre symbols guests/examples/kvstore.elf > kvstore.syms.ld"],
+    examples: ["ipre symbols kvstore > kvstore.syms.ld"],
+    notes: () => programNote("The ELF", ["examples", "linux"], false),
   },
   demo: {
     args: "[--json]",
@@ -98,7 +110,8 @@ ${Object.entries(COMMANDS)
   })
   .join("\n")}
 
-Run ipre <command> --help (or ipre help <command>) for its options and an example.
+Run ipre <command> --help (or ipre help <command>) for its options and an example; ipre --version
+prints the version. Programs are files, C files (.c) or the names of the package's example guests.
 Exit status: 0 ok, 1 an error (unreadable file, bad ELF or argument, guest fault, KVM), 2 a usage
 error (unknown command or option, missing argument), 124 a --timeout-ms timeout; exec: the
 program's exit code, 128 + signal when it killed itself (abort: 134).
@@ -108,7 +121,21 @@ function commandHelp(name: string): string {
   const c = COMMANDS[name]!;
   const width = Math.max(0, ...c.options.map(([f]) => f.length)) + 2;
   const options = c.options.length ? `\noptions:\n${c.options.map(([f, w]) => `  ${f.padEnd(width)}${w}`).join("\n")}\n  ${"--help".padEnd(width)}this help\n` : "";
-  return `usage: ipre ${name} ${c.args}\n\n${c.about}\n${options}\nexample${c.examples.length > 1 ? "s" : ""}:\n${c.examples.map((e) => `  ${e}`).join("\n")}\n`;
+  const notes = c.notes ? `\n${wrap(c.notes(), 96)}\n` : "";
+  return `usage: ipre ${name} ${c.args}\n\n${c.about}\n${options}${notes}\nexample${c.examples.length > 1 ? "s" : ""}:\n${c.examples.map((e) => `  ${e}`).join("\n")}\n`;
+}
+
+/** Words of `text` in lines of at most `width` characters. */
+function wrap(text: string, width: number): string {
+  const lines: string[] = [];
+  let line = "";
+  for (const w of text.split(/\s+/)) {
+    if (line && line.length + 1 + w.length > width) {
+      lines.push(line);
+      line = w;
+    } else line = line ? `${line} ${w}` : w;
+  }
+  return [...lines, line].join("\n");
 }
 
 function out(line: string): void {
@@ -143,15 +170,37 @@ function readInput(path: string, what = "file"): Uint8Array {
   try {
     return new Uint8Array(readFileSync(path));
   } catch (e) {
+    if (isPermissionError(e)) throw e;
     const code = (e as { code?: unknown }).code;
     const why = code === "ENOENT" ? "no such file" : code === "EACCES" ? "permission denied" : code === "EISDIR" ? "is a directory" : e instanceof Error ? e.message : String(e);
     throw new IpreError(`cannot read ${what} ${path}: ${why}`);
   }
 }
 
+/**
+ * The bytes of a program argument: the file when it exists, else the package's example guest of
+ * that name (`add`, `kvstore`, `hello`: guests/examples/NAME.elf, guests/linux/NAME.elf).
+ */
+function readProgram(word: string, what: string, kinds: readonly ExampleKind[], command: string): Uint8Array {
+  requirePermission("read", word); // Deno without --allow-read: its one line, not "no such file"
+  if (!existsSync(word)) {
+    const example = examplePath(word, kinds);
+    if (example) return readInput(example, what);
+    if (/^[\w-]+$/.test(word)) throw new IpreError(`cannot read ${what} ${word}: no such file, and no example guest is called ${word} (ipre ${command} --help lists them)`);
+  }
+  return readInput(word, what);
+}
+
+/** A C file compiled for a window (cached): an unreadable file is one line, as for an ELF. */
+function compileC(path: string, what: string, options: Parameters<typeof compileFile>[1]): Uint8Array {
+  readInput(path, what);
+  return compileFile(path, options);
+}
+
 function doctor(flags: Flags): number {
+  noMoreWords(flags, "doctor", 0);
   const device = flags.options.get("device");
-  if (device === true) throw new IpreError("--device needs a path");
+  if (device === true) throw new UsageError("--device needs a path");
   const report: Record<string, unknown> = { runtime: libc.runtime, ffi: libc.backend, device: device ?? KVM_DEVICE, flavour: kvmFlavour(device) };
   try {
     const info = kvmInfo(device);
@@ -160,29 +209,50 @@ function doctor(flags: Flags): number {
   } catch (e) {
     report.ok = false;
     report.error = e instanceof Error ? e.message : String(e);
-    if (e instanceof KvmError) report.fix = kvmOpenHint(e.errno);
+    if (e instanceof KvmError) report.fix = kvmOpenHint(e.errno, device);
   }
+  const info = report.ok ? (report.kvm as ReturnType<typeof kvmInfo>) : undefined;
+  // What works on this flavour: a static table per flavour (src/kvm/system.ts), nothing probed.
+  const capabilities = flavourCapabilities(info ? info.flavour : "none", info?.cpuidPcid);
+  report.capabilities = capabilities;
   if (flags.options.has("json")) {
     out(JSON.stringify(report));
     return report.ok ? 0 : 1;
   }
+  const works = () => {
+    const line = (label: string, c: { ok: boolean; why: string }) => out(`${label.padEnd(13)}${c.ok ? "yes" : "no "}  ${c.why}`);
+    line("ipre", capabilities.ipre);
+    line("linux", capabilities.linuxPrograms);
+    line("pcid", capabilities.pcid);
+  };
   out(`runtime      ${libc.runtime}`);
   out(`ffi          ${libc.backend}`);
   if (!report.ok) {
-    out(`kvm          NOT USABLE (flavour ${report.flavour as string}): ${report.error as string}`);
+    const error = report.fix ? (report.error as string).replace(` (${report.fix as string})`, "") : (report.error as string);
+    out(`kvm          NOT USABLE (flavour ${report.flavour as string}): ${error}`);
     if (report.fix) out(`fix          ${report.fix as string}`);
+    works();
     return 1;
   }
-  const info = report.kvm as ReturnType<typeof kvmInfo>;
-  out(`kvm          ${report.device as string}, API ${info.api}, flavour ${info.flavour}${info.flavour === "pvm" ? " (paravirtual shadow paging: exits cost tens of microseconds)" : ""}`);
-  out(`kvm_run      ${info.vcpuMmapSize} bytes, ${info.cpuidEntries} supported CPUID entries`);
-  out(`capabilities ${Object.entries(info.capabilities).map(([k, v]) => `${k}=${v}`).join(" ")}`);
+  out(`kvm          ${report.device as string}, API ${info!.api}, flavour ${info!.flavour}${info!.flavour === "pvm" ? " (paravirtual shadow paging: exits cost tens of microseconds)" : ""}`);
+  out(`kvm_run      ${info!.vcpuMmapSize} bytes, ${info!.cpuidEntries} supported CPUID entries`);
+  out(`kvm_caps     ${Object.entries(info!.capabilities).map(([k, v]) => `${k}=${v}`).join(" ")}`);
+  works();
   return 0;
 }
 
+/** The range of an integer argument: a 64-bit register, read as signed or unsigned (-2^63 .. 2^64-1). */
+const INT_ARG_MIN = -(2n ** 63n);
+const INT_ARG_MAX = 2n ** 64n - 1n;
+
+/**
+ * An integer argument of `ipre run` (decimal or 0x hex, optionally negative): a number when it is
+ * safe, else a bigint. Not an integer, or outside a 64-bit register, is a UsageError (exit 2).
+ */
 export function parseIntArg(s: string): number | bigint {
-  if (!/^-?(0x[0-9a-f]+|\d+)$/i.test(s)) throw new IpreError(`argument "${s}" is not an integer`);
+  if (!/^-?(0x[0-9a-f]+|\d+)$/i.test(s)) throw new UsageError(`argument "${s}" is not an integer`);
   const b = BigInt(s.startsWith("-") ? -BigInt(s.slice(1)) : BigInt(s));
+  if (b < INT_ARG_MIN || b > INT_ARG_MAX) throw new UsageError(`argument "${s}" does not fit in a 64-bit register (-2^63 to 2^64-1)`);
   return b >= BigInt(Number.MIN_SAFE_INTEGER) && b <= BigInt(Number.MAX_SAFE_INTEGER) ? Number(b) : b;
 }
 
@@ -220,24 +290,35 @@ function run(flags: Flags): number {
   const loan = stringOption(flags, "loan") ?? "none";
   if (loan !== "none" && loan !== "read") throw new UsageError(`--loan is "read" or "none", not "${loan}"`);
   const allow = stringOption(flags, "allow")?.split(",").map((x) => x.trim()).filter((x) => x);
-  const bytes = readInput(path, "ELF");
-  const elf = parseProgram(bytes);
-  const window = Math.floor(elf.lowest / WINDOW_SIZE);
-  const memory = numberOption(flags, "memory", 32) * MiB;
-  // Every argument is checked before a VM exists: bad input fails the same with or without KVM.
+  // Every argument is checked before a file is read or a VM exists: bad input fails the same
+  // with or without KVM.
   const args = rest.map(parseIntArg);
-  const timeoutMs = flags.options.has("timeout-ms") ? numberOption(flags, "timeout-ms", 0) : 0;
-  if (!elf.symbols.has(fn)) throw new IpreError(`${path} has no symbol "${fn}"`);
-  const remoteBytes = remotePath ? readInput(remotePath, "remote ELF") : undefined;
+  const memory = memoryOption(flags, 32);
+  const timeoutMs = timeoutOption(flags, "timeout-ms");
+  // A C caller goes in window 0 and is linked against the remote, so the remote is built first.
+  const cCaller = path.endsWith(".c");
+  const callerBytes = cCaller ? undefined : readProgram(path, "ELF", ["examples", "linux"], "run");
+  const callerElf = callerBytes ? parseProgram(callerBytes) : undefined;
+  const window = callerElf ? Math.floor(callerElf.lowest / WINDOW_SIZE) : 0;
+  const remoteWindowOption = remotePath ? intArgOption(flags, "remote-window", 0, MAX_WINDOW) : undefined;
+  const remoteBytes = !remotePath ? undefined
+    : remotePath.endsWith(".c") ? compileC(remotePath, "remote C file", { window: remoteWindowOption ?? (window === 1 ? 0 : 1) })
+    : readProgram(remotePath, "remote ELF", ["examples", "linux"], "run");
   const remoteElf = remoteBytes ? parseProgram(remoteBytes) : undefined;
-  const remoteWindow = remoteElf ? (intArgOption(flags, "remote-window", 0, MAX_WINDOW) ?? Math.floor(remoteElf.lowest / WINDOW_SIZE)) : undefined;
+  const remoteWindow = remoteElf ? (remoteWindowOption ?? Math.floor(remoteElf.lowest / WINDOW_SIZE)) : undefined;
+  const bytes = callerBytes ?? compileC(path, "C file", { window, linkAgainst: remoteElf ? [remoteElf] : [] });
+  const elf = callerElf ?? parseProgram(bytes);
+  if (!elf.symbols.has(fn)) throw new IpreError(`${path} has no symbol "${fn}"`);
   if (remoteWindow === window) throw new IpreError(`${remotePath} is linked for window ${window}, the caller's window: a remote needs its own window (--remote-window N)`);
   for (const a of allow ?? []) if (!remoteElf!.symbols.has(a)) throw new IpreError(`--allow: ${remotePath} has no symbol "${a}"`);
   if (argc === undefined && args.length === 0) process.stderr.write(`ipre: note: ${fn} called with no arguments; an ELF records no arity, so any it takes are 0 (--argc 0 says none are meant)\n`);
 
   // With --json, stdout is the JSON document alone: Linux programs print to stderr instead.
   const json = flags.options.has("json");
-  const linux = { stdout: json ? (d: Uint8Array) => void writeSync(2, d) : undefined, env: processEnv() };
+  // The environment is read only for a Linux program (Deno without --allow-env cannot read it).
+  const linux = { stdout: json ? (d: Uint8Array) => void writeSync(2, d) : undefined, get env() {
+    return processEnv();
+  } };
   using m = Machine.create({ window, memory, name: basename(path) });
   if (!elf.linux) m.load(elf);
   // A Linux remote starts here: its main() runs to ipre_wait_for_requests().
@@ -276,9 +357,33 @@ function parseProgram(bytes: Uint8Array): ElfImage & { linux: boolean } {
   return Object.assign(parseElf(bytes), { linux: false });
 }
 
-/** This process's environment, as a Linux program gets it from exec. */
+/**
+ * This process's environment, as a Linux program gets it from exec; empty where it may not be
+ * read (Deno without --allow-env: the README says so).
+ */
 function processEnv(): Record<string, string> {
-  return Object.fromEntries(Object.entries(process.env).filter((e): e is [string, string] => e[1] !== undefined));
+  return envAll() ?? {};
+}
+
+/** `--memory MiB` as bytes: what Machine.create accepts (4 to MAX_MEMORY MiB), else a usage error. */
+function memoryOption(flags: Flags, fallbackMiB: number): number {
+  const mib = numberOption(flags, "memory", fallbackMiB);
+  if (mib < 4 || mib > MAX_MEMORY / MiB) throw new UsageError(`--memory needs a number of MiB from 4 to ${MAX_MEMORY / MiB}`);
+  return mib * MiB;
+}
+
+/** A timeout in ms (0: none), at most what a timer takes (about 24.8 days); absent: 0. */
+function timeoutOption(flags: Flags, name: string): number {
+  if (!flags.options.has(name)) return 0;
+  const v = stringOption(flags, name)!;
+  const ms = Number(v);
+  if (v.trim() === "" || !Number.isFinite(ms) || ms < 0 || ms > 2 ** 31 - 1) throw new UsageError(`--${name} needs a number of milliseconds from 0 (none) to ${2 ** 31 - 1}`);
+  return ms;
+}
+
+/** A usage error when a command got more than `max` positional words. */
+function noMoreWords(flags: Flags, command: string, max: number): void {
+  if (flags.positional.length > max) throw new UsageError(`${command} takes ${max === 0 ? "no arguments" : `at most ${max} argument${max === 1 ? "" : "s"}`} (got "${flags.positional[max]}")`);
 }
 
 /** The options `ipre exec` takes before the program; every word after the program is its argument. */
@@ -338,11 +443,10 @@ export function execFiles(flags: Flags & { lists?: Map<string, string[]> }): Fil
 function exec(flags: Flags & { lists?: Map<string, string[]> }): number {
   const [path, ...args] = flags.positional;
   if (!path) throw new UsageError("exec needs a program (a static Linux ELF)");
-  const memory = numberOption(flags, "memory", 64) * MiB;
-  const timeoutMs = flags.options.has("timeout") ? Number(stringOption(flags, "timeout")) : 0;
-  if (!Number.isFinite(timeoutMs) || timeoutMs < 0) throw new UsageError("--timeout needs a number of milliseconds (0: none)");
+  const memory = memoryOption(flags, 64);
+  const timeoutMs = timeoutOption(flags, "timeout");
   const files = execFiles(flags);
-  const program = readInput(path, "program");
+  const program = readProgram(path, "program", ["linux", "examples"], "exec");
   // A bad file is an ElfError before any VM exists; an ipre guest (no entry point) is no program.
   const elf = parseElf(program, { linux: true });
   if (elf.entry === 0) throw new IpreError(`${path} has no entry point: not a Linux program (ipre guests are called with ipre run)`);
@@ -386,7 +490,8 @@ const PRIVATE_LIBC = new Set(["memcpy", "memmove", "memset", "memcmp", "strlen"]
 function symbols(flags: Flags): number {
   const [path] = flags.positional;
   if (!path) throw new UsageError("symbols needs an ELF file");
-  const elf = parseElf(readInput(path, "ELF"), { linux: true }); // Linux programs too (PT_TLS)
+  noMoreWords(flags, "symbols", 1);
+  const elf = parseElf(readProgram(path, "ELF", ["examples", "linux"], "symbols"), { linux: true }); // Linux programs too (PT_TLS)
   const exported = new Set(elf.exports);
   const all = flags.options.has("all");
   const rows = [...elf.symbols.values()]
@@ -410,9 +515,14 @@ export async function main(argv: string[]): Promise<number> {
   if (argv[0] === "exec") flags.positional.unshift("exec");
   const help = flags.options.has("help");
   const [command] = flags.positional;
+  if (command === undefined && flags.options.has("version")) {
+    out(`ipre ${VERSION}`);
+    return 0;
+  }
   flags.positional.shift();
   if (command === undefined || command === "help") {
     const topic = command === "help" ? flags.positional[0] : undefined;
+    if (flags.positional.length > 1) return usageLine(`help takes one command (got "${flags.positional[1]}")`, "");
     if (topic === "bench") return (await import("./bench.ts")).bench({ positional: flags.positional.slice(1), options: new Map([["help", true]]) });
     if (topic !== undefined && !Object.hasOwn(COMMANDS, topic)) return unknownCommand(topic);
     if (topic !== undefined) process.stdout.write(commandHelp(topic));
@@ -441,7 +551,7 @@ export async function main(argv: string[]): Promise<number> {
         return symbols(flags);
       case "demo":
         checkOptions(flags, ["json"], command);
-        if (flags.positional.length) throw new UsageError(`demo takes no arguments (got "${flags.positional[0]}")`);
+        noMoreWords(flags, "demo", 0);
         return (await import("./demo.ts")).demo(flags);
       default:
         return await (await import("./bench.ts")).bench(flags);
@@ -457,8 +567,11 @@ export async function main(argv: string[]): Promise<number> {
     };
     if (e instanceof UsageError) {
       const sub = command === "bench" && flags.positional[0] ? ` ${flags.positional[0]}` : "";
-      process.stderr.write(`ipre: ${e.message} (see ipre ${command}${sub} --help)\n`);
-      return 2;
+      return usageLine(e.message, ` ${command}${sub}`);
+    }
+    if (isPermissionError(e)) {
+      process.stderr.write(`ipre: ${permissionLine(e)}\n`);
+      return 1;
     }
     if (e instanceof TimeoutError) {
       process.stderr.write(`ipre: ${e.name}: ${e.message}\n`);
@@ -466,12 +579,20 @@ export async function main(argv: string[]): Promise<number> {
       return 124;
     }
     if (e instanceof IpreError) {
+      // The compiler's own messages first, as it printed them (file:line:column).
+      if (e instanceof CompileError && e.output) process.stderr.write(e.output.endsWith("\n") ? e.output : `${e.output}\n`);
       process.stderr.write(`ipre: ${e.name}: ${e.message}\n`);
       also();
       return 1;
     }
     throw caught;
   }
+}
+
+/** A usage error: one line on stderr naming the --help to read, exit 2. */
+function usageLine(message: string, command: string): number {
+  process.stderr.write(`ipre: ${message} (see ipre${command} --help)\n`);
+  return 2;
 }
 
 function unknownCommand(command: string): number {

@@ -171,3 +171,36 @@ export class LinuxProgramError extends IpreError {
     super(message);
   }
 }
+
+/** One message of the C compiler or linker, as it gave it (`file:line:column: severity: text`). */
+export interface CompileDiagnostic {
+  file: string;
+  /** 0 when the message has no line (a linker message). */
+  line: number;
+  column: number;
+  severity: string;
+  message: string;
+}
+
+/**
+ * C source could not be built into a guest ELF (compile() and Machine.create({ source })):
+ * - `reason: "error"`: the compiler or linker refused it; `output` is everything it printed,
+ *   `diagnostics` its `file:line:column: severity: message` lines, and the message starts with
+ *   the first error, e.g. `source.c:3:12: error: expected ';' before '}' token`;
+ * - `reason: "no-compiler"`: no C compiler (IPRE_CC, or cc, gcc, clang on PATH); the message says
+ *   what to install;
+ * - `reason: "permission"`: Deno lacks a permission the compile needs (--allow-run for the
+ *   compiler, --allow-env and --allow-write for the cache); the message names the flags.
+ */
+export class CompileError extends IpreError {
+  override name = "CompileError";
+  constructor(
+    message: string,
+    readonly reason: "error" | "no-compiler" | "permission",
+    readonly output = "",
+    readonly diagnostics: readonly CompileDiagnostic[] = [],
+    readonly compiler?: string,
+  ) {
+    super(message);
+  }
+}

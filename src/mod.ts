@@ -27,9 +27,12 @@ export {
   TimeoutError,
   MachineStateError,
   LinuxProgramError,
+  CompileError,
   VECTOR_NAMES,
 } from "./errors.ts";
-export type { FaultInfo } from "./errors.ts";
+export type { FaultInfo, CompileDiagnostic } from "./errors.ts";
+export { compile, compileFile } from "./guest/compile.ts";
+export type { CompileOptions, LinkTarget } from "./guest/compile.ts";
 export { parseElf, isElf, flatImage } from "./guest/elf.ts";
 export type { ElfImage, ElfSegment, ElfSymbol } from "./guest/elf.ts";
 export { libc } from "./ffi/index.ts";

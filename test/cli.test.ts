@@ -4,14 +4,20 @@
  * (a few at a time); the tests then check each runtime's results with the same assertions.
  */
 import { spawn, spawnSync } from "node:child_process";
-import { existsSync, readdirSync, readFileSync, statSync } from "node:fs";
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from "node:fs";
+import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { beforeAll, describe, expect, it } from "vitest";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { repoRoot } from "./harness.ts";
 import { describeKvm, NESTED, upperMs } from "./kvm.ts";
 
 const RUNTIMES = ["node", "bun", "deno"] as const;
 type Runtime = (typeof RUNTIMES)[number];
+
+/** The compile cache of the C-file commands: a fresh one, not the user's ~/.cache/ipre/cc. */
+const CACHE = mkdtempSync(join(tmpdir(), "ipre-cli-cc-"));
+afterAll(() => rmSync(CACHE, { recursive: true, force: true }));
+const VERSION = (JSON.parse(readFileSync(`${repoRoot}package.json`, "utf8")) as { version: string }).version;
 
 function cliCommand(rt: Runtime, args: string[]): [string, string[]] {
   if (rt === "node") return [process.execPath, ["bin/ipre.js", ...args]];
@@ -32,7 +38,7 @@ function runCli(rt: Runtime, args: string[]): Promise<CliResult> {
   return new Promise((resolve, reject) => {
     const child = spawn(cmd, argv, {
       cwd: repoRoot,
-      env: { ...process.env, NO_COLOR: "1", DENO_NO_UPDATE_CHECK: "1", DENO_NO_PROMPT: "1" },
+      env: { ...process.env, NO_COLOR: "1", DENO_NO_UPDATE_CHECK: "1", DENO_NO_PROMPT: "1", IPRE_CACHE_DIR: CACHE },
       stdio: ["ignore", "pipe", "pipe"],
     });
     let stdout = "", stderr = "";
@@ -142,6 +148,23 @@ const PURE_COMMANDS = {
   allowWithoutRemote: ["run", "guests/examples/add.elf", "add", "1", "2", "--allow", "kv_count"],
   remoteMissing: ["run", "guests/examples/kvcaller.elf", "serve", "7", "--remote", "guests/examples/no-such-remote.elf"],
   symbolsJson: ["symbols", "guests/examples/kvstore.elf", "--json"],
+  version: ["--version"],
+  doctorExtra: ["doctor", "extra"],
+  symbolsExtra: ["symbols", "guests/examples/kvstore.elf", "extra"],
+  demoExtra: ["demo", "extra"],
+  benchExtra: ["bench", "latency", "extra"],
+  helpExtra: ["help", "run", "extra"],
+  benchBare: ["bench"],
+  hugeInteger: ["run", "guests/examples/add.elf", "add", "99999999999999999999999"],
+  hugeNegative: ["run", "guests/examples/add.elf", "add", "1", "-0x8000000000000001"],
+  hugeMemory: ["run", "guests/examples/add.elf", "add", "1", "--memory", "99999"],
+  hugeTimeout: ["exec", "--timeout", "1e99", "hello"],
+  doctorWrongDevice: ["doctor", "--device", "/nope"],
+  symbolsByName: ["symbols", "kvstore"],
+  runUnknownName: ["run", "no-such-example", "f"],
+  execHelp: ["exec", "--help"],
+  compileError: ["run", "test/c/bad.c", "add", "1", "2"],
+  compileMissing: ["run", "test/c/no-such.c", "f"],
 } as const;
 type PureCommandName = keyof typeof PURE_COMMANDS;
 
@@ -162,6 +185,13 @@ const COMMANDS = {
   noArgsMeant: ["run", "guests/examples/add.elf", "add", "--argc", "0"],
   dashDashKvm: ["run", "--", "guests/examples/add.elf", "add", "-2", "40"],
   demoJson: ["demo", "--json"],
+  doctorText: ["doctor"],
+  addByName: ["run", "add", "add", "2", "40"],
+  remoteByName: ["run", "kvcaller", "serve", "7", "--remote", "kvstore"],
+  linuxByName: ["run", "libc-bench", "call_remote_n", "3", "--remote", "counter"],
+  execByName: ["exec", "hello", "a", "b"],
+  runC: ["run", "test/c/app.c", "roundtrip", "14", "--remote", "test/c/store.c"],
+  runCAgainstElf: ["run", "test/c/app.c", "roundtrip", "5", "--remote", "test/c/store.c", "--remote-window", "3", "--json"],
 } as const;
 type CommandName = keyof typeof COMMANDS;
 
@@ -199,6 +229,41 @@ describeKvm("ipre CLI on Node, Bun and Deno", () => {
       if (NESTED) expect(j.kvm.flavour).toBe("hardware");
       expect(j.kvm.capabilities.SYNC_REGS & 1).toBe(1);
       expect(j.kvm.vcpuMmapSize).toBeGreaterThan(0);
+      // What works on this flavour: IPRE and Linux programs everywhere, PCID never on PVM.
+      expect(j.capabilities.ipre.ok).toBe(true);
+      expect(j.capabilities.linuxPrograms.ok).toBe(true);
+      if (j.flavour === "pvm") expect(j.capabilities.pcid).toEqual({ ok: false, why: expect.stringContaining("PVM refuses CR4.PCIDE") });
+      else expect(j.capabilities.pcid.ok).toBe(j.kvm.cpuidPcid);
+    });
+    it("doctor lists what works on this flavour: ipre, linux, pcid", () => {
+      const r = res(rt, "doctorText");
+      ok(r);
+      const flavour = JSON.parse(res(rt, "doctor").lastLine).flavour;
+      expect(r.stdout).toMatch(/^ipre {9}yes {2}/m);
+      expect(r.stdout).toMatch(/^linux {8}yes {2}/m);
+      expect(r.stdout).toMatch(flavour === "pvm" ? /^pcid {9}no {3}PVM refuses CR4\.PCIDE/m : /^pcid {9}(yes|no )/m);
+    });
+    it("programs by name: the package's example guests (add, kvcaller --remote kvstore, libc-bench --remote counter, exec hello)", () => {
+      const add = res(rt, "addByName");
+      ok(add);
+      expect(add.lastLine).toBe("42");
+      const remote = res(rt, "remoteByName");
+      ok(remote);
+      expect(remote.lastLine).toBe("-1");
+      const linux = res(rt, "linuxByName");
+      expect(linux.code, linux.stderr).toBe(0);
+      expect(Number(linux.lastLine)).toBeGreaterThan(0);
+      const hello = res(rt, "execByName");
+      expect(hello.code, hello.stderr).toBe(6); // hello.c exits with 3 + argc
+      expect(hello.stdout).toContain("argv[0]=hello\nargv[1]=a\nargv[2]=b");
+    });
+    it("run of C files: a caller .c linked against a remote .c (window 1, or --remote-window 3), compiled with cc", () => {
+      const r = res(rt, "runC");
+      ok(r);
+      expect(r.lastLine).toBe("42");
+      const w3 = res(rt, "runCAgainstElf");
+      ok(w3);
+      expect(JSON.parse(w3.stdout)).toMatchObject({ elf: "test/c/app.c", result: "15", window: 0, remote: "test/c/store.c", remoteWindow: 3 });
     });
     it("all runtimes agree on the KVM flavour", () => {
       const flavours = RUNTIMES.map((x) => JSON.parse(res(x, "doctor").lastLine).kvm.flavour);
@@ -317,9 +382,81 @@ describe("ipre CLI without KVM (argument handling, symbols, a missing device) on
       expect(j.ok).toBe(false);
       expect(j.device).toBe("/dev/ipre-no-such-kvm");
       expect(j.error).toMatch(/ENOENT/);
-      expect(j.fix).toMatch(/modprobe kvm_intel/);
-      expect(j.fix).not.toContain("\n");
+      // A path the user gave that does not exist: that is the fix, not a KVM module.
+      expect(j.fix).toBe("/dev/ipre-no-such-kvm does not exist: check the path (the KVM device is normally /dev/kvm)");
       expect(j.flavour).toBe("none");
+      expect(j.capabilities.ipre).toEqual({ ok: false, why: "no usable KVM device" });
+      const text = res(rt, "doctorWrongDevice");
+      expect(text.code).toBe(1);
+      expect(text.stdout).toContain("fix          /nope does not exist");
+      expect(text.stdout).not.toContain("modprobe");
+    });
+    it("--version prints the version (package.json's) and exits 0", () => {
+      const r = res(rt, "version");
+      ok(r);
+      expect(r.stdout).toBe(`ipre ${VERSION}\n`);
+      expect((JSON.parse(readFileSync(`${repoRoot}deno.json`, "utf8")) as { version: string }).version).toBe(VERSION);
+    });
+    it("every command refuses stray words: exit 2, one line", () => {
+      const cases = {
+        doctorExtra: 'ipre: doctor takes no arguments (got "extra") (see ipre doctor --help)',
+        symbolsExtra: 'ipre: symbols takes at most 1 argument (got "extra") (see ipre symbols --help)',
+        demoExtra: 'ipre: demo takes no arguments (got "extra") (see ipre demo --help)',
+        benchExtra: 'ipre: bench latency takes no arguments (got "extra") (see ipre bench latency --help)',
+        helpExtra: 'ipre: help takes one command (got "extra") (see ipre --help)',
+        benchBare: "ipre: bench needs a subcommand: latency, load, payload, fanin (see ipre bench --help)",
+      } as const;
+      for (const [name, line] of Object.entries(cases) as [keyof typeof cases, string][]) {
+        const r = res(rt, name);
+        expect(r.code, name).toBe(2);
+        expect(r.stdout).toBe("");
+        expect(r.stderr).toBe(line + "\n");
+      }
+    });
+    it("integers out of their range are refused: exit 2, one line (a 64-bit register, --memory, --timeout)", () => {
+      const cases = {
+        hugeInteger: 'ipre: argument "99999999999999999999999" does not fit in a 64-bit register (-2^63 to 2^64-1) (see ipre run --help)',
+        hugeNegative: 'ipre: argument "-0x8000000000000001" does not fit in a 64-bit register (-2^63 to 2^64-1) (see ipre run --help)',
+        hugeMemory: "ipre: --memory needs a number of MiB from 4 to 464 (see ipre run --help)",
+        hugeTimeout: "ipre: --timeout needs a number of milliseconds from 0 (none) to 2147483647 (see ipre exec --help)",
+      } as const;
+      for (const [name, line] of Object.entries(cases) as [keyof typeof cases, string][]) {
+        const r = res(rt, name);
+        expect(r.code, name).toBe(2);
+        expect(r.stdout).toBe("");
+        expect(r.stderr).toBe(line + "\n");
+      }
+    });
+    it("programs by name: symbols kvstore is symbols guests/examples/kvstore.elf; an unknown name says so", () => {
+      const r = res(rt, "symbolsByName");
+      ok(r);
+      expect(r.stdout.split("\n").slice(1)).toEqual(res(rt, "symbols").stdout.split("\n").slice(1));
+      const u = res(rt, "runUnknownName");
+      expect(u.code).toBe(1);
+      expect(u.stderr).toBe("ipre: IpreError: cannot read ELF no-such-example: no such file, and no example guest is called no-such-example (ipre run --help lists them)\n");
+    });
+    it("--help says programs may be example names, and its examples use the names (they work in an installed app)", () => {
+      for (const [name, cmd] of [["runHelp", "run"], ["execHelp", "exec"], ["symbolsHelp", "symbols"]] as const) {
+        const r = res(rt, name);
+        ok(r);
+        expect(r.stdout.replace(/\s+/g, " ")).toContain("the name of one of the package's example guests");
+        const examples = r.stdout.slice(r.stdout.indexOf("example")).split("\n").filter((l) => l.startsWith(`  ipre ${cmd} `));
+        expect(examples.length).toBeGreaterThan(0);
+        for (const e of examples) expect(e, e).not.toMatch(/guests\//);
+      }
+      expect(res(rt, "runHelp").stdout.replace(/\s+/g, " ")).toContain("add, bench, faults, hostcall, kvcaller, kvshared, kvstore, spin (guests/examples/)");
+      expect(res(rt, "execHelp").stdout.replace(/\s+/g, " ")).toContain("counter, counter-caller, hello, hello-cpp");
+    });
+    it("a C file that does not compile: the compiler's file:line messages, then one CompileError line, exit 1", () => {
+      const r = res(rt, "compileError");
+      expect(r.code, r.stderr).toBe(1);
+      expect(r.stdout).toBe("");
+      expect(r.stderr).toMatch(/^test\/c\/bad\.c:2:\d+: error: /m);
+      expect(r.stderr.trimEnd().split("\n").pop()).toMatch(/^ipre: CompileError: test\/c\/bad\.c:2:\d+: error: expected/);
+      expect(r.stderr).not.toMatch(/^\s+at /m);
+      const m = res(rt, "compileMissing");
+      expect(m.code).toBe(1);
+      expect(m.stderr).toBe("ipre: IpreError: cannot read C file test/c/no-such.c: no such file\n");
     });
     it("symbols prints the remote's exports (and with --all its globals) as the build script's linker lines", () => {
       // The committed kvstore.syms.ld was written by scripts/build-guests.mjs from readelf output.
@@ -439,11 +576,68 @@ describe("ipre CLI without KVM (argument handling, symbols, a missing device) on
       expect(kvmFlavour("/dev/ipre-no-such-kvm")).toBe("none");
       expect(kvmFlavour("/dev/null")).not.toBe("none"); // it opens: the flavour comes from the modules
     });
-    it("a non-integer argument exits 1 and names it", () => {
+    it("a non-integer argument is a usage error (exit 2) and names it", () => {
       const r = res(rt, "badInteger");
-      expect(r.code).toBe(1);
+      expect(r.code).toBe(2);
       expect(r.stdout).toBe("");
       expect(r.stderr).toContain('"forty" is not an integer');
     });
   });
+});
+
+/**
+ * Deno with exactly the README's flags (`--allow-ffi --allow-read`): run and exec work (the
+ * environment is not read for a freestanding guest; a Linux program gets an empty one), and
+ * what needs more (bench: --allow-sys and others; a C file: --allow-run, --allow-env,
+ * --allow-write) is one line naming the flag, no stack trace.
+ */
+function denoReadme(args: string[]): Promise<CliResult> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(`${repoRoot}node_modules/.bin/deno`, ["run", "--allow-ffi", "--allow-read", "src/cli.ts", ...args], {
+      cwd: repoRoot,
+      env: { ...process.env, NO_COLOR: "1", DENO_NO_UPDATE_CHECK: "1", DENO_NO_PROMPT: "1", IPRE_CACHE_DIR: CACHE },
+      stdio: ["ignore", "pipe", "pipe"],
+    });
+    let stdout = "", stderr = "";
+    child.stdout.setEncoding("utf8").on("data", (d: string) => (stdout += d));
+    child.stderr.setEncoding("utf8").on("data", (d: string) => (stderr += d));
+    const timer = setTimeout(() => child.kill("SIGKILL"), upperMs(60_000));
+    child.on("error", reject);
+    child.on("close", (code, signal) => {
+      clearTimeout(timer);
+      resolve({ code, signal, stdout, stderr, lastLine: stdout.trimEnd().split("\n").pop() ?? "" });
+    });
+  });
+}
+
+describe("Deno with the README's flags only (--allow-ffi --allow-read): what needs more is one line", () => {
+  it("bench names --allow-sys; a C file names --allow-run --allow-env --allow-write; no stack trace", async () => {
+    const bench = await denoReadme(["bench", "latency", "--iterations", "10"]);
+    expect(bench.code).toBe(1);
+    expect(bench.stderr).toMatch(/^ipre: Deno needs --allow-sys \(it refused sys access to "cpus"\); run with --allow-sys or --allow-all\n$/);
+    const c = await denoReadme(["run", "test/c/app.c", "roundtrip", "1", "--remote", "test/c/store.c"]);
+    expect(c.code).toBe(1);
+    expect(c.stderr).toMatch(/^ipre: CompileError: compiling C on Deno needs --allow-run --allow-env --allow-write .*or --allow-all\n$/);
+    const v = await denoReadme(["--version"]);
+    expect(v.stdout).toBe(`ipre ${VERSION}\n`);
+    // Without --allow-read: the same one line, not "no such file".
+    const noRead = spawnSync(`${repoRoot}node_modules/.bin/deno`, ["run", "--allow-ffi", "src/cli.ts", "run", "add", "add", "1", "2"], { cwd: repoRoot, encoding: "utf8", env: { ...process.env, NO_COLOR: "1", DENO_NO_UPDATE_CHECK: "1", DENO_NO_PROMPT: "1" } });
+    expect(noRead.status).toBe(1);
+    expect(noRead.stderr).toBe('ipre: Deno needs --allow-read (it refused read access to "add"); run with --allow-read or --allow-all\n');
+  }, upperMs(60_000));
+});
+
+describeKvm("Deno with the README's flags only (--allow-ffi --allow-read): run and exec", () => {
+  it("run add add 2 40, run kvcaller serve 7 --remote kvstore, exec hello a b", async () => {
+    const add = await denoReadme(["run", "add", "add", "2", "40"]);
+    expectOk(add);
+    expect(add.lastLine).toBe("42");
+    const remote = await denoReadme(["run", "kvcaller", "serve", "7", "--remote", "kvstore"]);
+    expectOk(remote);
+    expect(remote.lastLine).toBe("-1");
+    const hello = await denoReadme(["exec", "hello", "a", "b"]);
+    expect(hello.code, hello.stderr).toBe(6);
+    expect(hello.stdout).toContain("argc=3 envc=0"); // no --allow-env: an empty environment
+    expect(hello.stderr).not.toContain("NotCapable");
+  }, upperMs(60_000));
 });

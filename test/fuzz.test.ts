@@ -6,7 +6,7 @@
  */
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
-import { parseIntArg } from "../src/cli.ts";
+import { parseIntArg, UsageError } from "../src/cli.ts";
 import { numberOption, parseFlags } from "../src/flags.ts";
 import { ElfError, IpreError } from "../src/errors.ts";
 import { flatImage, type ElfImage, type ElfSegment, parseElf } from "../src/guest/elf.ts";
@@ -745,11 +745,15 @@ describe("fuzz: command line", () => {
     );
   });
 
-  it("parseIntArg: decimal and hex integers of any size round-trip (a number when safe, else a BigInt); anything else is an IpreError", () => {
+  it("parseIntArg: decimal and hex integers of a 64-bit register round-trip (a number when safe, else a BigInt); larger ones and anything else are UsageErrors", () => {
     const big = fc.bigInt({ min: -(2n ** 70n), max: 2n ** 70n });
     fc.assert(
       fc.property(big, fc.boolean(), fc.string({ maxLength: 10 }), (n, hex, junk) => {
         const text = hex ? `${n < 0n ? "-" : ""}0x${(n < 0n ? -n : n).toString(16)}` : n.toString();
+        if (n < -(2n ** 63n) || n > 2n ** 64n - 1n) {
+          expect(() => parseIntArg(text)).toThrow(UsageError);
+          return;
+        }
         const got = parseIntArg(text);
         const safe = n >= BigInt(Number.MIN_SAFE_INTEGER) && n <= BigInt(Number.MAX_SAFE_INTEGER);
         expect(got).toBe(safe ? Number(n) : n);

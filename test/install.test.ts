@@ -79,6 +79,8 @@ function env(): NodeJS.ProcessEnv {
     NO_COLOR: "1",
     DENO_NO_UPDATE_CHECK: "1",
     DENO_NO_PROMPT: "1",
+    // C compiled by the app goes to a cache in the scratch app, not the user's ~/.cache/ipre/cc.
+    ...(app ? { IPRE_CACHE_DIR: `${app}/cc-cache` } : {}),
     npm_config_audit: "false",
     npm_config_fund: "false",
     npm_config_update_notifier: "false",
@@ -281,5 +283,49 @@ describeKvm("README Install: the demo and the app snippets, with KVM", () => {
       expect(r.code, r.stderr).toBe(0);
       expect(r.stdout.trim()).toBe("42");
     });
+  }
+});
+
+describeKvm("README Install: what the CLI's --help shows, Deno with the README's flags, and C, in the app", () => {
+  it("every example of run, exec and symbols --help works in the app (example guests by name, not repository paths)", async () => {
+    for (const cmd of ["run", "exec", "symbols"]) {
+      const help = await sh(`npx ipre ${cmd} --help`);
+      expect(help.code, help.stderr).toBe(0);
+      const examples = help.stdout.slice(help.stdout.lastIndexOf("example")).split("\n").filter((l) => l.startsWith(`  ipre ${cmd} `)).map((l) => l.trim());
+      expect(examples.length).toBeGreaterThan(0);
+      for (const e of examples) {
+        const r = await sh(`npx ${e}`);
+        // exec exits with the program's code (hello: 3 + argc); ipre's own errors are 1 or 2 with an "ipre:" line.
+        expect(r.stderr, e).not.toMatch(/^ipre: (?!note)/m);
+        if (cmd !== "exec") expect(r.code, `${e}\n${r.stderr}`).toBe(0);
+        else expect(r.code, `${e}\n${r.stderr}`).toBeGreaterThan(2);
+      }
+    }
+  }, upperMs(180_000));
+
+  it("Deno with the README's flags runs run and exec: deno run --allow-ffi --allow-read npm:ipre …", async () => {
+    const deno = CLI.deno.replace(/ demo$/, "");
+    expect(deno).toBe("deno run --allow-ffi --allow-read npm:ipre");
+    const add = await sh(`${deno} run add add 2 40`);
+    expect(add.code, add.stderr).toBe(0);
+    expect(add.stderr).toBe("");
+    expect(add.last).toBe("42");
+    const hello = await sh(`${deno} exec hello a b`);
+    expect(hello.code, hello.stderr).toBe(6);
+    expect(hello.stdout).toContain("argv[0]=hello");
+  }, upperMs(60_000));
+
+  const C = 'import { Machine } from "IPRE";\nconst m = Machine.create({ source: `#include "ipre.h"\\nlong twice(long x) { return 2 * x; }\\n` });\nconsole.log(m.call("twice", 21));\nm.close();\n';
+  for (const [rt, file, line] of [
+    ["node", "c.mjs", "node c.mjs"],
+    ["bun", "c.mjs", "bun c.mjs"],
+    ["deno", "c.ts", "deno run --allow-ffi --allow-read --allow-run --allow-env --allow-write c.ts"],
+  ] as const) {
+    it(`C source compiles with the package's ipre.h and ipre.ld from node_modules on ${rt}: ${line}`, async () => {
+      writeFileSync(`${app}/${file}`, C.replace("IPRE", rt === "deno" ? "npm:ipre" : "ipre"));
+      const r = await sh(line);
+      expect(r.code, r.stderr).toBe(0);
+      expect(r.last).toBe("42");
+    }, upperMs(60_000));
   }
 });

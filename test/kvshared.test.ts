@@ -21,7 +21,7 @@ const MISSING = -1n; // KV_MISSING (~0) as the signed 64-bit result
 
 describe("kvshared.c on host threads", () => {
   const exe = join(dir, "kvshared-threads");
-  it.skipIf(!haveGcc).each([2, 4])("%i threads x 10,000 mixed puts and gets: every result and the final contents", (threads) => {
+  it.skipIf(!haveGcc).each([2, 4])(`%i threads x 10,000 mixed puts and gets: every result and the final contents${haveGcc ? "" : " [skipped: needs gcc on PATH, not found]"}`, (threads) => {
     const build = spawnSync("gcc", ["-O2", "-Wall", "-Wextra", "-Werror", "-pthread", "-o", exe, "test/native/kvshared-threads.c", "guests/examples/kvshared.c"], { cwd: repoRoot, encoding: "utf8" });
     expect(build.status, build.stderr).toBe(0);
     const r = spawnSync(exe, [String(threads), "10000"], { encoding: "utf8" });

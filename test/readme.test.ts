@@ -18,7 +18,8 @@ function snippet(name: string): string {
 }
 
 function run(cmd: string, args: string[]): { code: number | null; stdout: string; stderr: string } {
-  const r = spawnSync(cmd, args, { cwd: ROOT, encoding: "utf8", env: { ...process.env, NO_COLOR: "1", DENO_NO_UPDATE_CHECK: "1" } });
+  // IPRE_CACHE_DIR: the C snippet's compile cache, not the user's ~/.cache/ipre/cc.
+  const r = spawnSync(cmd, args, { cwd: ROOT, encoding: "utf8", env: { ...process.env, NO_COLOR: "1", DENO_NO_UPDATE_CHECK: "1", IPRE_CACHE_DIR: `${DIR}/cc-cache` } });
   return { code: r.status, stdout: r.stdout, stderr: r.stderr };
 }
 
@@ -47,4 +48,31 @@ describeKvm("README quickstart snippet", () => {
     const r = run(`${ROOT}node_modules/.bin/deno`, ["run", "--allow-all", `${DIR}/quickstart.ts`]);
     expect(r.stdout.trim().split("\n")).toEqual(expected);
   });
+});
+
+/** "C source as a program": two C snippets compiled, connected, called and timed, on each runtime. */
+describeKvm("README C-source snippet (c-experiment)", () => {
+  beforeAll(() => {
+    mkdirSync(DIR, { recursive: true });
+    const code = snippet("c-experiment");
+    writeFileSync(`${DIR}/c-experiment.ts`, code);
+    writeFileSync(`${DIR}/c-experiment.mjs`, code);
+    if (run("npx", ["tsc", "-p", "tsconfig.json"]).code !== 0) throw new Error("tsc failed");
+  });
+  afterAll(() => rmSync(DIR, { recursive: true, force: true }));
+
+  const check = (r: { code: number | null; stdout: string; stderr: string }) => {
+    expect(r.code, r.stderr).toBe(0);
+    const [sum, timing, ...rest] = r.stdout.trim().split("\n");
+    expect(sum).toBe("332833500");
+    expect(timing).toMatch(/^\d+\.\d µs per remote call$/);
+    expect(rest).toEqual([]);
+  };
+  it("runs on Node", () => {
+    const r = run(process.execPath, [`${DIR}/c-experiment.mjs`]);
+    expect(r.stderr).toBe("");
+    check(r);
+  });
+  it("runs on Bun", () => check(run(`${ROOT}node_modules/.bin/bun`, [`${DIR}/c-experiment.ts`])));
+  it("runs on Deno", () => check(run(`${ROOT}node_modules/.bin/deno`, ["run", "--allow-all", `${DIR}/c-experiment.ts`])));
 });

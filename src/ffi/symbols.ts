@@ -1,3 +1,5 @@
+import { envGet } from "../env.ts";
+
 /**
  * The libc symbols ipre calls, declared once: the C prototype, then the parameter and result
  * types in a small neutral vocabulary that each backend maps to its own (`bun:ffi` FFIType,
@@ -85,17 +87,9 @@ export type TypeMap<T extends string = string> = Readonly<Record<FfiType, T>>;
 /**
  * The C library to open: `$IPRE_LIBC` when it is set (e.g. `/lib/libc.musl-x86_64.so.1` on
  * Alpine; tests point it at a missing file), else {@link LIBC_PATH}. Deno without `--allow-env`
- * cannot read the environment; it then opens the default.
+ * cannot read the environment; it then opens the default (without prompting).
  */
 export function libcPath(): string {
-  const g = globalThis as {
-    process?: { env?: Record<string, string | undefined> };
-    Deno?: { env: { get(name: string): string | undefined } };
-  };
-  try {
-    const value = g.Deno ? g.Deno.env.get(LIBC_ENV) : g.process?.env?.[LIBC_ENV];
-    return value || LIBC_PATH;
-  } catch {
-    return LIBC_PATH;
-  }
+  // envGet asks Deno first: without --allow-env it neither throws nor prompts.
+  return envGet(LIBC_ENV) || LIBC_PATH;
 }

@@ -98,7 +98,7 @@ export class Kvm {
     const fd = libc.open(buf.writeCString(0, path), O_RDWR | O_CLOEXEC);
     if (fd < 0) {
       const errno = libc.errno();
-      throw new KvmError(`open(${path})`, errno, kvmOpenHint(errno));
+      throw new KvmError(`open(${path})`, errno, kvmOpenHint(errno, path));
     }
     const kvm = new Kvm(fd);
     const api = kvm.apiVersion();
@@ -178,10 +178,45 @@ export class Kvm {
   }
 }
 
-/** A one-line fix for the usual reasons /dev/kvm cannot be opened. */
-export function kvmOpenHint(errno: number): string {
+/** Whether a feature works on a KVM flavour, and why (or why not), for `ipre doctor`. */
+export interface Capability {
+  ok: boolean;
+  why: string;
+}
+
+/**
+ * What works on each KVM flavour: a static table, kept here beside the flavour detection
+ * (nothing is probed by trying it; PCID in particular is not probed by setting CR4.PCIDE, which
+ * PVM refuses). `cpuidPcid`: KVM offers PCID in its supported CPUID.
+ */
+export function flavourCapabilities(flavour: KvmFlavour, cpuidPcid = false): { ipre: Capability; linuxPrograms: Capability; pcid: Capability } {
+  if (flavour === "none") {
+    const why = "no usable KVM device";
+    return { ipre: { ok: false, why }, linuxPrograms: { ok: false, why }, pcid: { ok: false, why } };
+  }
+  return {
+    ipre: { ok: true, why: "freestanding guests, vmcalls, hostcalls and IPRE remote calls (every flavour: requests are page faults)" },
+    linuxPrograms: {
+      ok: true,
+      why: `static Linux programs, ipre exec and Machine.exec (every flavour${flavour === "pvm" ? "; on PVM a syscall is a fetch fault at LSTAR, one exit" : ""})`,
+    },
+    pcid:
+      flavour === "pvm"
+        ? { ok: false, why: "PVM refuses CR4.PCIDE (hardware KVM only; ipre does not use PCID yet)" }
+        : cpuidPcid
+          ? { ok: true, why: "KVM offers PCID to guests (ipre does not use it yet: every unmerge flushes the TLB)" }
+          : { ok: false, why: "KVM does not offer PCID on this CPU" },
+  };
+}
+
+/**
+ * A one-line fix for the usual reasons /dev/kvm cannot be opened. A `path` other than /dev/kvm
+ * was given by the user: when it does not exist, that is the fix, not a KVM module.
+ */
+export function kvmOpenHint(errno: number, path: string = KVM_DEVICE): string {
   switch (errno) {
     case 2:
+      if (path !== KVM_DEVICE) return `${path} does not exist: check the path (the KVM device is normally ${KVM_DEVICE})`;
       return "no /dev/kvm: load the module (`modprobe kvm_intel` or `modprobe kvm_amd`) or enable nested virtualization for this VM";
     case 13:
     case 1:

@@ -53,6 +53,8 @@ export interface KvmInfo {
   capabilities: Record<string, number>;
   vcpuMmapSize: number;
   cpuidEntries: number;
+  /** KVM_GET_SUPPORTED_CPUID leaf 1 has PCID (ECX bit 17): what a guest could be offered; ipre does not use it. */
+  cpuidPcid: boolean;
 }
 
 /** What `ipre doctor` reports; `device` checks another path than /dev/kvm. */
@@ -78,7 +80,18 @@ function describeKvm(kvm: Kvm, device?: string): KvmInfo {
     capabilities,
     vcpuMmapSize: kvm.vcpuMmapSize(),
     cpuidEntries: kvm.cpuid.view.getUint32(0, true),
+    cpuidPcid: cpuidHasPcid(kvm.cpuid.view),
   };
+}
+
+/** Leaf 1, ECX bit 17 (PCID) in a struct kvm_cpuid2 (8-byte header, 40-byte entries: function, index, flags, eax, ebx, ecx, edx). */
+function cpuidHasPcid(view: DataView): boolean {
+  const n = view.getUint32(0, true);
+  for (let i = 0; i < n; i++) {
+    const e = 8 + i * 40;
+    if (view.getUint32(e, true) === 1) return ((view.getUint32(e + 20, true) >>> 17) & 1) === 1;
+  }
+  return false;
 }
 
 /** KVM, the VM with guest memory as slot 0, and vCPU 0 with the host's CPUID. Memory must be attached. */

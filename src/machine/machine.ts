@@ -34,6 +34,7 @@ import { Snapshot } from "./snapshot.ts";
 import { closeShared, refuseWhileAttached, shareCore, type SharedRemote } from "../ipre/share.ts";
 import { isLinuxProgram, runLinux } from "../linux/loader.ts";
 import { LinuxProcess, type LinuxOptions, type LinuxPhase } from "../linux/syscalls.ts";
+import { compile, type CompileOptions } from "../guest/compile.ts";
 
 export { HOSTCALL_PRINT } from "../guest/layout.ts";
 export { kvmInfo, type KvmInfo } from "./boot.ts";
@@ -65,6 +66,15 @@ export interface MachineOptions {
    * call() runs its functions; reset() returns to that point. See `linux`.
    */
   program?: Uint8Array;
+  /**
+   * C source to compile and load instead of `program`: built like the example guests for this
+   * machine's window with the machine's C compiler and cached (see {@link compile}); a
+   * CompileError when it does not build. Its messages name the source `<name>.c` when the
+   * machine has a plain `name`, else `source.c`.
+   */
+  source?: string;
+  /** With `source`: the remotes (machines or ELFs) whose exports the source calls, linked in by address. */
+  linkAgainst?: CompileOptions["linkAgainst"];
   /**
    * How a Linux `program` runs (argv, env, output sinks, syscall handlers), or false to only
    * load it. Default: detected (the program has `__libc_start_main`); pass options (or true)
@@ -120,6 +130,13 @@ export class Machine {
 
   /** Create a VM, its memory and vCPU, boot the runtime, and optionally load a program. */
   static create(options: MachineOptions = {}): Machine {
+    if (options.source !== undefined) {
+      if (options.program !== undefined) throw new RangeError("Machine.create: give a program or a source, not both");
+      // Compiled before any VM exists: a CompileError leaves nothing to close.
+      // The compiler's messages name the source after the machine (`name: "store"`: store.c), else source.c.
+      const file = options.name !== undefined && /^[\w.+-]+$/.test(options.name) ? (options.name.endsWith(".c") ? options.name : `${options.name}.c`) : "source.c";
+      options = { ...options, program: compile(options.source, { window: options.window ?? 0, linkAgainst: options.linkAgainst, name: file }) };
+    } else if (options.linkAgainst !== undefined) throw new RangeError("Machine.create: linkAgainst needs a source");
     const m = new Machine(options);
     try {
       const c = m.#c;
