@@ -51,8 +51,10 @@ export interface SharedRemote {
    * break of the owner's Linux program (BigInt64Array index 1).
    */
   readonly state: SharedArrayBuffer;
-  /** The owner's Linux program at share() time (its path, end, break), when it runs one. */
-  /** A Linux program's state, less its fd table (host fds and sinks stay with the owner). */
+  /**
+   * The owner's Linux program at share() time (its path, end, break), when it runs one; not its
+   * fd table (host fds and the owner's sinks stay with the owner).
+   */
   readonly linux?: Omit<LinuxState, "files">;
 }
 
