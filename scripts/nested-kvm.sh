@@ -8,13 +8,15 @@
 #   scripts/nested-kvm.sh [--setup] [--] COMMAND [ARGS...]
 #
 # Prints the command's output and exits with its status (124 if the harness time limit hit,
-# 125 for a harness failure). Setup is idempotent: Debian's qemu-system-x86 and busybox-static
+# 125 for a harness failure, 123 if the guest froze: no heartbeat for IPRE_NESTED_STALL seconds). Setup is idempotent: Debian's qemu-system-x86 and busybox-static
 # (apt-get, as root), and the stock kernel package fetched with `apt-get download` and unpacked
 # into a cache directory (never installed). `--setup` alone only prepares.
 #
 # Environment:
 #   IPRE_NESTED_CACHE    cache directory (default ${XDG_CACHE_HOME:-$HOME/.cache}/ipre-nested)
 #   IPRE_NESTED_TIMEOUT  time limit in seconds for the whole guest run (default 4800)
+#   IPRE_NESTED_STALL    seconds without the guest's heartbeat after which it counts as frozen
+#                        and is killed (default 150; see docs/ARCHITECTURE.md §8)
 #   IPRE_NESTED_MEMORY   guest memory in MiB (default 8192)
 #   IPRE_NESTED_CPUS     guest vCPUs (default 1; more are faster but see below)
 #   IPRE_NESTED_CPU      QEMU CPU model (default max); IPRE_NESTED_APPEND: extra kernel arguments
@@ -31,6 +33,7 @@ readonly GUEST_MARK=IPRE_NESTED
 repo=$(cd "$(dirname "$0")/.." && pwd)
 cache=${IPRE_NESTED_CACHE:-${XDG_CACHE_HOME:-${HOME:-/tmp}/.cache}/ipre-nested}
 limit=${IPRE_NESTED_TIMEOUT:-4800}
+stall=${IPRE_NESTED_STALL:-150}
 memory=${IPRE_NESTED_MEMORY:-8192}
 # One vCPU by default: with two, QEMU 7.2's multi-threaded TCG corrupted the guest kernel under
 # nested SVM (a panic "corrupted stack end detected inside scheduler" in a process doing KVM
@@ -162,6 +165,10 @@ if [ -z "${IPRE_NESTED_SLOWDOWN:-}" ] && command -v node >/dev/null; then host_m
   echo "export $GUEST_MARK=1"
   # Unix sockets cannot be bound on 9p: temporary files go to a guest tmpfs (/tmp stays the host's).
   echo "export TMPDIR=/dev/shm"
+  # The heartbeat: the host kills a guest whose heartbeat file has not changed for $stall s (a
+  # frozen guest runs nothing at all, not even a timeout). A shell builtin, no process per beat.
+  printf '( while :; do : > %q; sleep 5; done ) </dev/null >/dev/null 2>&1 &\n' "$run/heartbeat"
+  echo 'heartbeat=$!'
   if [ -n "$host_ms" ]; then
     printf 'guest_ms=$(node -e %q </dev/null)\n' "$calibrate"
     echo "export IPRE_NESTED_SLOWDOWN=\$(node -e 'const [gw, gc, hw, hc] = process.argv.slice(1).map(Number); console.log(Math.max(1, gw / hw, gc / hc).toFixed(1))' \$guest_ms $host_ms)"
@@ -182,21 +189,47 @@ if [ -z "${IPRE_NESTED_SLOWDOWN:-}" ] && command -v node >/dev/null; then host_m
   # Through a pipe, so the command sees no terminal (the guest's console is a serial line).
   echo "{ $(printf '%q ' "$@"); echo \$? > $(printf %q "$run/status"); } 2>&1 | cat"
   echo '[ -n "${keeper:-}" ] && kill $keeper 2>/dev/null'
+  echo 'kill $heartbeat 2>/dev/null'
   echo 'exit 0' 
 } > "$run/run.sh"
 
 log "booting ($cpus vCPUs, $memory MiB, TCG; limit ${limit}s): $*"
 status=0
+# The serial console goes to stdout and to $run/console, where the kernel's warnings are looked
+# for (loglevel=4: errors and worse, which soft lockups and RCU stalls are).
 timeout -k 10 "$limit" qemu-system-x86_64 \
   -accel tcg,thread=multi -cpu "$cpu_model" -smp "$cpus" -m "$memory" \
   -kernel "$cache/kernel/vmlinuz" -initrd "$cache/initramfs.gz" \
-  -append "console=ttyS0 quiet loglevel=1 panic=-1 $append ipre.run=$run/run.sh" \
+  -append "console=ttyS0 quiet loglevel=4 panic=-1 $append ipre.run=$run/run.sh" \
   -virtfs local,path=/,mount_tag=root,security_model=none,multidevs=remap \
-  -display none -no-reboot -serial stdio $monitor \
-  -nic none < /dev/null || status=$?
-[ $status = 124 ] && log "time limit (${limit}s) reached: guest killed"
+  -display none -no-reboot $monitor \
+  -chardev "stdio,id=console,signal=off,logfile=$run/console" -serial chardev:console \
+  -nic none < /dev/null &
+qemu=$!
+# The freeze watchdog: the boot and the guest's calibration count from here; after that, the
+# heartbeat file's age. A frozen guest is killed (timeout passes the TERM on to QEMU).
+froze=0
+started=$(date +%s)
+while kill -0 $qemu 2>/dev/null; do
+  sleep 5
+  now=$(date +%s)
+  beat=$started
+  [ -f "$run/heartbeat" ] && beat=$(stat -c %Y "$run/heartbeat" 2>/dev/null || echo "$started")
+  if [ $((now - beat)) -ge "$stall" ] && [ ! -f "$run/status" ]; then
+    froze=1
+    log "the guest froze: no heartbeat for $((now - beat)) s (IPRE_NESTED_STALL=$stall): killing it"
+    kill $qemu 2>/dev/null
+    break
+  fi
+done
+wait $qemu || status=$?
+# What the guest kernel said about stuck CPUs (a freeze, or a transient stall it survived).
+warnings=$(grep -a -E 'soft lockup|self-detected stall|rcu_sched detected stall|RCU Stall|rcu: INFO|blocked for more than|hard LOCKUP|Kernel panic' "$run/console" 2>/dev/null | tr -d '\r' | head -n 5 || true)
+[ -n "$warnings" ] && log "the guest kernel reported: $(printf '%s' "$warnings" | sed 's/^/  /')"
 if [ -f "$run/status" ]; then
   exit "$(cat "$run/status")"
 fi
+[ $froze = 1 ] && exit 123
+[ $status = 124 ] && log "time limit (${limit}s) reached: guest killed"
 log "the guest ended without a status (time limit, crash or boot failure)"
 exit 124

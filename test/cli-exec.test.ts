@@ -12,7 +12,7 @@ import { join } from "node:path";
 import { beforeAll, describe, expect, it } from "vitest";
 import { parseExecArgs } from "../src/cli.ts";
 import { repoRoot, RUNTIMES, type Runtime } from "./harness.ts";
-import { describeKvm, upperMs } from "./kvm.ts";
+import { describeKvm, describePure, upperMs } from "./kvm.ts";
 
 function cliCommand(rt: Runtime, args: string[]): [string, string[]] {
   if (rt === "node") return [process.execPath, ["bin/ipre.js", ...args]];
@@ -64,7 +64,7 @@ function ensureDist(): void {
   if (r.status !== 0) throw new Error(`tsc -p tsconfig.json failed (exit ${r.status}):\n${r.stdout}\n${r.stderr}`);
 }
 
-describe("parseExecArgs: options end at the program", () => {
+describePure("parseExecArgs: options end at the program", () => {
   it("options before the program are ipre's, every word after it the program's", () => {
     const f = parseExecArgs(["--timeout", "5", "--memory=8", "prog", "--timeout", "1", "-h", "--", "x"]);
     expect(f.positional).toEqual(["prog", "--timeout", "1", "-h", "--", "x"]);

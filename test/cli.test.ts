@@ -9,7 +9,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { repoRoot } from "./harness.ts";
-import { describeKvm, NESTED, upperMs } from "./kvm.ts";
+import { describeKvm, describePure, NESTED, upperMs } from "./kvm.ts";
 
 const RUNTIMES = ["node", "bun", "deno"] as const;
 type Runtime = (typeof RUNTIMES)[number];
@@ -368,7 +368,7 @@ describeKvm("ipre CLI on Node, Bun and Deno", () => {
   });
 });
 
-describe("ipre CLI without KVM (argument handling, symbols, a missing device) on Node, Bun and Deno", () => {
+describePure("ipre CLI without KVM (argument handling, symbols, a missing device) on Node, Bun and Deno", () => {
   const runs = new CliRuns<PureCommandName>();
   beforeAll(() => runs.run(PURE_COMMANDS), upperMs(180_000));
   const res = (rt: Runtime, name: PureCommandName) => runs.get(rt, name);

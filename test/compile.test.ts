@@ -14,7 +14,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { repoRoot, runtimeCommand, RUNTIMES, type Runtime } from "./harness.ts";
-import { describeKvm, upperMs } from "./kvm.ts";
+import { describeKvm, describePure, upperMs } from "./kvm.ts";
 
 const SCRIPT = `${repoRoot}test/scenarios/compile.ts`;
 const root = mkdtempSync(join(tmpdir(), "ipre-compile-"));
@@ -74,7 +74,7 @@ function scenario(rt: Runtime, phase: string, env: NodeJS.ProcessEnv, denoFlags?
 /** The environment of a run: this one's, with the counting compiler and the runtime's cache. */
 const envFor = (d: Dirs): NodeJS.ProcessEnv => ({ ...process.env, IPRE_CC: d.wrapper, IPRE_CACHE_DIR: d.cache });
 
-describe("compile(): errors, on Node, Bun and Deno (no KVM needed)", () => {
+describePure("compile(): errors, on Node, Bun and Deno (no KVM needed)", () => {
   const results = new Map<string, Result>();
   beforeAll(async () => {
     expect(realCc, "a C compiler on PATH").not.toBe("");

@@ -13,12 +13,12 @@ import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import { JsKv, KV_MISSING, keyBase, runWorkload, type FaninClient } from "../src/bench/fanin-workload.ts";
 import { repoRoot } from "./harness.ts";
-import { HAVE_KVM, upperMs } from "./kvm.ts";
+import { describeKvmOptional, describePure, HAVE_KVM, upperMs } from "./kvm.ts";
 
 const outRoot = mkdtempSync(join(tmpdir(), "ipre-fanin-test-"));
 afterAll(() => rmSync(outRoot, { recursive: true, force: true }));
 
-describe("fan-in workload", () => {
+describePure("fan-in workload", () => {
   it("JsKv answers like kvshared.c: 1 new, 0 updated, the value or KV_MISSING", () => {
     const kv = new JsKv();
     expect(kv.get(5)).toBe(KV_MISSING);
@@ -95,7 +95,7 @@ function command(rt: (typeof RUNTIMES)[number], args: string[]): [string, string
   return [`${repoRoot}node_modules/.bin/deno`, ["run", "--allow-all", "src/cli.ts", ...args]];
 }
 
-describe.each(RUNTIMES)("ipre bench fanin on %s", (rt) => {
+describeKvmOptional("ipre bench fanin", () => describe.each(RUNTIMES)("%s", (rt) => {
   it("--workers 1,2 --ops 500 --json: both baselines at both counts, every row sane, ipre measured where KVM is usable", () => {
     if (rt === "node") ensureDist();
     const dir = join(outRoot, rt);
@@ -130,4 +130,4 @@ describe.each(RUNTIMES)("ipre bench fanin on %s", (rt) => {
     expect(readFileSync(join(dir, "fanin.svg"), "utf8")).toMatch(/^<svg [\s\S]*<polyline/);
     expect(readFileSync(join(dir, "summary.txt"), "utf8")).toMatch(/atomics_server\s+2\s+\d+/);
   });
-});
+}));

@@ -1,11 +1,11 @@
-import { describe, expect, test } from "vitest";
+import { expect, test } from "vitest";
 import { libc } from "../src/ffi/index.ts";
 import {
   MAP_ANONYMOUS, MAP_PRIVATE, MAP_SHARED, MFD_CLOEXEC, NativeBuffer, O_CLOEXEC, O_RDWR, PROT_READ,
   PROT_WRITE,
 } from "../src/ffi/native.ts";
 import { runScenario } from "./harness.ts";
-import { describeKvm } from "./kvm.ts";
+import { describeKvm, describePure } from "./kvm.ts";
 import { E2BIG, ffiReport, TIMEOUT_SIGNAL, type FfiReport } from "./scenarios/ffi.ts";
 
 const SCENARIO = "test/scenarios/ffi.ts";
@@ -73,7 +73,7 @@ describeKvm("ffi libc report (libc calls and KVM ioctls)", () => {
   });
 });
 
-describe("ffi on Node (koffi)", () => {
+describePure("ffi on Node (koffi)", () => {
   test("NativeBuffer: C strings, bounds, zero-copy view, idempotent close", () => {
     const buf = NativeBuffer.alloc(4096);
     expect(buf.address % 4096).toBe(0);

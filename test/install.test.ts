@@ -11,14 +11,20 @@
  *
  * The install needs koffi from the npm registry or npm's cache: the nested harness has no network,
  * so there it installs with `--offline`, from the cache that a native run (`npm test`) filled.
+ *
+ * A split CI run (.ci/run, IPRE_TEST_PART) installs once: its native part installs into
+ * IPRE_INSTALL_APP and keeps the app there; its KVM part, in the nested harness, runs the demo and
+ * the snippets from that app instead of packing and installing again under TCG, where npm is
+ * ~40x slower (the installed bytes are the same). The app is used only if it is newer than every
+ * file of src/, dist/, bin/ and guests/.
  */
 import { spawn } from "node:child_process";
-import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, beforeAll, expect, it } from "vitest";
 import { repoRoot } from "./harness.ts";
-import { describeKvm, HAVE_KVM, NESTED, upperMs } from "./kvm.ts";
+import { describeKvm, describePure, HAVE_KVM, NESTED, TEST_PART, upperMs } from "./kvm.ts";
 
 const README = readFileSync(`${repoRoot}README.md`, "utf8");
 /** The Install section only: every command below is read from it. */
@@ -64,6 +70,9 @@ const CLI = { node: command("cli", "npx "), bun: command("cli", "bunx "), deno: 
 const BACKEND = { node: /^koffi /, bun: /^bun:ffi /, deno: /^Deno\.dlopen / };
 
 let app = "";
+/** Where a split run keeps the installed app between its two parts (see the top). */
+const SHARED_APP = process.env.IPRE_INSTALL_APP || undefined;
+const INSTALLED = ".ipre-installed";
 
 /**
  * The child's environment: none of the npm_* variables of the `npm test` that runs vitest (an
@@ -133,6 +142,13 @@ function size(dir: string): number {
 }
 
 beforeAll(async () => {
+  if (SHARED_APP && TEST_PART === "kvm" && existsSync(`${SHARED_APP}/${INSTALLED}`)) {
+    const installed = statSync(`${SHARED_APP}/${INSTALLED}`).mtimeMs;
+    if (["src", "dist", "bin", "guests"].every((d) => newest(`${repoRoot}${d}`) <= installed)) {
+      app = SHARED_APP;
+      return;
+    }
+  }
   // The tarball takes dist/ as it is: build it unless it is newer than every source (`npm test`
   // and `npm run test:nested` have just built it), then pack without the prepare script.
   if (!existsSync(`${repoRoot}dist/mod.js`) || newest(`${repoRoot}dist`) < newest(`${repoRoot}src`)) {
@@ -141,7 +157,11 @@ beforeAll(async () => {
   }
   // Not under /dev: Deno wants --allow-all for any path there, and the nested harness sets
   // TMPDIR=/dev/shm (its /tmp is the host's, over 9p, where npm works too).
-  app = mkdtempSync(join(tmpdir().startsWith("/dev/") ? "/tmp" : tmpdir(), "ipre-install-"));
+  if (SHARED_APP) {
+    rmSync(SHARED_APP, { recursive: true, force: true });
+    mkdirSync(SHARED_APP, { recursive: true });
+  }
+  app = SHARED_APP ?? mkdtempSync(join(tmpdir().startsWith("/dev/") ? "/tmp" : tmpdir(), "ipre-install-"));
   // What `npm init -y` writes: a CommonJS package.
   writeFileSync(`${app}/package.json`, JSON.stringify({ name: "scratch-app", version: "1.0.0", private: true }, null, 2));
   const pack = await sh(`npm pack --ignore-scripts --pack-destination "${app}"`, repoRoot);
@@ -157,13 +177,14 @@ beforeAll(async () => {
   writeFileSync(`${app}/app.mjs`, snippet("install-esm"));
   writeFileSync(`${app}/app.cjs`, snippet("install-cjs"));
   writeFileSync(`${app}/main.ts`, snippet("install-deno"));
+  if (SHARED_APP) writeFileSync(`${app}/${INSTALLED}`, "");
 }, upperMs(300_000));
 
 afterAll(() => {
-  if (app) rmSync(app, { recursive: true, force: true });
+  if (app && !SHARED_APP) rmSync(app, { recursive: true, force: true });
 });
 
-describe("README Install: a packed tarball in a scratch app, without KVM", () => {
+describePure("README Install: a packed tarball in a scratch app, without KVM", () => {
   it(`installs with the README's command (${NPM_INSTALL}): ipre and koffi, none of the dev dependencies`, () => {
     expect(NPM_INSTALL).toBe(`npm install ./ipre-${VERSION}.tgz`);
     const deps = readdirSync(`${app}/node_modules`).filter((d) => !d.startsWith("."));

@@ -9,9 +9,9 @@ import { spawnSync } from "node:child_process";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { afterAll, describe, expect, it } from "vitest";
+import { afterAll, expect, it } from "vitest";
 import { repoRoot } from "./harness.ts";
-import { describeKvm } from "./kvm.ts";
+import { describeKvm, describePure } from "./kvm.ts";
 
 const haveGcc = spawnSync("gcc", ["--version"], { stdio: "ignore" }).status === 0;
 const dir = mkdtempSync(join(tmpdir(), "ipre-kvshared-"));
@@ -19,7 +19,7 @@ afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
 const MISSING = -1n; // KV_MISSING (~0) as the signed 64-bit result
 
-describe("kvshared.c on host threads", () => {
+describePure("kvshared.c on host threads", () => {
   const exe = join(dir, "kvshared-threads");
   it.skipIf(!haveGcc).each([2, 4])(`%i threads x 10,000 mixed puts and gets: every result and the final contents${haveGcc ? "" : " [skipped: needs gcc on PATH, not found]"}`, (threads) => {
     const build = spawnSync("gcc", ["-O2", "-Wall", "-Wextra", "-Werror", "-pthread", "-o", exe, "test/native/kvshared-threads.c", "guests/examples/kvshared.c"], { cwd: repoRoot, encoding: "utf8" });
