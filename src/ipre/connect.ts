@@ -6,8 +6,8 @@
  * loads.
  */
 import { IpreError, MachineStateError, RemoteAccessError } from "../errors.ts";
-import { type Core, coreOf, type RemoteLink } from "../machine/core.ts";
-import { flushPageTables } from "../machine/service.ts";
+import { type Core, coreOf, type RemoteLink } from "../engine/core.ts";
+import { flushPageTables } from "../engine/service.ts";
 import type { Machine } from "../machine/machine.ts";
 import type { Remote } from "./share.ts";
 import { loanEntry, tableEntry, writeRoot } from "../x86/paging.ts";

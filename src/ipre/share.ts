@@ -25,9 +25,9 @@ import { GuestMemoryError, IpreError, MachineStateError } from "../errors.ts";
 import { libc } from "../ffi/index.ts";
 import type { ElfImage } from "../guest/elf.ts";
 import { HOSTCALL_GATE_COUNT } from "../guest/layout.ts";
-import { Core, NO_HANDLER, registerCore, SHARED } from "../machine/core.ts";
-import { GuestMemory } from "../machine/memory.ts";
-import { guestCString, guestRange } from "../machine/pointers.ts";
+import { Core, NO_HANDLER, registerCore, SHARED } from "../engine/core.ts";
+import { GuestMemory } from "../engine/memory.ts";
+import { guestCString, guestRange } from "../engine/pointers.ts";
 import { LinuxProcess, type LinuxOptions, type LinuxState } from "../linux/syscalls.ts";
 
 /** The transferable description of a shared remote (send it with postMessage). */

@@ -4,8 +4,8 @@
  * table of fds.ts. The data calls (read, write, poll, pipes, dup, fcntl) are in io.ts.
  */
 import { ftruncateSync, mkdirSync, readlinkSync, rmdirSync, unlinkSync } from "node:fs";
-import type { Core } from "../machine/core.ts";
-import { guestCString, guestRange } from "../machine/pointers.ts";
+import type { Core } from "../engine/core.ts";
+import { guestCString, guestRange } from "../engine/pointers.ts";
 import { AT_EMPTY_PATH, AT_FDCWD, AT_SYMLINK_NOFOLLOW, direntType, E, hostErrno, O, S, writeStat, writeStatx, type StatInfo } from "./abi.ts";
 import { Directory, FdTable, HostFile, NullInput, SinkOutput, StdinPipe, type StdinOption } from "./fds.ts";
 import type { OutputSink } from "./options.ts";

@@ -3,8 +3,8 @@
  * vector and positioned forms, lseek, close, dup, pipes, fcntl, ioctl, sendfile, poll/select.
  * Reads go straight into guest memory, one call's worth at a time (a stream is never loaded whole).
  */
-import type { Core } from "../machine/core.ts";
-import { guestRange } from "../machine/pointers.ts";
+import type { Core } from "../engine/core.ts";
+import { guestRange } from "../engine/pointers.ts";
 import { E, O } from "./abi.ts";
 import { type Desc, type IoCtx, Pipe, PipeEnd, POLLERR, POLLHUP, POLLIN, POLLOUT } from "./fds.ts";
 import type { LinuxFiles } from "./files.ts";

@@ -12,9 +12,9 @@ import { LinuxProgramError } from "../errors.ts";
 import { GENERAL_REGS } from "../kvm/abi.ts";
 import { PAGE_SIZE } from "../guest/layout.ts";
 import type { ElfImage } from "../guest/elf.ts";
-import type { Core } from "../machine/core.ts";
-import { runCall } from "../machine/exits.ts";
-import { resumeFast, setFsBase, writeFrame } from "../machine/parked.ts";
+import type { Core } from "../engine/core.ts";
+import { runCall } from "../engine/exits.ts";
+import { resumeFast, setFsBase, writeFrame } from "../engine/parked.ts";
 import { LinuxProcess, type LinuxOptions } from "./syscalls.ts";
 
 /** Auxiliary vector types (include/uapi/linux/auxvec.h). */

@@ -28,8 +28,8 @@
  * reserved, mprotect is EPERM. Only the owner's program grows its memory.
  */
 import { PAGE_SIZE } from "../guest/layout.ts";
-import type { Core } from "../machine/core.ts";
-import { flushPageTables } from "../machine/service.ts";
+import type { Core } from "../engine/core.ts";
+import { flushPageTables } from "../engine/service.ts";
 import { PERM, type PagePerm, userPte } from "../x86/paging.ts";
 
 /** mmap/mprotect protection bits. */

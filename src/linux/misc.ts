@@ -5,9 +5,9 @@
  * sockets (none: EAFNOSUPPORT) and the calls that would make another process (fork, clone
  * without CLONE_THREAD, execve of another program: ENOSYS, told once; wait4: ECHILD).
  */
-import type { Core } from "../machine/core.ts";
-import { timedOut } from "../machine/faults.ts";
-import { guestCString, guestRange } from "../machine/pointers.ts";
+import type { Core } from "../engine/core.ts";
+import { timedOut } from "../engine/faults.ts";
+import { guestCString, guestRange } from "../engine/pointers.ts";
 import { E } from "./abi.ts";
 
 /** x86-64 numbers of the calls this file serves. */

@@ -6,17 +6,17 @@
  * identity, limits, the single-process answers) serve the rest. *
  * One LinuxProcess per machine holds that machine's state: its brk, its mmap region, its output
  * sinks, its TLS base. A syscall is dispatched to the process of the machine whose code made it
- * (src/machine/exits.ts: inside a remote call, the remote's), and guest pointers are checked with
- * the rights of the code that runs (src/machine/pointers.ts), so a bad pointer is a
+ * (src/engine/exits.ts: inside a remote call, the remote's), and guest pointers are checked with
+ * the rights of the code that runs (src/engine/pointers.ts), so a bad pointer is a
  * GuestMemoryError, never a host crash.
  *
  * Memory (brk, mmap, munmap, mremap, mprotect, madvise) is the business of the process's
  * LinuxMemory (memory.ts): the heap, the mmap area and its free list, page permissions.
  */
 import { LinuxProgramError, RemoteFault } from "../errors.ts";
-import type { Core } from "../machine/core.ts";
-import { FRAME_AT, setFsBase } from "../machine/parked.ts";
-import { guestCString, guestRange } from "../machine/pointers.ts";
+import type { Core } from "../engine/core.ts";
+import { FRAME_AT, setFsBase } from "../engine/parked.ts";
+import { guestCString, guestRange } from "../engine/pointers.ts";
 import { LinuxMemory, type MemoryState } from "./memory.ts";
 import { E } from "./abi.ts";
 import type { IoCtx } from "./fds.ts";

@@ -22,14 +22,14 @@ import { GuestMemoryError, IpreError, MachineStateError, hex } from "../errors.t
 import { flatImage, parseElf, type ElfImage } from "../guest/elf.ts";
 import { DEFAULT_MEMORY, ELF_LINK_OFFSET, MAX_MEMORY, MAX_WINDOW, MiB, PAGE_SIZE, USER_OFFSET, WINDOW_SIZE } from "../guest/layout.ts";
 import { PERM, type PagePerm, type WindowTables } from "../x86/paging.ts";
-import { Core, NO_HANDLER, registerCore } from "./core.ts";
-import { GuestMemory } from "./memory.ts";
-import { createVm, releaseKvm, setSpecialRegisters, writeRuntimeArea } from "./boot.ts";
-import { boot, flushPageTables, recover, serviceLimit, serviceRun } from "./service.ts";
-import { clearMailbox, resumeFast, setFsBase, writeFrame } from "./parked.ts";
-import { runCall } from "./exits.ts";
-import { guestCString, guestRange } from "./pointers.ts";
-import { abortRemoteCall } from "../ipre/calls.ts";
+import { Core, NO_HANDLER, registerCore } from "../engine/core.ts";
+import { GuestMemory } from "../engine/memory.ts";
+import { createVm, releaseKvm, setSpecialRegisters, writeRuntimeArea } from "../engine/boot.ts";
+import { boot, flushPageTables, recover, serviceLimit, serviceRun } from "../engine/service.ts";
+import { clearMailbox, resumeFast, setFsBase, writeFrame } from "../engine/parked.ts";
+import { runCall } from "../engine/exits.ts";
+import { guestCString, guestRange } from "../engine/pointers.ts";
+import { abortRemoteCall } from "../engine/frames.ts";
 import { Snapshot } from "./snapshot.ts";
 import { closeShared, refuseWhileAttached, shareCore, type SharedRemote } from "../ipre/share.ts";
 import { isLinuxProgram, runLinux } from "../linux/loader.ts";
@@ -37,7 +37,7 @@ import { LinuxProcess, type LinuxOptions, type LinuxPhase } from "../linux/sysca
 import { compile, type CompileOptions } from "../guest/compile.ts";
 
 export { HOSTCALL_PRINT } from "../guest/layout.ts";
-export { kvmInfo, type KvmInfo } from "./boot.ts";
+export { kvmInfo, type KvmInfo } from "../engine/boot.ts";
 export { Snapshot } from "./snapshot.ts";
 
 /** A JS function the guest can call through a hostcall gate: six integer args, integer result. */

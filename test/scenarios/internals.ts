@@ -1,10 +1,10 @@
 /**
  * What tests look at behind the public API: the queued page-table memory, the flush that applies
- * it, and the IPRE bookkeeping of a machine (src/machine/core.ts).
+ * it, and the IPRE bookkeeping of a machine (src/engine/core.ts).
  */
 import type { Machine } from "../../src/machine/machine.ts";
-import { coreOf } from "../../src/machine/core.ts";
-import { flushPageTables as flush } from "../../src/machine/service.ts";
+import { coreOf } from "../../src/engine/core.ts";
+import { flushPageTables as flush } from "../../src/engine/service.ts";
 import type { PtMemory } from "../../src/x86/paging.ts";
 
 /** Page-table memory of a machine: direct before boot, queued for the runtime after. */

@@ -8,7 +8,7 @@ import { IpreError } from "../errors.ts";
 import { ERRNO } from "../errno.ts";
 import { EXIT } from "../kvm/abi.ts";
 import { HOSTCALL_GATE_COUNT, HOSTCALL_GATE_OFFSET, HOSTCALL_GATE_STRIDE, HOSTCALL_PRINT, PORT, WINDOW_SIZE } from "../guest/layout.ts";
-import { Watchdog } from "../watchdog.ts";
+import { armWatchdog, Watchdog } from "../watchdog.ts";
 import { getU64 } from "../u64.ts";
 import { VECTOR } from "../x86/descriptors.ts";
 import { RFLAGS_RESERVED } from "../x86/registers.ts";
@@ -16,8 +16,7 @@ import { type Core, NO_HANDLER } from "./core.ts";
 import { crash, guestFault, timedOut } from "./faults.ts";
 import { FRAME_AT, resumeFast } from "./parked.ts";
 import { guestRange } from "./pointers.ts";
-import { armWatchdog } from "./service.ts";
-import { abortRemoteCall, callback, callerOf, enterRemote, returnFrom, stackU64 } from "../ipre/calls.ts";
+import { abortRemoteCall, callback, callerOf, enterRemote, returnFrom, stackU64 } from "./frames.ts";
 
 /** #PF error code: the fault was an instruction fetch (Intel SDM Vol. 3A §4.7). */
 const PF_FETCH = 0x10;
@@ -36,7 +35,7 @@ export function runCall(core: Core, timeoutMs: number): void {
   const u32 = core.mem.u32;
   // Read the clock before arming: a pause in between must not make the real signal look early.
   const start = timeoutMs > 0 ? performance.now() : 0;
-  const watchdog = timeoutMs > 0 ? armWatchdog(core, timeoutMs) : undefined;
+  const watchdog = timeoutMs > 0 ? armWatchdog(vcpu, timeoutMs) : undefined;
   core.callDeadline = timeoutMs > 0 ? start + timeoutMs : 0;
   core.callTimeoutMs = timeoutMs;
   core.inCall = true;

@@ -98,8 +98,6 @@ export class Core {
   callDeadline = 0;
   /** The running call's timeout in ms (0: none); a Linux program's sleep ends in it (src/linux/misc.ts). */
   callTimeoutMs = 0;
-  /** Thread id whose watchdog mask is installed on this vCPU (KVM_SET_SIGNAL_MASK). */
-  signalMaskTid = -1;
   /** FSBASE of this machine's code (guest TLS). */
   fsBase = 0;
   /** Where call() starts its stack (0: the top of memory); a Linux program's stays below main's frame. */

@@ -10,7 +10,7 @@ import { ERRNO } from "../errno.ts";
 import { EXIT } from "../kvm/abi.ts";
 import type { Vcpu } from "../kvm/vcpu.ts";
 import { PORT } from "../guest/layout.ts";
-import { Watchdog } from "../watchdog.ts";
+import { armWatchdog, Watchdog } from "../watchdog.ts";
 import type { Core } from "./core.ts";
 import { crash } from "./faults.ts";
 import { clearMailbox, MB, parkEntry, setFsBase, setMailbox } from "./parked.ts";
@@ -18,17 +18,6 @@ import { setBootRegisters, setSpecialRegisters, writeRuntimeArea } from "./boot.
 
 /** Upper bound of a boot or service run in ms (0 = none); Machine.serviceRunLimitMs sets it. */
 export const serviceLimit = { ms: 5000 };
-
-/** The thread's watchdog, armed for `timeoutMs`, with its signal mask installed on this vCPU. */
-export function armWatchdog(core: Core, timeoutMs: number): Watchdog {
-  const w = Watchdog.forThisThread();
-  if (core.signalMaskTid !== w.tid) {
-    core.vcpu!.setSignalMask(w.kvmMask);
-    core.signalMaskTid = w.tid;
-  }
-  w.arm(timeoutMs);
-  return w;
-}
 
 /**
  * Run the parked (or booting) vCPU until the runtime exits on `port`. Inside a call (a hostcall
@@ -39,7 +28,7 @@ function expectPark(core: Core, vcpu: Vcpu, port: number, what: string): void {
   const limit = serviceLimit.ms;
   const start = performance.now();
   const callDeadline = core.inCall ? core.callDeadline : 0;
-  const watchdog = limit > 0 ? armWatchdog(core, limit) : undefined;
+  const watchdog = limit > 0 ? armWatchdog(vcpu, limit) : undefined;
   try {
     for (;;) {
       const reason = vcpu.runOnce();

@@ -6,8 +6,8 @@
  */
 import { GuestFault, GuestMemoryError, MachineStateError, RemoteAccessError, RemoteFault, type FaultInfo } from "../errors.ts";
 import { USER_OFFSET } from "../guest/layout.ts";
-import { type Core, type IpreFrame, MAX_IPRE_DEPTH, type RemoteLink } from "../machine/core.ts";
-import { FRAME_AT, MB, resumeWithCr3, setFsBase, setMailbox } from "../machine/parked.ts";
+import { type Core, type IpreFrame, MAX_IPRE_DEPTH, type RemoteLink } from "./core.ts";
+import { FRAME_AT, MB, resumeWithCr3, setFsBase, setMailbox } from "./parked.ts";
 import { VECTOR } from "../x86/descriptors.ts";
 
 /** The u64 at a guest stack address (the stack is the caller's own memory). */
