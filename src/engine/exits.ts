@@ -12,8 +12,8 @@ import { armWatchdog, Watchdog } from "../watchdog.ts";
 import { getU64 } from "../u64.ts";
 import { VECTOR } from "../x86/descriptors.ts";
 import { RFLAGS_RESERVED } from "../x86/registers.ts";
-import { type Core, NO_HANDLER } from "./core.ts";
-import { crash, guestFault, timedOut } from "./faults.ts";
+import { type Cpu, NO_HANDLER, type Space } from "./owners.ts";
+import { crash, crashCause, guestFault, timedOut } from "./faults.ts";
 import { FRAME_AT, resumeFast } from "./parked.ts";
 import { guestRange } from "./pointers.ts";
 import { abortRemoteCall, callback, callerOf, enterRemote, returnFrom, stackU64 } from "./frames.ts";
@@ -30,15 +30,14 @@ const USER_RFLAGS = 0x240dd5;
 const GATES_END = HOSTCALL_GATE_OFFSET + HOSTCALL_GATE_COUNT * HOSTCALL_GATE_STRIDE;
 
 /** Run the prepared call until it returns to the exit trap; typed errors for everything else. */
-export function runCall(core: Core, timeoutMs: number): void {
-  const vcpu = core.vcpu!;
-  const u32 = core.mem.u32;
+export function runCall(cpu: Cpu, timeoutMs: number): void {
+  const vcpu = cpu.vcpu;
+  const u32 = cpu.mem.u32;
+  const { lstar, exitTrap } = cpu.space;
   // Read the clock before arming: a pause in between must not make the real signal look early.
   const start = timeoutMs > 0 ? performance.now() : 0;
   const watchdog = timeoutMs > 0 ? armWatchdog(vcpu, timeoutMs) : undefined;
-  core.callDeadline = timeoutMs > 0 ? start + timeoutMs : 0;
-  core.callTimeoutMs = timeoutMs;
-  core.inCall = true;
+  cpu.beginCall(start, timeoutMs);
   try {
     for (;;) {
       const reason = vcpu.runOnce();
@@ -47,41 +46,49 @@ export function runCall(core: Core, timeoutMs: number): void {
           if (watchdog === undefined) Watchdog.drainStray();
           else if (watchdog.drain()) {
             const elapsed = performance.now() - start;
-            if (elapsed >= timeoutMs * 0.999) throw timedOut(core, timeoutMs, elapsed);
+            if (elapsed >= timeoutMs * 0.999) {
+              cpu.markTimedOut();
+              throw timedOut(cpu, timeoutMs, elapsed);
+            }
             watchdog.arm(timeoutMs - elapsed); // early (a stale signal): keep the deadline
           }
           continue; // another signal interrupted KVM_RUN: resume
         }
-        throw crash(core, reason, "while running a call");
+        cpu.markBroken(crashCause(reason));
+        throw crash(cpu, reason, "while running a call");
       }
-      core.exits++;
+      cpu.countExit();
       if (vcpu.ioPort === PORT.SYSCALL) {
-        if (syscallExit(core)) continue;
+        if (syscallExit(cpu)) continue;
         return; // the program exited: the call ends
       }
       const vector = vcpu.ioPort - PORT.VECTOR_BASE;
       // The PVM route of `syscall` (docs/ARCHITECTURE.md §4): PVM jumps to LSTAR still in ring 3,
       // so the fetch of the supervisor-only syscall_entry faults with RIP == LSTAR.
-      if (vector === VECTOR.PF && u32[FRAME_AT.error] === PF_USER_FETCH_PROTECTION && getU64(u32, FRAME_AT.rip) === core.lstar) {
-        syscallFromFault(core);
-        if (syscallExit(core)) continue;
+      if (vector === VECTOR.PF && u32[FRAME_AT.error] === PF_USER_FETCH_PROTECTION && getU64(u32, FRAME_AT.rip) === lstar) {
+        syscallFromFault(cpu);
+        if (syscallExit(cpu)) continue;
         return;
       }
       // An instruction fetch (#PF error code bit 4) from a trap address is a request, not an
       // error; its RIP lies in a never-mapped page, so CR2 = RIP (the stub need not save CR2).
-      if (vector === VECTOR.PF && (u32[FRAME_AT.error]! & PF_FETCH) !== 0) {
+      if (vector === VECTOR.PF && ((u32[FRAME_AT.error] ?? 0) & PF_FETCH) !== 0) {
         const rip = getU64(u32, FRAME_AT.rip);
-        if (rip === core.exitTrap && core.frames.length === 0) return;
-        if (fetchFault(core, rip, getU64(u32, FRAME_AT.rsp))) continue;
+        if (rip === exitTrap && cpu.frames.length === 0) return;
+        if (fetchFault(cpu, rip, getU64(u32, FRAME_AT.rsp))) continue;
       }
-      if (vector < 0 || vector > 31) throw crash(core, reason, `unexpected exit on port 0x${vcpu.ioPort.toString(16)}`);
-      throw guestFault(core, vector);
+      if (vector < 0 || vector > 31) {
+        cpu.markBroken(crashCause(reason));
+        throw crash(cpu, reason, `unexpected exit on port 0x${vcpu.ioPort.toString(16)}`);
+      }
+      if (vector === VECTOR.DF) cpu.markBroken("double fault");
+      throw guestFault(cpu, vector);
     }
   } catch (e) {
-    abortRemoteCall(core);
+    abortRemoteCall(cpu);
     throw e;
   } finally {
-    core.inCall = false;
+    cpu.endCall();
     if (watchdog) {
       watchdog.disarm();
       watchdog.drain(); // the timer may have fired after the last exit
@@ -94,21 +101,17 @@ export function runCall(core: Core, timeoutMs: number): void {
  * made it (inside a remote call the remote: its brk, its mmap region, its output), which sets RAX;
  * then resume at the frame. One exit per syscall. False when the program exited.
  */
-function syscallExit(core: Core): boolean {
-  const top = core.frames[core.frames.length - 1];
-  const owner = top?.kind === "call" ? top.link.remote : core;
-  if (owner.syscall === undefined) {
-    const rip = getU64(core.mem.u32, FRAME_AT.rip);
-    throw new IpreError(`${owner.name}: syscall ${core.vcpu!.reg("rax")} at 0x${(rip - 2).toString(16)}, but the program was not started as a Linux program (Machine.exec)`);
+function syscallExit(cpu: Cpu): boolean {
+  const top = cpu.top();
+  const owner = top?.kind === "call" ? top.link.remote : cpu.space;
+  const dispatch = owner.syscall;
+  if (dispatch === undefined) {
+    const rip = getU64(cpu.mem.u32, FRAME_AT.rip);
+    throw new IpreError(`${owner.name}: syscall ${cpu.vcpu.reg("rax")} at 0x${(rip - 2).toString(16)}, but the program was not started as a Linux program (Machine.exec)`);
   }
-  owner.hostcallRunner = core; // guest pointers resolve with the rights of the code that made it
-  let more: boolean;
-  try {
-    more = owner.syscall(core);
-  } finally {
-    owner.hostcallRunner = undefined;
-  }
-  if (more) resumeFast(core.mem, core.vcpu!, core.base);
+  // Guest pointers resolve with the rights of the code that made it.
+  const more = owner.runSyscall(cpu, dispatch);
+  if (more) resumeFast(cpu.mem, cpu.vcpu, cpu.space.base);
   return more;
 }
 
@@ -117,66 +120,62 @@ function syscallExit(core: Core): boolean {
  * resume at RCX (the instruction after `syscall`) with RFLAGS from R11, as `sysret` would. One
  * exit per syscall on this route too.
  */
-function syscallFromFault(core: Core): void {
-  const vcpu = core.vcpu!;
-  const mem = core.mem;
+function syscallFromFault(cpu: Cpu): void {
+  const vcpu = cpu.vcpu;
+  const mem = cpu.mem;
   mem.setU64At(FRAME_AT.error, 0);
   mem.setU64At(FRAME_AT.rip, vcpu.reg("rcx"));
   mem.setU64At(FRAME_AT.rflags, (vcpu.reg("r11") & USER_RFLAGS) | RFLAGS_RESERVED);
 }
 
 /** Handle a fetch fault at a trap address; false when it is a genuine fault. */
-function fetchFault(core: Core, cr2: number, rsp: number): boolean {
+function fetchFault(cpu: Cpu, cr2: number, rsp: number): boolean {
+  const space = cpu.space;
   const window = Math.floor(cr2 / WINDOW_SIZE);
   const offset = cr2 - window * WINDOW_SIZE;
-  const top = core.frames[core.frames.length - 1];
+  const top = cpu.top();
   const inRemote = top?.kind === "call"; // remote code is running, its window mapped
   // Hostcall gate of this machine or of the remote whose code is running.
   if (offset >= HOSTCALL_GATE_OFFSET && offset < GATES_END) {
-    const owner = window === core.window ? core : inRemote && top.link.window === window ? top.link.remote : undefined;
+    const owner = window === space.window ? space : inRemote && top.link.window === window ? top.link.remote : undefined;
     if (!owner || (offset - HOSTCALL_GATE_OFFSET) % HOSTCALL_GATE_STRIDE !== 0) return false;
-    hostcall(core, owner, (offset - HOSTCALL_GATE_OFFSET) / HOSTCALL_GATE_STRIDE, rsp);
+    hostcall(cpu, owner, (offset - HOSTCALL_GATE_OFFSET) / HOSTCALL_GATE_STRIDE, rsp);
     return true;
   }
   // The remote returned from a call, or caller code returned from a callback.
-  if ((cr2 === core.returnTrap && inRemote) || (cr2 === core.callbackTrap && top?.kind === "callback")) return returnFrom(core, top, rsp);
+  if ((cr2 === space.returnTrap && inRemote) || (cr2 === space.callbackTrap && top?.kind === "callback")) return returnFrom(cpu, top, rsp);
   // Remote code jumped into caller code (a function pointer): run it unmerged.
-  if (inRemote && window === core.window && cr2 >= core.userStart && cr2 < core.memoryEnd) {
-    callback(core, top.link, rsp);
+  if (inRemote && window === space.window && cr2 >= space.userStart && cr2 < space.memoryEnd) {
+    callback(cpu, top.link, rsp);
     return true;
   }
   // A fetch fault in the running remote's own window is its own fault (e.g. no-execute data), not an entry.
   if (inRemote && window === top.link.window) return false;
-  const link = core.links.get(window);
+  const link = cpu.links.get(window);
   if (link !== undefined && cr2 >= link.remote.base && cr2 < link.remote.memoryEnd) {
-    enterRemote(core, link, cr2, rsp, inRemote ? top.link : undefined);
+    enterRemote(cpu, link, cr2, rsp, inRemote ? top.link : undefined);
     return true;
   }
   return false;
 }
 
 /**
- * Hostcall `gate` of `owner` (this machine, or the remote whose code runs), made by code on
- * `core`'s vCPU: run its JS handler with the argument registers, emulate the guest's `ret`.
+ * Hostcall `gate` of `owner` (this machine's space, or the remote whose code runs), made by code
+ * on `cpu`: run its JS handler with the argument registers (guest pointers resolve with the
+ * rights of that code), emulate the guest's `ret`.
  */
-function hostcall(core: Core, owner: Core, gate: number, rsp: number): void {
-  const vcpu = core.vcpu!;
-  owner.hostcallRunner = core; // guest pointers resolve with the rights of the code that made it
-  let result: ReturnType<Core["hostcall"]>;
-  try {
-    result = owner.hostcall(gate, vcpu.regSigned("rdi"), vcpu.regSigned("rsi"), vcpu.regSigned("rdx"), vcpu.regSigned("rcx"), vcpu.regSigned("r8"), vcpu.regSigned("r9"));
-  } finally {
-    owner.hostcallRunner = undefined;
-  }
+function hostcall(cpu: Cpu, owner: Space, gate: number, rsp: number): void {
+  const vcpu = cpu.vcpu;
+  let result = owner.runHostcall(cpu, gate, vcpu.regSigned("rdi"), vcpu.regSigned("rsi"), vcpu.regSigned("rdx"), vcpu.regSigned("rcx"), vcpu.regSigned("r8"), vcpu.regSigned("r9"));
   if (result === NO_HANDLER) {
-    if (gate !== HOSTCALL_PRINT) throw new IpreError(`${owner.name}: hostcall ${gate} called at 0x${callerOf(core, rsp).toString(16)} has no handler`);
-    owner.print(new TextDecoder().decode(guestRange(core, vcpu.reg("rdi"), vcpu.reg("rsi"), false)));
+    if (gate !== HOSTCALL_PRINT) throw new IpreError(`${owner.name}: hostcall ${gate} called at 0x${callerOf(cpu, rsp).toString(16)} has no handler`);
+    owner.print(new TextDecoder().decode(guestRange(cpu, vcpu.reg("rdi"), vcpu.reg("rsi"), false)));
     result = vcpu.reg("rsi");
   }
   if (typeof result === "bigint") vcpu.setRegBigInt("rax", result);
   else vcpu.setReg("rax", result ?? 0);
   // Emulate `ret`: pop the return address the guest's call pushed.
-  core.mem.setU64At(FRAME_AT.rip, stackU64(core, rsp));
-  core.mem.setU64At(FRAME_AT.rsp, rsp + 8);
-  resumeFast(core.mem, vcpu, core.base);
+  cpu.mem.setU64At(FRAME_AT.rip, stackU64(cpu, rsp));
+  cpu.mem.setU64At(FRAME_AT.rsp, rsp + 8);
+  resumeFast(cpu.mem, vcpu, cpu.space.base);
 }

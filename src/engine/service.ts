@@ -8,12 +8,11 @@
 import { GuestCrash, hex } from "../errors.ts";
 import { ERRNO } from "../errno.ts";
 import { EXIT } from "../kvm/abi.ts";
-import type { Vcpu } from "../kvm/vcpu.ts";
 import { PORT } from "../guest/layout.ts";
 import { armWatchdog, Watchdog } from "../watchdog.ts";
-import type { Core } from "./core.ts";
-import { crash } from "./faults.ts";
-import { clearMailbox, MB, parkEntry, setFsBase, setMailbox } from "./parked.ts";
+import type { Cpu } from "./owners.ts";
+import { crash, crashCause } from "./faults.ts";
+import { clearMailbox, MB, parkEntry, loadFsBase, setMailbox } from "./parked.ts";
 import { setBootRegisters, setSpecialRegisters, writeRuntimeArea } from "./boot.ts";
 
 /** Upper bound of a boot or service run in ms (0 = none); Machine.serviceRunLimitMs sets it. */
@@ -24,24 +23,28 @@ export const serviceLimit = { ms: 5000 };
  * handler that changes page tables) the call's timer is re-armed for the rest of its deadline
  * afterwards.
  */
-function expectPark(core: Core, vcpu: Vcpu, port: number, what: string): void {
+function expectPark(cpu: Cpu, port: number, what: string): void {
+  const vcpu = cpu.vcpu;
   const limit = serviceLimit.ms;
   const start = performance.now();
-  const callDeadline = core.inCall ? core.callDeadline : 0;
+  const callDeadline = cpu.inCall ? cpu.callDeadline : 0;
   const watchdog = limit > 0 ? armWatchdog(vcpu, limit) : undefined;
   try {
     for (;;) {
       const reason = vcpu.runOnce();
       if (reason !== -ERRNO.EINTR) {
-        if (reason !== EXIT.IO || vcpu.ioPort !== port) throw crash(core, reason, `during ${what}`);
+        if (reason !== EXIT.IO || vcpu.ioPort !== port) {
+          cpu.markBroken(crashCause(reason));
+          throw crash(cpu, reason, `during ${what}`);
+        }
         return;
       }
       if (watchdog === undefined) Watchdog.drainStray();
       else if (watchdog.drain()) {
         const elapsed = performance.now() - start;
         if (elapsed >= limit * 0.999) {
-          core.broken = "a service run that did not park";
-          throw new GuestCrash(`${core.name}: the runtime did not park within ${limit} ms during ${what} (rip=${hex(vcpu.reg("rip"))}); the machine reboots its vCPU on the next use`);
+          cpu.markBroken("a service run that did not park");
+          throw new GuestCrash(`${cpu.name}: the runtime did not park within ${limit} ms during ${what} (rip=${hex(vcpu.reg("rip"))}); the machine reboots its vCPU on the next use`);
         }
         watchdog.arm(limit - elapsed); // early (a stale signal): keep the deadline
       }
@@ -56,49 +59,48 @@ function expectPark(core: Core, vcpu: Vcpu, port: number, what: string): void {
 }
 
 /** Run the runtime's boot entry until it parks (first `out`); from then on page-table writes are queued. */
-export function boot(core: Core, vcpu: Vcpu): void {
-  setBootRegisters(core, vcpu);
-  expectPark(core, vcpu, PORT.BOOT, "boot");
-  core.ptq.booted = true;
+export function boot(cpu: Cpu): void {
+  setBootRegisters(cpu.vcpu, cpu.space.base);
+  expectPark(cpu, PORT.BOOT, "boot");
+  cpu.ptq.booted();
 }
 
 /** Bring a vCPU that stopped abnormally (timeout, shutdown, double fault) back to the parked state. */
-export function recover(core: Core): void {
-  const vcpu = core.vcpu!;
-  writeRuntimeArea(core);
-  setSpecialRegisters(core, vcpu);
-  core.frames.length = 0;
-  clearMailbox(core.mem);
-  core.ptq.booted = false;
-  boot(core, vcpu);
-  core.broken = undefined;
-  if (core.fsBase !== 0) setFsBase(core.mem, core.fsBase);
+export function recover(cpu: Cpu): void {
+  const { space, mem } = cpu;
+  writeRuntimeArea(mem, space.base);
+  setSpecialRegisters(cpu.vcpu, mem, space.base, cpu.normalRoot);
+  clearMailbox(mem);
+  cpu.ptq.rebooting();
+  boot(cpu);
+  cpu.markRecovered();
+  if (space.fsBase !== 0) loadFsBase(mem, space.fsBase);
 }
 
-/** The vCPU, rebooted first if it was stopped mid-guest: the guest never runs in a service run. */
-function readyForService(core: Core): Vcpu {
-  const vcpu = core.requireVcpu();
-  if (core.broken !== undefined) recover(core);
-  return vcpu;
+/** Reboot the vCPU first if it was stopped mid-guest: the guest never runs in a service run. */
+function readyForService(cpu: Cpu): void {
+  cpu.requireOpen();
+  if (cpu.broken !== undefined) recover(cpu);
 }
 
 /**
  * Let the runtime apply the queued page-table writes and then reload CR3 with `root` (which
  * flushes the TLB), in service runs of up to MAILBOX_PT_WRITES writes.
  */
-export function flushPageTables(core: Core, root = core.normalRoot): void {
-  const vcpu = readyForService(core);
+export function flushPageTables(cpu: Cpu, root = cpu.normalRoot): void {
+  readyForService(cpu);
   let left: number;
   do {
-    left = core.ptq.stageBatch(root);
-    expectPark(core, vcpu, PORT.SERVICE, "page-table service run");
+    left = cpu.ptq.stageBatch(root);
+    expectPark(cpu, PORT.SERVICE, "page-table service run");
   } while (left > 0);
 }
 
 /** One KVM_RUN that runs a single ring-0 `out` (or applies pending mailbox work first). */
-export function serviceRun(core: Core): void {
-  const vcpu = readyForService(core);
-  if (core.mem.u32[MB.pending] === 0) vcpu.setReg("rip", parkEntry(core.base, vcpu.reg("rip")));
-  else setMailbox(core.mem, MB.service, 1); // apply what is queued on the way
-  expectPark(core, vcpu, PORT.SERVICE, "service run");
+export function serviceRun(cpu: Cpu): void {
+  readyForService(cpu);
+  const vcpu = cpu.vcpu;
+  if (cpu.mem.u32[MB.pending] === 0) vcpu.setReg("rip", parkEntry(cpu.space.base, vcpu.reg("rip")));
+  else setMailbox(cpu.mem, MB.service, 1); // apply what is queued on the way
+  expectPark(cpu, PORT.SERVICE, "service run");
 }
