@@ -1,11 +1,11 @@
 /**
  * What the two public faces of a Space do the same way: a Machine (src/machine/machine.ts) and
  * an attached Remote (src/ipre/share.ts). The default `ipre_print` sink, the dispatch from a
- * hostcall gate to the facade's handler table, and unmapping a space from every connected
- * caller when it closes or detaches.
+ * hostcall gate to the facade's handler table, unmapping a space from every connected caller
+ * when it closes or detaches, and the registry that finds the owners behind a facade (for
+ * connect() and the tests).
  */
-import type { Space, HostcallDispatch } from "./owners.ts";
-import { NO_HANDLER } from "./owners.ts";
+import { type Cpu, type HostcallDispatch, NO_HANDLER, type Space } from "./owners.ts";
 
 /** A hostcall handler: six integer args and the facade whose code made the call; integer result. */
 export type Handler<F> = (a0: number, a1: number, a2: number, a3: number, a4: number, a5: number, facade: F) => number | bigint | void;
@@ -43,4 +43,25 @@ export function disconnectCallers(space: Space): unknown {
     }
   }
   return error;
+}
+
+const spaces = new WeakMap<object, Space>();
+const cpus = new WeakMap<object, Cpu>();
+
+/** Register the owners behind a facade (Machine: both; an attached Remote: a space). */
+export function registerOwners(facade: object, space: Space, cpu?: Cpu): void {
+  spaces.set(facade, space);
+  if (cpu !== undefined) cpus.set(facade, cpu);
+}
+/** The space behind a Machine or Remote; a TypeError for anything else. */
+export function spaceOf(facade: object): Space {
+  const s = spaces.get(facade);
+  if (s === undefined) throw new TypeError("not an ipre Machine");
+  return s;
+}
+/** The Cpu behind a Machine; a TypeError for anything else. */
+export function cpuOf(facade: object): Cpu {
+  const c = cpus.get(facade);
+  if (c === undefined) throw new TypeError("not an ipre Machine");
+  return c;
 }

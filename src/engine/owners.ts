@@ -14,12 +14,12 @@ import type { Kvm } from "../kvm/system.ts";
 import type { Vm } from "../kvm/vm.ts";
 import type { Vcpu } from "../kvm/vcpu.ts";
 import type { ElfImage } from "../guest/elf.ts";
-import { EXIT_TRAP_OFFSET, HOSTCALL_GATE_OFFSET, HOSTCALL_GATE_STRIDE, PAGE_SIZE, RETURN_TRAP_OFFSET, RT, USER_OFFSET, windowBase } from "../guest/layout.ts";
-import { WindowTables } from "../x86/paging.ts";
 import { createVm, releaseKvm } from "./boot.ts";
 import type { GuestMemory } from "./memory.ts";
-import { ENTRY, PageTableQueue } from "./parked.ts";
+import { PageTableQueue } from "./parked.ts";
 import type { SharedState } from "./shared.ts";
+import { type Root, RootPool, SlotPool } from "./pools.ts";
+import { WindowLayout, type WindowShape } from "./window.ts";
 
 /** What a caller's Cpu knows about a connected remote (installed by src/ipre/connect.ts). */
 export interface RemoteLink {
@@ -66,45 +66,16 @@ export type HostcallDispatch = (gate: number, a0: number, a1: number, a2: number
  */
 export type SyscallDispatch = (runner: Cpu) => boolean;
 
-/** An extra page-table root: (PML4, PDPT, PD) pages of the runtime area's root pool. */
-export interface Root {
-  readonly pml4: number;
-  readonly pdpt: number;
-  readonly pd: number;
-  readonly index: number;
-}
-
-export interface SpaceOptions {
-  readonly name: string;
-  readonly window: number;
-  readonly memorySize: number;
-  readonly stackSize: number;
+export interface SpaceOptions extends WindowShape {
   readonly print: (text: string) => void;
-  readonly hostcall: HostcallDispatch;
+  /** The facade's handlers (default: none; Space.useHostcalls sets them once the facade exists). */
+  readonly hostcall?: HostcallDispatch;
 }
 
 /** A window of guest memory and what runs in it; as a remote, what its callers share. */
-export class Space {
-  readonly name: string;
-  readonly window: number;
-  readonly memorySize: number;
-  readonly stackSize: number;
-  readonly base: number;
-  readonly tables: WindowTables;
-  readonly exitTrap: number;
-  readonly returnTrap: number;
-  /** Return address installed for callbacks from a remote into this space's code. */
-  readonly callbackTrap: number;
-  readonly gateBase: number;
-  /** MSR_LSTAR: syscall_entry. On PVM a ring-3 `syscall` faults fetching it (exits.ts). */
-  readonly lstar: number;
-  readonly userStart: number;
-  readonly memoryEnd: number;
-  /** The unmapped page below the stack. */
-  readonly stackGuard: number;
-
+export class Space extends WindowLayout {
   #print: (text: string) => void;
-  readonly #hostcall: HostcallDispatch;
+  #hostcall: HostcallDispatch;
   #program: ElfImage | undefined;
   #syscall: SyscallDispatch | undefined;
   #fsBase = 0;
@@ -118,23 +89,9 @@ export class Space {
 
   /** `mem` must cover [windowBase(window), + memorySize); `attached`: borrowed from another thread's machine. */
   constructor(options: SpaceOptions, readonly mem: GuestMemory, readonly attached = false) {
-    const base = windowBase(options.window);
-    this.name = options.name;
-    this.window = options.window;
-    this.memorySize = options.memorySize;
-    this.stackSize = options.stackSize;
-    this.base = base;
+    super(options);
     this.#print = options.print;
-    this.#hostcall = options.hostcall;
-    this.tables = new WindowTables({ base, memory: this.memorySize, pml4: base + RT.PML4, pdpt: base + RT.PDPT, pd: base + RT.PD, ptBase: base + RT.PT_BASE });
-    this.exitTrap = base + EXIT_TRAP_OFFSET;
-    this.returnTrap = base + RETURN_TRAP_OFFSET;
-    this.callbackTrap = this.returnTrap + HOSTCALL_GATE_STRIDE;
-    this.gateBase = base + HOSTCALL_GATE_OFFSET;
-    this.lstar = base + ENTRY.syscall;
-    this.userStart = base + USER_OFFSET;
-    this.memoryEnd = base + this.memorySize;
-    this.stackGuard = this.memoryEnd - this.stackSize - PAGE_SIZE;
+    this.#hostcall = options.hostcall ?? (() => NO_HANDLER);
   }
 
   get print(): (text: string) => void {
@@ -223,6 +180,9 @@ export class Space {
     this.#callers.delete(caller);
   }
 
+  useHostcalls(dispatch: HostcallDispatch): void {
+    this.#hostcall = dispatch;
+  }
   /** Hostcall `gate` of this space, made by code on `runner`: guest pointers resolve with that code's rights. */
   runHostcall(runner: Cpu, gate: number, a0: number, a1: number, a2: number, a3: number, a4: number, a5: number): ReturnType<HostcallDispatch> {
     this.#hostcallRunner = runner;
@@ -252,13 +212,14 @@ export class Cpu {
   readonly mem: GuestMemory;
   readonly ptq: PageTableQueue;
   readonly #links = new Map<number, RemoteLink>();
-  readonly #slots = new Set<number>();
+  /** Memslots and extra roots that connections take (src/ipre/connect.ts). */
+  readonly slots = new SlotPool();
+  readonly roots: RootPool;
   #onRemoteEntry: ((entry: number) => void) | undefined;
 
   readonly #frames: FrameSlot[] = [];
   /** One frame per nesting level: an IPRE call or callback allocates nothing. */
   readonly #framePool: FrameSlot[] = Array.from({ length: MAX_IPRE_DEPTH + 1 }, () => ({ kind: "call" as const, link: undefined as unknown as RemoteLink, returnAddress: 0, rsp: 0 }));
-  readonly #roots: boolean[] = new Array<boolean>(RT.ROOT_POOL_ROOTS).fill(false);
   #normalRoot: number;
   #loanRoot: Root | undefined;
   #broken: string | undefined;
@@ -271,6 +232,7 @@ export class Cpu {
     this.mem = space.mem;
     this.ptq = new PageTableQueue(space.mem);
     this.#normalRoot = space.tables.root;
+    this.roots = new RootPool(space.base, space.name);
   }
 
   /** A VM with `space`'s memory as slot 0, and its vCPU (boot.ts); not booted yet. */
@@ -432,46 +394,4 @@ export class Cpu {
   setOnRemoteEntry(fn: ((entry: number) => void) | undefined): void {
     this.#onRemoteEntry = fn;
   }
-  /** Free root-pool pages for an extra root (a merged root per remote, one for loans). */
-  allocRoot(): Root {
-    const index = this.#roots.indexOf(false);
-    if (index < 0) throw new IpreError(`${this.name}: no free page-table root (at most ${RT.ROOT_POOL_ROOTS}: one per connected remote, plus one for loans)`);
-    this.#roots[index] = true;
-    const pml4 = this.space.base + RT.ROOT_POOL + index * 3 * PAGE_SIZE;
-    return { pml4, pdpt: pml4 + PAGE_SIZE, pd: pml4 + 2 * PAGE_SIZE, index };
-  }
-  freeRoot(index: number): void {
-    this.#roots[index] = false;
-  }
-  /** The lowest free memslot number above 0 (slot 0 is the space's memory; one per connected remote). */
-  allocSlot(): number {
-    let s = 1;
-    while (this.#slots.has(s)) s++;
-    this.#slots.add(s);
-    return s;
-  }
-  freeSlot(slot: number): void {
-    this.#slots.delete(slot);
-  }
-}
-
-const spaces = new WeakMap<object, Space>();
-const cpus = new WeakMap<object, Cpu>();
-
-/** Register the owners behind a facade (Machine: both; an attached Remote: a space). */
-export function registerOwners(facade: object, space: Space, cpu?: Cpu): void {
-  spaces.set(facade, space);
-  if (cpu !== undefined) cpus.set(facade, cpu);
-}
-/** The space behind a Machine or Remote; a TypeError for anything else. */
-export function spaceOf(facade: object): Space {
-  const s = spaces.get(facade);
-  if (s === undefined) throw new TypeError("not an ipre Machine");
-  return s;
-}
-/** The Cpu behind a Machine; a TypeError for anything else. */
-export function cpuOf(facade: object): Cpu {
-  const c = cpus.get(facade);
-  if (c === undefined) throw new TypeError("not an ipre Machine");
-  return c;
 }

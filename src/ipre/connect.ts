@@ -6,7 +6,8 @@
  * loads.
  */
 import { IpreError, MachineStateError, RemoteAccessError } from "../errors.ts";
-import { type Cpu, cpuOf, type RemoteLink, type Space, spaceOf } from "../engine/owners.ts";
+import { type Cpu, type RemoteLink, type Space } from "../engine/owners.ts";
+import { cpuOf, spaceOf } from "../engine/facade.ts";
 import { flushPageTables } from "../engine/service.ts";
 import type { Machine } from "../machine/machine.ts";
 import type { Remote } from "./share.ts";
@@ -70,9 +71,9 @@ export class Connection {
       rebuildNormalRoot(caller); // a service run (the caller's vCPU is rebooted first if it was stopped mid-guest)
     } finally {
       // Even when that failed, the remote's memory leaves the caller's VM.
-      caller.freeRoot(link.rootIndex);
+      caller.roots.free(link.rootIndex);
       caller.vm.setMemory({ slot: link.slot, guestPhysAddr: remote.base, size: 0, hostAddr: remote.mem.hostAddr });
-      caller.freeSlot(link.slot);
+      caller.slots.free(link.slot);
     }
   }
   [Symbol.dispose](): void {
@@ -90,10 +91,10 @@ function rebuildNormalRoot(caller: Cpu): void {
   if (loans.length === 0) {
     caller.useRoots(undefined);
     flushPageTables(caller);
-    if (old) caller.freeRoot(old.index);
+    if (old) caller.roots.free(old.index);
     return;
   }
-  const root = old ?? caller.allocRoot();
+  const root = old ?? caller.roots.alloc();
   const own = caller.space;
   const entries = new Map<number, bigint>([[own.window, own.tables.windowEntry]]);
   for (const l of loans) entries.set(l.window, loanEntry(l.remote.tables.windowEntry));
@@ -137,8 +138,8 @@ export function connect(caller: Machine, remote: Machine | Remote, options: Conn
   const allow = resolveAllow(r, options.allow);
 
   const vm = c.vm;
-  const slot = c.allocSlot();
-  const root = c.allocRoot();
+  const slot = c.slots.alloc();
+  const root = c.roots.alloc();
   let mapped = false;
   try {
     vm.setMemory({ slot, guestPhysAddr: r.base, size: r.memorySize, hostAddr: r.mem.hostAddr });
@@ -159,8 +160,8 @@ export function connect(caller: Machine, remote: Machine | Remote, options: Conn
   } catch (e) {
     c.unlink(r.window);
     r.removeCaller(c);
-    c.freeRoot(root.index);
-    c.freeSlot(slot);
+    c.roots.free(root.index);
+    c.slots.free(slot);
     if (mapped && !c.closed) vm.setMemory({ slot, guestPhysAddr: r.base, size: 0, hostAddr: r.mem.hostAddr });
     throw e;
   }

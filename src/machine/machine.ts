@@ -4,6 +4,7 @@
  * machine's two owners of state, its Space and its Cpu (src/engine/owners.ts), and the modules
  * that do the work (docs/ARCHITECTURE.md §2):
  *
+ *   layout.ts     the read-only part of the facade (name, window, layout), its base class
  *   lifecycle.ts  boot, load, Linux start, snapshot, reset, close (owns snapshots and the Linux process)
  *   access.ts     the host's view of memory, and guest pointers inside hostcall handlers
  *   ../engine/    the exit protocol: a call's exit loop (exits.ts) and everything it reaches
@@ -19,9 +20,9 @@
 import { IpreError } from "../errors.ts";
 import { flatImage, parseElf, type ElfImage } from "../guest/elf.ts";
 import { ELF_LINK_OFFSET, windowBase } from "../guest/layout.ts";
-import type { PagePerm, WindowTables } from "../x86/paging.ts";
-import { Cpu, registerOwners, Space } from "../engine/owners.ts";
-import { dispatchTo, handlerTable } from "../engine/facade.ts";
+import type { PagePerm } from "../x86/paging.ts";
+import { Cpu, Space } from "../engine/owners.ts";
+import { dispatchTo, handlerTable, registerOwners } from "../engine/facade.ts";
 import { GuestMemory } from "../engine/memory.ts";
 import { flushPageTables, serviceLimit, serviceRun } from "../engine/service.ts";
 import { loadFsBase } from "../engine/parked.ts";
@@ -36,6 +37,7 @@ import { hostCString, hostView, rightsOf } from "./access.ts";
 import { prepareCall, type CallArg } from "./calls.ts";
 import { sourceName, spaceOptions, type CallOptions, type MachineOptionsOf } from "./options.ts";
 import type { Snapshot } from "./snapshot.ts";
+import { MachineLayout } from "./layout.ts";
 
 export { HOSTCALL_PRINT } from "../guest/layout.ts";
 export { kvmInfo, type KvmInfo } from "../engine/boot.ts";
@@ -54,7 +56,7 @@ export type ExecOptions = LinuxOptions<Machine> & CallOptions;
 
 const encoder = new TextEncoder();
 
-export class Machine {
+export class Machine extends MachineLayout {
   readonly #s: Space;
   readonly #c: Cpu;
   readonly #life: Lifecycle<Machine>;
@@ -67,8 +69,8 @@ export class Machine {
 
   /** `memory`: guest memory for the validated window and size (fresh, or a snapshot's copy). */
   private constructor(options: MachineOptions, memory: (base: number, size: number, name: string) => GuestMemory) {
-    this.hostcalls = handlerTable(options.hostcalls);
-    const o = spaceOptions(options, dispatchTo(this.hostcalls, this));
+    const hostcalls = handlerTable<Machine>(options.hostcalls);
+    const o = spaceOptions(options);
     const space = new Space(o, memory(windowBase(o.window), o.memorySize, o.name));
     let cpu: Cpu;
     try {
@@ -77,6 +79,9 @@ export class Machine {
       space.mem.close();
       throw e;
     }
+    super(space);
+    this.hostcalls = hostcalls;
+    space.useHostcalls(dispatchTo(hostcalls, this));
     this.#s = space;
     this.#c = cpu;
     this.#life = new Lifecycle<Machine>(cpu, this);
@@ -135,51 +140,14 @@ export class Machine {
     serviceLimit.ms = ms;
   }
 
-  // ---- identity and layout ----
+  // ---- what changes (the rest of its identity and layout: layout.ts) ----
 
-  get name(): string {
-    return this.#s.name;
-  }
-  get window(): number {
-    return this.#s.window;
-  }
-  /** Window base: VA = GPA of the first byte of memory. */
-  get base(): number {
-    return this.#s.base;
-  }
-  /** Bytes of guest memory (runtime area included). */
-  get memorySize(): number {
-    return this.#s.memorySize;
-  }
-  get stackSize(): number {
-    return this.#s.stackSize;
-  }
   /** Where `ipre_print` output goes. */
   get print(): (text: string) => void {
     return this.#s.print;
   }
   set print(fn: (text: string) => void) {
     this.#s.setPrint(fn);
-  }
-  /** The loaded program, if any. */
-  get program(): ElfImage | undefined {
-    return this.#s.program;
-  }
-  /** A call's return address: returning to it ends the call. */
-  get exitTrap(): number {
-    return this.#s.exitTrap;
-  }
-  /** Return address installed for remote calls made from this machine. */
-  get returnTrap(): number {
-    return this.#s.returnTrap;
-  }
-  /** Return address installed for callbacks from a remote into this machine's code. */
-  get callbackTrap(): number {
-    return this.#s.callbackTrap;
-  }
-  /** Address of hostcall gate 0 (gate n is 16 * n bytes above). */
-  get gateBase(): number {
-    return this.#s.gateBase;
   }
   /** Statistics: exits handled by calls since creation. */
   get exits(): number {
@@ -195,33 +163,6 @@ export class Machine {
   set onRemoteEntry(fn: ((entry: number) => void) | undefined) {
     this.#c.setOnRemoteEntry(fn);
   }
-  /** This machine's page tables (read them with getPage; change them with protect()). */
-  get tables(): WindowTables {
-    return this.#s.tables;
-  }
-  /** Host address of guest memory. */
-  get hostAddress(): number {
-    return this.#s.mem.hostAddr;
-  }
-  /** The memfd under guest memory while it is the implicit baseline; -1 after snapshot(), for forks, and once closed. */
-  get memfd(): number {
-    return this.#s.mem.memfd;
-  }
-  /** First user address. */
-  get userStart(): number {
-    return this.#s.userStart;
-  }
-  get memoryEnd(): number {
-    return this.#s.memoryEnd;
-  }
-  get stackTop(): number {
-    return this.#s.memoryEnd;
-  }
-  /** The unmapped page below the stack. */
-  get stackGuard(): number {
-    return this.#s.stackGuard;
-  }
-
   /** Change user page permissions (null unmaps), applied through the runtime. */
   protect(address: number, length: number, perm: PagePerm | null): void {
     this.#s.tables.setPages(this.#c.ptq.pt, address, length, perm);
@@ -407,11 +348,6 @@ export class Machine {
     return this.#c.frames.length > 0;
   }
 
-  /** Why the machine refuses calls until reset(), or undefined. */
-  get needsReset(): string | undefined {
-    return this.#s.mustReset;
-  }
-
   // ---- snapshot, reset, close (lifecycle.ts) ----
 
   /**
@@ -432,10 +368,6 @@ export class Machine {
    */
   reset(): void {
     this.#life.reset();
-  }
-
-  get closed(): boolean {
-    return this.#s.closed;
   }
 
   /** Release the vCPU, VM, memory and fds, and disconnect every IPRE connection. Idempotent. */

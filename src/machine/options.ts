@@ -5,7 +5,7 @@
 import { DEFAULT_MEMORY, MAX_MEMORY, MAX_WINDOW, MiB, PAGE_SIZE, USER_OFFSET } from "../guest/layout.ts";
 import type { CompileOptions } from "../guest/compile.ts";
 import { defaultPrint, type Handler } from "../engine/facade.ts";
-import type { HostcallDispatch, SpaceOptions } from "../engine/owners.ts";
+import type { SpaceOptions } from "../engine/owners.ts";
 import type { LinuxOptions } from "../linux/syscalls.ts";
 
 export type { CallArg } from "./calls.ts";
@@ -58,8 +58,8 @@ export interface CallOptions {
   timeoutMs?: number;
 }
 
-/** The Space that `options` describe (validated), with the facade's hostcall dispatch. */
-export function spaceOptions(options: Pick<MachineOptionsOf<unknown>, "window" | "memory" | "stackSize" | "name" | "print">, hostcall: HostcallDispatch): SpaceOptions {
+/** The Space that `options` describe (validated); the facade adds its hostcall dispatch (Space.useHostcalls). */
+export function spaceOptions(options: Pick<MachineOptionsOf<unknown>, "window" | "memory" | "stackSize" | "name" | "print">): SpaceOptions {
   const window = options.window ?? 0;
   if (!Number.isInteger(window) || window < 0 || window > MAX_WINDOW) throw new RangeError(`window must be an integer in 0..${MAX_WINDOW}`);
   const requested = options.memory ?? DEFAULT_MEMORY;
@@ -67,7 +67,7 @@ export function spaceOptions(options: Pick<MachineOptionsOf<unknown>, "window" |
   if (!(memorySize >= 4 * MiB && memorySize <= MAX_MEMORY)) throw new RangeError(`memory must be between 4 MiB and ${MAX_MEMORY / MiB} MiB (got ${requested})`);
   const stackSize = Math.ceil((options.stackSize ?? 1 * MiB) / PAGE_SIZE) * PAGE_SIZE;
   if (stackSize < PAGE_SIZE || stackSize > memorySize - USER_OFFSET - 2 * PAGE_SIZE) throw new RangeError("stackSize does not fit in memory");
-  return { name: options.name ?? `machine@${window}`, window, memorySize, stackSize, print: options.print ?? defaultPrint, hostcall };
+  return { name: options.name ?? `machine@${window}`, window, memorySize, stackSize, print: options.print ?? defaultPrint };
 }
 
 /** The file name a `source`'s compiler messages use: the machine's plain `name` (`store`: store.c), else source.c. */

@@ -3,7 +3,7 @@
  * it, and the IPRE bookkeeping of a machine (its Space and Cpu, src/engine/owners.ts).
  */
 import type { Machine } from "../../src/machine/machine.ts";
-import { cpuOf, spaceOf } from "../../src/engine/owners.ts";
+import { cpuOf, spaceOf } from "../../src/engine/facade.ts";
 import { flushPageTables as flush } from "../../src/engine/service.ts";
 import type { PtMemory } from "../../src/x86/paging.ts";
 
