@@ -234,9 +234,10 @@ function doctor(flags: Flags): number {
     works();
     return 1;
   }
-  out(`kvm          ${report.device as string}, API ${info!.api}, flavour ${info!.flavour}${info!.flavour === "pvm" ? " (paravirtual shadow paging: exits cost tens of microseconds)" : ""}`);
-  out(`kvm_run      ${info!.vcpuMmapSize} bytes, ${info!.cpuidEntries} supported CPUID entries`);
-  out(`kvm_caps     ${Object.entries(info!.capabilities).map(([k, v]) => `${k}=${v}`).join(" ")}`);
+  if (info === undefined) return 1; // (report.ok: set with it)
+  out(`kvm          ${report.device as string}, API ${info.api}, flavour ${info.flavour}${info.flavour === "pvm" ? " (paravirtual shadow paging: exits cost tens of microseconds)" : ""}`);
+  out(`kvm_run      ${info.vcpuMmapSize} bytes, ${info.cpuidEntries} supported CPUID entries`);
+  out(`kvm_caps     ${Object.entries(info.capabilities).map(([k, v]) => `${k}=${v}`).join(" ")}`);
   works();
   return 0;
 }
@@ -310,7 +311,7 @@ function run(flags: Flags): number {
   const elf = callerElf ?? parseProgram(bytes);
   if (!elf.symbols.has(fn)) throw new IpreError(`${path} has no symbol "${fn}"`);
   if (remoteWindow === window) throw new IpreError(`${remotePath} is linked for window ${window}, the caller's window: a remote needs its own window (--remote-window N)`);
-  for (const a of allow ?? []) if (!remoteElf!.symbols.has(a)) throw new IpreError(`--allow: ${remotePath} has no symbol "${a}"`);
+  for (const a of allow ?? []) if (!remoteElf?.symbols.has(a)) throw new IpreError(`--allow: ${remotePath} has no symbol "${a}"`);
   if (argc === undefined && args.length === 0) process.stderr.write(`ipre: note: ${fn} called with no arguments; an ELF records no arity, so any it takes are 0 (--argc 0 says none are meant)\n`);
 
   // With --json, stdout is the JSON document alone: Linux programs print to stderr instead.
@@ -322,8 +323,8 @@ function run(flags: Flags): number {
   using m = Machine.create({ window, memory, name: basename(path) });
   if (!elf.linux) m.load(elf);
   // A Linux remote starts here: its main() runs to ipre_wait_for_requests().
-  using remote = remoteElf ? Machine.create({ window: remoteWindow, name: basename(remotePath!), ...(remoteElf.linux ? { program: remoteBytes, timeoutMs, linux: { ...linux, argv: [remotePath!] } } : {}) }) : undefined;
-  if (remoteElf && !remoteElf.linux) remote!.load(remoteElf);
+  using remote = remoteElf && remotePath ? Machine.create({ window: remoteWindow, name: basename(remotePath), ...(remoteElf.linux ? { program: remoteBytes, timeoutMs, linux: { ...linux, argv: [remotePath] } } : {}) }) : undefined;
+  if (remoteElf && !remoteElf.linux) remote?.load(remoteElf);
   using _conn = remote ? connect(m, remote, { allow, loan }) : undefined;
   let result: bigint;
   try {
@@ -375,7 +376,7 @@ function memoryOption(flags: Flags, fallbackMiB: number): number {
 /** A timeout in ms (0: none), at most what a timer takes (about 24.8 days); absent: 0. */
 function timeoutOption(flags: Flags, name: string): number {
   if (!flags.options.has(name)) return 0;
-  const v = stringOption(flags, name)!;
+  const v = stringOption(flags, name) ?? "";
   const ms = Number(v);
   if (v.trim() === "" || !Number.isFinite(ms) || ms < 0 || ms > 2 ** 31 - 1) throw new UsageError(`--${name} needs a number of milliseconds from 0 (none) to ${2 ** 31 - 1}`);
   return ms;
@@ -403,7 +404,7 @@ export function parseExecArgs(words: string[]): Flags & { lists: Map<string, str
     if (EXEC_LISTS.has(name) && value !== true) lists.set(name, [...(lists.get(name) ?? []), value]);
   };
   for (let i = 0; i < words.length; i++) {
-    const w = words[i]!;
+    const w = words[i] ?? "";
     if (w === "--") return { positional: words.slice(i + 1), options, lists };
     if (w === "-h") {
       options.set("help", true);
@@ -413,7 +414,7 @@ export function parseExecArgs(words: string[]): Flags & { lists: Map<string, str
     const eq = w.indexOf("=");
     const name = eq > 0 ? w.slice(2, eq) : w.slice(2);
     if (eq > 0) set(name, w.slice(eq + 1));
-    else if (EXEC_OPTIONS.includes(name) && i + 1 < words.length) set(name, words[++i]!);
+    else if (EXEC_OPTIONS.includes(name) && i + 1 < words.length) set(name, words[++i] ?? "");
     else set(name, true); // --help, or an option checkOptions refuses, or a missing value
   }
   return { positional: [], options, lists };

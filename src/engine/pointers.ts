@@ -36,7 +36,7 @@ function translate(cpu: Cpu, va: number, write: boolean): { owner: Space; offset
   for (let level = 0; level < 4; level++) {
     const owner = physOwner(cpu, table);
     if (owner === undefined) return "page tables outside the VM's memory";
-    const e = owner.mem.dv.getBigUint64(table - owner.base + levels[level]! * 8, true);
+    const e = owner.mem.dv.getBigUint64(table - owner.base + (levels[level] ?? 0) * 8, true);
     if (!(e & PTE.P)) return "not mapped";
     if (!(e & PTE.US)) return "supervisor-only";
     if (write && !(e & PTE.RW)) return "read-only";
@@ -73,7 +73,8 @@ export function guestRange(cpu: Cpu, address: number, length: number, write: boo
     }
     first ??= t;
   }
-  return first!.owner.mem.u8.subarray(first!.offset, first!.offset + length);
+  if (first === undefined) return new Uint8Array(0); // (length > 0: the loop ran)
+  return first.owner.mem.u8.subarray(first.offset, first.offset + length);
 }
 
 /** A NUL-terminated string of at most maxLength bytes, read page by page with guestRange(). */
