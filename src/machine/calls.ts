@@ -12,13 +12,17 @@ export type CallArg = number | bigint | boolean | Uint8Array | string;
 const ARG_REGS = ["rdi", "rsi", "rdx", "rcx", "r8", "r9"] as const;
 const encoder = new TextEncoder();
 
-/** Prepare a call of `target` (an address, or where to look it up once the call is allowed) on a usable vCPU. */
-export function prepareCall(cpu: Cpu, target: number | (() => number), args: readonly CallArg[]): void {
+/** Whether a usable vCPU may start a call with `argc` arguments now. */
+export function checkCall(cpu: Cpu, argc: number): void {
   const s = cpu.space;
   if (s.busyWith) throw new MachineStateError(`${s.name} is inside a remote call from ${s.busyWith.name}`);
   if (cpu.inCall) throw new MachineStateError(`${s.name} is already running a call (call() from inside one of its hostcalls is not supported)`);
-  if (args.length > ARG_REGS.length) throw new RangeError(`at most ${ARG_REGS.length} arguments`);
-  const rip = typeof target === "number" ? target : target();
+  if (argc > ARG_REGS.length) throw new RangeError(`at most ${ARG_REGS.length} arguments`);
+}
+
+/** Prepare a call of `rip` (checkCall passed). */
+export function prepareCall(cpu: Cpu, rip: number, args: readonly CallArg[]): void {
+  const s = cpu.space;
   if (!Number.isSafeInteger(rip)) throw new RangeError(`call target must be an integer address (got ${rip})`);
   const vcpu = cpu.vcpu;
   let sp = s.callStackTop || s.memoryEnd;

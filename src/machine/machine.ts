@@ -34,7 +34,7 @@ import type { LinuxOptions, LinuxPhase, LinuxProcess } from "../linux/syscalls.t
 import { compile } from "../guest/compile.ts";
 import { bootCpu, Lifecycle, requireUsable } from "./lifecycle.ts";
 import { hostCString, hostView, rightsOf } from "./access.ts";
-import { prepareCall, type CallArg } from "./calls.ts";
+import { checkCall, prepareCall, type CallArg } from "./calls.ts";
 import { sourceName, spaceOptions, type CallOptions, type MachineOptionsOf } from "./options.ts";
 import type { Snapshot } from "./snapshot.ts";
 import { MachineLayout } from "./layout.ts";
@@ -284,7 +284,8 @@ export class Machine extends MachineLayout {
 
   #prepareCall(fn: string | number, args: CallArg[]): void {
     requireUsable(this.#c);
-    prepareCall(this.#c, typeof fn === "number" ? fn : () => this.symbol(fn), args);
+    checkCall(this.#c, args.length);
+    prepareCall(this.#c, typeof fn === "number" ? fn : this.symbol(fn), args);
   }
 
   /**
