@@ -3,6 +3,18 @@
  * Every exit is a stub's `out` on PORT.VECTOR_BASE + vector. An instruction fetch from a trap
  * address is a request (the call returned, a hostcall gate, an IPRE entry, return or callback);
  * anything else is a fault. docs/ARCHITECTURE.md §4 (exit protocol), §3 (IPRE).
+ *
+ * The engine (src/engine/), file by file as a call meets them:
+ *   exits.ts     this loop: arms the watchdog (../watchdog.ts), reads each exit, dispatches
+ *   owners.ts    the state it changes, through methods: the Cpu that runs (frames, deadline,
+ *                broken) and the Spaces involved (busy, must-reset, the hostcall runner)
+ *   frames.ts    IPRE entry, return, callback and abort on the Cpu's frame stack
+ *   parked.ts    the runtime's twin: the frame, the mailbox, the continuations the host resumes at
+ *   pointers.ts  guest pointers (print, handlers, syscalls) checked against the active tables
+ *   faults.ts    the typed error of an exit that is no request (it only builds the error)
+ *   service.ts   KVM_RUNs outside a call: boot, reboot after a crash, page-table flushes
+ *   boot.ts, memory.ts, window.ts, pools.ts, shared.ts, facade.ts: what a Space and Cpu are made of
+ * A syscall goes to the syscall layer of the Space whose code runs (src/linux/, set as a callback).
  */
 import { IpreError } from "../errors.ts";
 import { ERRNO } from "../errno.ts";

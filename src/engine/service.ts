@@ -3,7 +3,7 @@
  * connect() and disconnect(), and the raw exit floor of `serviceRun()`. They execute only
  * ring-0 runtime code, which parks again with an `out`; each has its own watchdog, so a runtime
  * that does not park is a GuestCrash, not a hang. A vCPU that a timeout or crash stopped
- * mid-guest is rebooted first. docs/ARCHITECTURE.md §4, §6.
+ * mid-guest is rebooted first. docs/ARCHITECTURE.md §4, §7.
  */
 import { GuestCrash, hex } from "../errors.ts";
 import { ERRNO } from "../errno.ts";
