@@ -78,21 +78,15 @@ const SHDR_SIZE = 64;
 const SYM_SIZE = 24;
 
 const ET_NAMES: Record<number, string> = { 0: "ET_NONE", 1: "ET_REL (relocatable object)", 2: "ET_EXEC", 3: "ET_DYN (PIE or shared object)", 4: "ET_CORE (core dump)" };
-const PT_LOAD = 1;
-const PT_DYNAMIC = 2;
-const PT_INTERP = 3;
-const PT_TLS = 7;
-const PF_X = 1;
-const PF_W = 2;
-const PF_R = 4;
+const PT_LOAD = 1, PT_DYNAMIC = 2, PT_INTERP = 3, PT_TLS = 7;
+const PF_X = 1, PF_W = 2, PF_R = 4;
 const SHT_SYMTAB = 2;
 const SHT_NOBITS = 8;
 const SHN_UNDEF = 0;
 const SHN_LORESERVE = 0xff00;
 const SHN_ABS = 0xfff1;
 const SHN_COMMON = 0xfff2;
-const ET_EXEC = 2;
-const ET_DYN = 3;
+const ET_EXEC = 2, ET_DYN = 3;
 const SHN_XINDEX = 0xffff;
 
 const hex = (n: number | bigint): string => `0x${n.toString(16)}`;
