@@ -353,7 +353,8 @@ export class Cpu {
   }
   /** Whether a call into `remote` is still on the frame stack (a loop: no closure on the return path). */
   #inFrames(remote: Space): boolean {
-    for (const f of this.#frames) if (f.link.remote === remote) return true;
+    const frames = this.#frames;
+    for (let i = 0; i < frames.length; i++) if (frames[i]?.link.remote === remote) return true;
     return false;
   }
 
