@@ -4,139 +4,27 @@
  */
 import process from "node:process";
 import { existsSync, readFileSync, writeSync } from "node:fs";
-import { resolve as resolvePath } from "node:path";
 import { libc } from "./ffi/index.ts";
-import { CompileError, GuestFault, hex, IpreError, KvmError, LinuxProgramError, TimeoutError } from "./errors.ts";
+import { CompileError, flattenSuppressed, GuestFault, hex, IpreError, KvmError, LinuxProgramError, TimeoutError } from "./errors.ts";
 import { compileFile } from "./guest/compile.ts";
-import { exampleNames, examplePath, type ExampleKind } from "./examples.ts";
+import { examplePath, type ExampleKind } from "./examples.ts";
 import { Machine, kvmInfo } from "./machine/machine.ts";
 import { parseElf, type ElfImage } from "./guest/elf.ts";
 import { isLinuxProgram } from "./linux/loader.ts";
-import type { FilesOption } from "./linux/vfs.ts";
-import { MAX_MEMORY, MAX_WINDOW, WINDOW_SIZE, MiB } from "./guest/layout.ts";
+import { MAX_WINDOW, WINDOW_SIZE } from "./guest/layout.ts";
 import { connect } from "./ipre/connect.ts";
-import { checkOptions, type Flags, numberOption, parseFlags as parseFlagsOf, UsageError } from "./flags.ts";
-
-export { BOOLEAN_FLAGS, checkOptions, type Flags, parseFlags, UsageError } from "./flags.ts";
+import { checkOptions, type Flags, parseFlags as parseFlagsOf, UsageError } from "./flags.ts";
 import { flavourCapabilities, kvmFlavour, kvmOpenHint, KVM_DEVICE } from "./kvm/system.ts";
 import { envAll, isPermissionError, permissionLine, requirePermission } from "./env.ts";
 import { VERSION } from "./version.ts";
+import { COMMANDS, commandHelp, USAGE } from "./cli-help.ts";
+import { EXEC_OPTIONS, execFiles, intArgOption, memoryOption, noMoreWords, parseExecArgs, parseIntArg, stringOption, timeoutOption } from "./cli-options.ts";
 
-/** Each command's help: `ipre help <cmd>` and `ipre <cmd> --help` print it; the options are also the ones it accepts. */
-interface CommandHelp {
-  args: string;
-  about: string;
-  options: ReadonlyArray<readonly [flag: string, what: string]>;
-  examples: readonly string[];
-  /** Printed after the options (computed when the help is printed). */
-  notes?: () => string;
-}
+export { BOOLEAN_FLAGS, checkOptions, type Flags, parseFlags, UsageError } from "./flags.ts";
+export { execFiles, parseExecArgs, parseIntArg } from "./cli-options.ts";
 
-/** How a program argument is found, for the helps of run, exec and symbols. */
-function programNote(what: string, kinds: readonly ExampleKind[], c: boolean): string {
-  const names = kinds.map((k) => `${exampleNames(k).join(", ")} (guests/${k}/)`).join("; ");
-  return `${what} is a file, ${c ? "a C file (NAME.c: compiled with cc for its window, cached; see the README), " : ""}or the name of one of the package's example guests (used when no such file exists): ${names}.`;
-}
-
-const COMMANDS: Readonly<Record<string, CommandHelp>> = {
-  doctor: {
-    args: "[--json] [--device PATH]",
-    about: "check /dev/kvm, KVM flavour, capabilities and the FFI backend",
-    options: [["--json", "print one JSON document"], ["--device PATH", "the KVM device (default /dev/kvm)"]],
-    examples: ["ipre doctor", "ipre doctor --json"],
-  },
-  run: {
-    args: "<elf> <function> [int args...] [options]",
-    about: "load a guest ELF (a static Linux program is started first, to ipre_wait_for_requests()) and call a function; prints the result last",
-    options: [
-      ["--memory MiB", "guest memory of the machine (default 32)"],
-      ["--timeout-ms N", "stop the guest after N ms (exit 124)"],
-      ["--argc N", "the function takes N arguments: check the count (an ELF records no arity)"],
-      ["--remote ELF", "connect a remote machine running ELF (the caller may call its exports)"],
-      ["--remote-window N", "the remote's window (default: the window its ELF is linked for)"],
-      ["--allow a,b", "the remote functions the caller may enter (default: its exports)"],
-      ["--loan read", "the caller may read remote memory outside calls (default none)"],
-      ["--json", "print one JSON document: the result as a decimal string"],
-    ],
-    examples: [
-      "ipre run add add 2 40",
-      "ipre run kvcaller serve 7 --remote kvstore",
-      "ipre run libc-bench call_remote_n 3 --remote counter",
-    ],
-    notes: () => programNote("Each ELF", ["examples", "linux"], true) + " A C caller is linked against a C or ELF remote's exports; a C remote goes in window 1 (or --remote-window N).",
-  },
-  exec: {
-    args: "[options] <program> [args...]",
-    about: "run a static Linux program (glibc, musl, C++, Rust, busybox) to exit, with ipre's stdin and only the files --allow-read/--mount allow; exits with its code",
-    options: [
-      ["--memory MiB", "guest memory (default 64)"],
-      ["--timeout MS", "stop the program after MS ms (exit 124)"],
-      ["--allow-read PATH", "the program may read the host file or directory PATH, at the same absolute path (repeatable)"],
-      ["--mount HOST:GUEST[:rw]", "the host path HOST at the guest path GUEST, read-only unless :rw (repeatable)"],
-    ],
-    examples: ["ipre exec hello a b", "ipre exec --timeout 5000 hello-rs --verbose"],
-    notes: () =>
-      programNote("The program", ["linux"], false) +
-      " Its stdin is ipre's (streamed: `ipre exec /bin/busybox sha256sum < big.iso`); it sees only the files allowed (`ipre exec --mount ./data:/data /bin/busybox ls -la /data`).",
-  },
-  symbols: {
-    args: "<elf> [--all] [--json]",
-    about: "a remote's exports as linker-script lines (name = 0xADDR;) to link a caller",
-    options: [["--all", "every global function and object, not only the exports"], ["--json", "print one JSON document"]],
-    examples: ["ipre symbols kvstore > kvstore.syms.ld"],
-    notes: () => programNote("The ELF", ["examples", "linux"], false),
-  },
-  demo: {
-    args: "[--json]",
-    about: "the IPRE key-value demo (caller VM calls a remote VM's store)",
-    options: [["--json", "print one JSON document instead of the report"]],
-    examples: ["ipre demo"],
-  },
-  bench: {
-    args: "latency|load|payload|fanin [options]",
-    about: "the paper's experiments on this machine (ipre bench --help)",
-    options: [],
-    examples: ["ipre bench latency --iterations 1000"],
-  },
-};
-
-const USAGE = `usage: ipre <command> [options]
-
-commands:
-${Object.entries(COMMANDS)
-  .map(([name, c]) => {
-    const head = `  ${name} ${c.args}`;
-    return head.length < 39 ? `${head.padEnd(39)}${c.about}` : `${head}\n${" ".repeat(39)}${c.about}`;
-  })
-  .join("\n")}
-
-Run ipre <command> --help (or ipre help <command>) for its options and an example; ipre --version
-prints the version. Programs are files, C files (.c) or the names of the package's example guests.
-Exit status: 0 ok, 1 an error (unreadable file, bad ELF or argument, guest fault, KVM), 2 a usage
-error (unknown command or option, missing argument), 124 a --timeout-ms timeout; exec: the
-program's exit code, 128 + signal when it killed itself (abort: 134).
-`;
-
-function commandHelp(name: string): string {
-  const c = COMMANDS[name]!;
-  const width = Math.max(0, ...c.options.map(([f]) => f.length)) + 2;
-  const options = c.options.length ? `\noptions:\n${c.options.map(([f, w]) => `  ${f.padEnd(width)}${w}`).join("\n")}\n  ${"--help".padEnd(width)}this help\n` : "";
-  const notes = c.notes ? `\n${wrap(c.notes(), 96)}\n` : "";
-  return `usage: ipre ${name} ${c.args}\n\n${c.about}\n${options}${notes}\nexample${c.examples.length > 1 ? "s" : ""}:\n${c.examples.map((e) => `  ${e}`).join("\n")}\n`;
-}
-
-/** Words of `text` in lines of at most `width` characters. */
-function wrap(text: string, width: number): string {
-  const lines: string[] = [];
-  let line = "";
-  for (const w of text.split(/\s+/)) {
-    if (line && line.length + 1 + w.length > width) {
-      lines.push(line);
-      line = w;
-    } else line = line ? `${line} ${w}` : w;
-  }
-  return [...lines, line].join("\n");
-}
+/** Hints printed after an error's line (a #PF in a window with no remote). */
+const hints = new WeakMap<object, string>();
 
 function out(line: string): void {
   try {
@@ -234,43 +122,12 @@ function doctor(flags: Flags): number {
     works();
     return 1;
   }
-  out(`kvm          ${report.device as string}, API ${info!.api}, flavour ${info!.flavour}${info!.flavour === "pvm" ? " (paravirtual shadow paging: exits cost tens of microseconds)" : ""}`);
-  out(`kvm_run      ${info!.vcpuMmapSize} bytes, ${info!.cpuidEntries} supported CPUID entries`);
-  out(`kvm_caps     ${Object.entries(info!.capabilities).map(([k, v]) => `${k}=${v}`).join(" ")}`);
+  if (info === undefined) return 1; // (report.ok: set with it)
+  out(`kvm          ${report.device as string}, API ${info.api}, flavour ${info.flavour}${info.flavour === "pvm" ? " (paravirtual shadow paging: exits cost tens of microseconds)" : ""}`);
+  out(`kvm_run      ${info.vcpuMmapSize} bytes, ${info.cpuidEntries} supported CPUID entries`);
+  out(`kvm_caps     ${Object.entries(info.capabilities).map(([k, v]) => `${k}=${v}`).join(" ")}`);
   works();
   return 0;
-}
-
-/** The range of an integer argument: a 64-bit register, read as signed or unsigned (-2^63 .. 2^64-1). */
-const INT_ARG_MIN = -(2n ** 63n);
-const INT_ARG_MAX = 2n ** 64n - 1n;
-
-/**
- * An integer argument of `ipre run` (decimal or 0x hex, optionally negative): a number when it is
- * safe, else a bigint. Not an integer, or outside a 64-bit register, is a UsageError (exit 2).
- */
-export function parseIntArg(s: string): number | bigint {
-  if (!/^-?(0x[0-9a-f]+|\d+)$/i.test(s)) throw new UsageError(`argument "${s}" is not an integer`);
-  const b = BigInt(s.startsWith("-") ? -BigInt(s.slice(1)) : BigInt(s));
-  if (b < INT_ARG_MIN || b > INT_ARG_MAX) throw new UsageError(`argument "${s}" does not fit in a 64-bit register (-2^63 to 2^64-1)`);
-  return b >= BigInt(Number.MIN_SAFE_INTEGER) && b <= BigInt(Number.MAX_SAFE_INTEGER) ? Number(b) : b;
-}
-
-/** Hints printed after an error's line (a #PF in a window with no remote). */
-const hints = new WeakMap<object, string>();
-
-function stringOption(flags: Flags, name: string): string | undefined {
-  const v = flags.options.get(name);
-  if (v === true) throw new UsageError(`--${name} needs a value`);
-  return v;
-}
-
-function intArgOption(flags: Flags, name: string, min: number, max: number): number | undefined {
-  const v = stringOption(flags, name);
-  if (v === undefined) return undefined;
-  const n = Number(v);
-  if (!Number.isInteger(n) || n < min || n > max) throw new UsageError(`--${name} needs an integer from ${min} to ${max}`);
-  return n;
 }
 
 /**
@@ -310,7 +167,7 @@ function run(flags: Flags): number {
   const elf = callerElf ?? parseProgram(bytes);
   if (!elf.symbols.has(fn)) throw new IpreError(`${path} has no symbol "${fn}"`);
   if (remoteWindow === window) throw new IpreError(`${remotePath} is linked for window ${window}, the caller's window: a remote needs its own window (--remote-window N)`);
-  for (const a of allow ?? []) if (!remoteElf!.symbols.has(a)) throw new IpreError(`--allow: ${remotePath} has no symbol "${a}"`);
+  for (const a of allow ?? []) if (!remoteElf?.symbols.has(a)) throw new IpreError(`--allow: ${remotePath} has no symbol "${a}"`);
   if (argc === undefined && args.length === 0) process.stderr.write(`ipre: note: ${fn} called with no arguments; an ELF records no arity, so any it takes are 0 (--argc 0 says none are meant)\n`);
 
   // With --json, stdout is the JSON document alone: Linux programs print to stderr instead.
@@ -322,8 +179,8 @@ function run(flags: Flags): number {
   using m = Machine.create({ window, memory, name: basename(path) });
   if (!elf.linux) m.load(elf);
   // A Linux remote starts here: its main() runs to ipre_wait_for_requests().
-  using remote = remoteElf ? Machine.create({ window: remoteWindow, name: basename(remotePath!), ...(remoteElf.linux ? { program: remoteBytes, timeoutMs, linux: { ...linux, argv: [remotePath!] } } : {}) }) : undefined;
-  if (remoteElf && !remoteElf.linux) remote!.load(remoteElf);
+  using remote = remoteElf && remotePath ? Machine.create({ window: remoteWindow, name: basename(remotePath), ...(remoteElf.linux ? { program: remoteBytes, timeoutMs, linux: { ...linux, argv: [remotePath] } } : {}) }) : undefined;
+  if (remoteElf && !remoteElf.linux) remote?.load(remoteElf);
   using _conn = remote ? connect(m, remote, { allow, loan }) : undefined;
   let result: bigint;
   try {
@@ -363,76 +220,6 @@ function parseProgram(bytes: Uint8Array): ElfImage & { linux: boolean } {
  */
 function processEnv(): Record<string, string> {
   return envAll() ?? {};
-}
-
-/** `--memory MiB` as bytes: what Machine.create accepts (4 to MAX_MEMORY MiB), else a usage error. */
-function memoryOption(flags: Flags, fallbackMiB: number): number {
-  const mib = numberOption(flags, "memory", fallbackMiB);
-  if (mib < 4 || mib > MAX_MEMORY / MiB) throw new UsageError(`--memory needs a number of MiB from 4 to ${MAX_MEMORY / MiB}`);
-  return mib * MiB;
-}
-
-/** A timeout in ms (0: none), at most what a timer takes (about 24.8 days); absent: 0. */
-function timeoutOption(flags: Flags, name: string): number {
-  if (!flags.options.has(name)) return 0;
-  const v = stringOption(flags, name)!;
-  const ms = Number(v);
-  if (v.trim() === "" || !Number.isFinite(ms) || ms < 0 || ms > 2 ** 31 - 1) throw new UsageError(`--${name} needs a number of milliseconds from 0 (none) to ${2 ** 31 - 1}`);
-  return ms;
-}
-
-/** A usage error when a command got more than `max` positional words. */
-function noMoreWords(flags: Flags, command: string, max: number): void {
-  if (flags.positional.length > max) throw new UsageError(`${command} takes ${max === 0 ? "no arguments" : `at most ${max} argument${max === 1 ? "" : "s"}`} (got "${flags.positional[max]}")`);
-}
-
-/** The options `ipre exec` takes before the program; every word after the program is its argument. */
-const EXEC_OPTIONS = ["memory", "timeout", "allow-read", "mount"];
-/** Options that may be given more than once: every value is in `lists`. */
-const EXEC_LISTS = new Set(["allow-read", "mount"]);
-
-/**
- * `ipre exec [options] <program> [args...]` splits its words itself: options end at the program
- * path (or a bare `--`), so the program's own `--flags` are never read as ipre's.
- */
-export function parseExecArgs(words: string[]): Flags & { lists: Map<string, string[]> } {
-  const options = new Map<string, string | true>();
-  const lists = new Map<string, string[]>();
-  const set = (name: string, value: string | true) => {
-    options.set(name, value);
-    if (EXEC_LISTS.has(name) && value !== true) lists.set(name, [...(lists.get(name) ?? []), value]);
-  };
-  for (let i = 0; i < words.length; i++) {
-    const w = words[i]!;
-    if (w === "--") return { positional: words.slice(i + 1), options, lists };
-    if (w === "-h") {
-      options.set("help", true);
-      continue;
-    }
-    if (!w.startsWith("--")) return { positional: words.slice(i), options, lists };
-    const eq = w.indexOf("=");
-    const name = eq > 0 ? w.slice(2, eq) : w.slice(2);
-    if (eq > 0) set(name, w.slice(eq + 1));
-    else if (EXEC_OPTIONS.includes(name) && i + 1 < words.length) set(name, words[++i]!);
-    else set(name, true); // --help, or an option checkOptions refuses, or a missing value
-  }
-  return { positional: [], options, lists };
-}
-
-/** The files option of `ipre exec`: --allow-read PATH (same path, read-only) and --mount HOST:GUEST[:rw]. */
-export function execFiles(flags: Flags & { lists?: Map<string, string[]> }): FilesOption {
-  const files: FilesOption = {};
-  for (const o of EXEC_LISTS) if (flags.options.get(o) === true) throw new UsageError(`--${o} needs a value`);
-  for (const p of flags.lists?.get("allow-read") ?? []) files[resolvePath(p)] = resolvePath(p);
-  for (const m of flags.lists?.get("mount") ?? []) {
-    const parts = m.split(":");
-    const mode = parts.length > 2 && (parts.at(-1) === "rw" || parts.at(-1) === "ro") ? parts.pop() : "ro";
-    const guest = parts.pop();
-    const host = parts.join(":");
-    if (!host || !guest?.startsWith("/")) throw new UsageError(`--mount needs HOST:GUEST[:rw] with an absolute GUEST path (got "${m}")`);
-    files[guest] = { host: resolvePath(host), write: mode === "rw" };
-  }
-  return files;
 }
 
 /**
@@ -598,15 +385,6 @@ function usageLine(message: string, command: string): number {
 function unknownCommand(command: string): number {
   process.stderr.write(`ipre: unknown command "${command}" (see ipre --help; commands: ${Object.keys(COMMANDS).join(", ")})\n`);
   return 2;
-}
-
-/**
- * The errors inside a (nested) SuppressedError, the first one thrown first. Duck-typed: on Node 20
- * the `using` helper emitted by tsc builds its own SuppressedError.
- */
-function flattenSuppressed(e: unknown): unknown[] {
-  if (e instanceof Error && e.name === "SuppressedError" && "error" in e && "suppressed" in e) return [...flattenSuppressed(e.suppressed), ...flattenSuppressed(e.error)];
-  return [e];
 }
 
 if ((import.meta as { main?: boolean }).main) {

@@ -204,3 +204,12 @@ export class CompileError extends IpreError {
     super(message);
   }
 }
+
+/**
+ * The errors inside a (nested) SuppressedError, the first one thrown first. Duck-typed: on Node 20
+ * the `using` helper emitted by tsc builds its own SuppressedError.
+ */
+export function flattenSuppressed(e: unknown): unknown[] {
+  if (e instanceof Error && e.name === "SuppressedError" && "error" in e && "suppressed" in e) return [...flattenSuppressed(e.suppressed), ...flattenSuppressed(e.error)];
+  return [e];
+}

@@ -9,6 +9,7 @@
 import { libc } from "./ffi/index.ts";
 import { CLOCK_MONOTONIC, NativeBuffer, SIG_BLOCK } from "./ffi/native.ts";
 import { OsError } from "./errors.ts";
+import type { Vcpu } from "./kvm/vcpu.ts";
 
 /** The real-time signal used for timeouts (not SIGUSR1: Node's inspector; not SIGUSR2: JSC). */
 export const TIMEOUT_SIGNAL = 40;
@@ -96,4 +97,12 @@ export class Watchdog {
     // sigtimedwait(set = {TIMEOUT_SIGNAL}, info, timeout = {0, 0})
     return libc.sigtimedwait(this.#buf.address, this.#buf.address + 320, this.#buf.address + 512) === TIMEOUT_SIGNAL;
   }
+}
+
+/** The calling thread's watchdog, armed for `timeoutMs`, with its signal mask installed on `vcpu`. */
+export function armWatchdog(vcpu: Vcpu, timeoutMs: number): Watchdog {
+  const w = Watchdog.forThisThread();
+  vcpu.useThreadMask(w.tid, w.kvmMask);
+  w.arm(timeoutMs);
+  return w;
 }

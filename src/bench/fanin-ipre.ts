@@ -11,7 +11,7 @@ import { connect } from "../ipre/connect.ts";
 import { Remote, type SharedRemote } from "../ipre/share.ts";
 import { exampleElf } from "../examples.ts";
 import { MiB } from "../guest/layout.ts";
-import { kvmInfo } from "../machine/boot.ts";
+import { kvmInfo } from "../engine/boot.ts";
 import type { FaninClient, FaninSystem } from "./fanin-workload.ts";
 
 interface IpreInit {

@@ -81,7 +81,7 @@ class Stamps {
   /** The round trips after the warm-up, in ns. */
   gaps(): Float64Array {
     const g = new Float64Array(this.iterations);
-    for (let i = 0; i < this.iterations; i++) g[i] = (this.#t[this.warmup + i + 1]! - this.#t[this.warmup + i]!) * 1e6;
+    for (let i = 0; i < this.iterations; i++) g[i] = ((this.#t[this.warmup + i + 1] ?? 0) - (this.#t[this.warmup + i] ?? 0)) * 1e6;
     return g;
   }
 }
@@ -149,7 +149,7 @@ function measureLinux(iterations: number, warmup: number, progress: (s: string) 
 }
 
 export function latencyRatios(rows: LatencyRow[]): Record<string, number> {
-  const p50 = (n: string) => rows.find((r) => r.name === n)!.p50_ns;
+  const p50 = (n: string) => rows.find((r) => r.name === n)?.p50_ns ?? NaN;
   const r2 = (v: number) => Math.round(v * 100) / 100;
   return {
     remote_call_over_hostcall: r2(p50("remote_call") / p50("hostcall")),
@@ -201,10 +201,10 @@ export async function latencyCommand(flags: Flags): Promise<number> {
     ]),
   );
   lines.push("");
-  lines.push(`remote_call / hostcall = ${ratios.remote_call_over_hostcall!.toFixed(2)} (p50; goal <= 2.2: a remote call is two exits, a hostcall one)`);
-  lines.push(`remote_call / kvm_run  = ${ratios.remote_call_over_kvm_run!.toFixed(2)} (p50; cost over the raw KVM_RUN floor)`);
-  lines.push(`remote_call / vmcall   = ${ratios.remote_call_over_vmcall!.toFixed(2)}, hostcall / kvm_run = ${ratios.hostcall_over_kvm_run!.toFixed(2)}, vmcall / kvm_run = ${ratios.vmcall_over_kvm_run!.toFixed(2)}`);
-  lines.push(`syscall / hostcall = ${ratios.syscall_over_hostcall!.toFixed(2)}, syscall / kvm_run = ${ratios.syscall_over_kvm_run!.toFixed(2)}, remote_call_libc / remote_call = ${ratios.remote_call_libc_over_remote_call!.toFixed(2)} (p50; the libc must add no exit)`);
+  lines.push(`remote_call / hostcall = ${fixed2(ratios.remote_call_over_hostcall)} (p50; goal <= 2.2: a remote call is two exits, a hostcall one)`);
+  lines.push(`remote_call / kvm_run  = ${fixed2(ratios.remote_call_over_kvm_run)} (p50; cost over the raw KVM_RUN floor)`);
+  lines.push(`remote_call / vmcall   = ${fixed2(ratios.remote_call_over_vmcall)}, hostcall / kvm_run = ${fixed2(ratios.hostcall_over_kvm_run)}, vmcall / kvm_run = ${fixed2(ratios.vmcall_over_kvm_run)}`);
+  lines.push(`syscall / hostcall = ${fixed2(ratios.syscall_over_hostcall)}, syscall / kvm_run = ${fixed2(ratios.syscall_over_kvm_run)}, remote_call_libc / remote_call = ${fixed2(ratios.remote_call_libc_over_remote_call)} (p50; the libc must add no exit)`);
   const text = lines.join("\n") + "\n";
 
   const dir = writeResults(flags, "latency", {
@@ -217,4 +217,9 @@ export async function latencyCommand(flags: Flags): Promise<number> {
   if (rep.json) process.stdout.write(JSON.stringify(result) + "\n");
   else rep.say(text.trimEnd());
   return 0;
+}
+
+/** A ratio with two decimals ("NaN" for one that a run did not measure). */
+function fixed2(x: number | undefined): string {
+  return (x ?? NaN).toFixed(2);
 }

@@ -7,7 +7,7 @@
 export function fnv1a(p: Uint8Array): number {
   let h = 0x811c9dc5 | 0;
   for (let i = 0; i < p.length; i++) {
-    h ^= p[i]!;
+    h ^= (p[i] ?? 0);
     h = Math.imul(h, 16777619);
   }
   return h >>> 0;
@@ -38,14 +38,14 @@ const FOLD_WORDS = 1 << 20;
  * SUM64_SOURCE is the same code for workers and child processes.
  */
 export function sum64Update(acc: Float64Array, p: Uint8Array, pos: number): void {
-  let lo = acc[0]!;
-  let hi = acc[1]!;
+  let lo = (acc[0] ?? 0);
+  let hi = (acc[1] ?? 0);
   const n = p.length;
   let i = 0;
   for (; i < n && (pos + i) % 8 !== 0; i++) {
     const lane = (pos + i) % 8;
-    if (lane < 4) lo += p[i]! * 2 ** (8 * lane);
-    else hi += p[i]! * 2 ** (8 * (lane - 4));
+    if (lane < 4) lo += (p[i] ?? 0) * 2 ** (8 * lane);
+    else hi += (p[i] ?? 0) * 2 ** (8 * (lane - 4));
   }
   const words = Math.floor((n - i) / 8);
   if ((p.byteOffset + i) % 4 === 0) {
@@ -59,10 +59,10 @@ export function sum64Update(acc: Float64Array, p: Uint8Array, pos: number): void
       let lo1 = 0;
       let hi1 = 0;
       for (; j < end; j += 4) {
-        lo += w[j]!;
-        hi += w[j + 1]!;
-        lo1 += w[j + 2]!;
-        hi1 += w[j + 3]!;
+        lo += (w[j] ?? 0);
+        hi += (w[j + 1] ?? 0);
+        lo1 += (w[j + 2] ?? 0);
+        hi1 += (w[j + 3] ?? 0);
       }
       lo += lo1;
       hi += hi1;
@@ -70,8 +70,8 @@ export function sum64Update(acc: Float64Array, p: Uint8Array, pos: number): void
       lo %= TWO32;
     }
     if (j < w.length) {
-      lo += w[j]!;
-      hi += w[j + 1]!;
+      lo += (w[j] ?? 0);
+      hi += (w[j + 1] ?? 0);
     }
   } else {
     // A stream chunk at an odd address (a socket read): DataView, slower but the same sum.
@@ -88,8 +88,8 @@ export function sum64Update(acc: Float64Array, p: Uint8Array, pos: number): void
   }
   for (i += 8 * words; i < n; i++) {
     const lane = (pos + i) % 8;
-    if (lane < 4) lo += p[i]! * 2 ** (8 * lane);
-    else hi += p[i]! * 2 ** (8 * (lane - 4));
+    if (lane < 4) lo += (p[i] ?? 0) * 2 ** (8 * lane);
+    else hi += (p[i] ?? 0) * 2 ** (8 * (lane - 4));
   }
   acc[0] = lo % TWO32;
   acc[1] = (hi + Math.floor(lo / TWO32)) % TWO32;
@@ -97,7 +97,7 @@ export function sum64Update(acc: Float64Array, p: Uint8Array, pos: number): void
 
 /** The u64 that sum64Update() accumulated. */
 export function sum64Result(acc: Float64Array): bigint {
-  return (BigInt(acc[1]!) << 32n) | BigInt(acc[0]!);
+  return (BigInt((acc[1] ?? 0)) << 32n) | BigInt((acc[0] ?? 0));
 }
 
 /**

@@ -26,7 +26,7 @@ export function percentile(sorted: ArrayLike<number>, p: number): number {
   const n = sorted.length;
   if (n === 0) return NaN;
   const rank = Math.ceil((p / 100) * n);
-  return sorted[Math.min(n - 1, Math.max(0, rank - 1))]!;
+  return sorted[Math.min(n - 1, Math.max(0, rank - 1))] ?? NaN;
 }
 
 const BUCKETS_PER_DECADE = 10;
@@ -36,10 +36,13 @@ export function histogram(sorted: ArrayLike<number>): HistogramBucket[] {
   const n = sorted.length;
   if (n === 0) return [];
   const index = (v: number) => Math.floor(Math.log10(Math.max(v, 1)) * BUCKETS_PER_DECADE + 1e-9);
-  const first = index(sorted[0]!);
-  const last = index(sorted[n - 1]!);
+  const first = index(sorted[0] ?? 0);
+  const last = index(sorted[n - 1] ?? 0);
   const counts = new Array<number>(last - first + 1).fill(0);
-  for (let i = 0; i < n; i++) counts[index(sorted[i]!) - first]!++;
+  for (let i = 0; i < n; i++) {
+    const k = index(sorted[i] ?? 0) - first;
+    counts[k] = (counts[k] ?? 0) + 1;
+  }
   const bound = (k: number) => round3(10 ** (k / BUCKETS_PER_DECADE));
   return counts.map((count, i) => ({ lo_ns: bound(first + i), hi_ns: bound(first + i + 1), count }));
 }
@@ -53,7 +56,7 @@ export function summarize(samples: Float64Array): Summary {
   samples.sort();
   const n = samples.length;
   let sum = 0;
-  for (let i = 0; i < n; i++) sum += samples[i]!;
+  for (let i = 0; i < n; i++) sum += (samples[i] ?? 0);
   return {
     n,
     min_ns: round1(samples[0] ?? NaN),
@@ -73,7 +76,7 @@ function round1(v: number): number {
 /** Consecutive differences of timestamps in ms, converted to ns, skipping the first `skip` gaps. */
 export function gapsNs(stamps: Float64Array, count: number, skip: number): Float64Array {
   const out = new Float64Array(Math.max(0, count - 1 - skip));
-  for (let i = 0; i < out.length; i++) out[i] = (stamps[i + skip + 1]! - stamps[i + skip]!) * 1e6;
+  for (let i = 0; i < out.length; i++) out[i] = ((stamps[i + skip + 1] ?? 0) - (stamps[i + skip] ?? 0)) * 1e6;
   return out;
 }
 
@@ -96,7 +99,8 @@ export function fmtBytes(b: number): string {
 
 /** A fixed-width text table: first row is the header; columns after the first are right-aligned. */
 export function table(rows: string[][]): string {
-  const widths = rows[0]!.map((_, c) => Math.max(...rows.map((r) => (r[c] ?? "").length)));
-  const line = (r: string[]) => r.map((cell, c) => (c === 0 ? cell.padEnd(widths[c]!) : cell.padStart(widths[c]!))).join("  ");
-  return [line(rows[0]!), widths.map((w) => "-".repeat(w)).join("  "), ...rows.slice(1).map(line)].join("\n");
+  const [head = [], ...body] = rows;
+  const widths = head.map((_, c) => Math.max(...rows.map((r) => (r[c] ?? "").length)));
+  const line = (r: string[]) => r.map((cell, c) => (c === 0 ? cell.padEnd((widths[c] ?? 0)) : cell.padStart((widths[c] ?? 0)))).join("  ");
+  return [line(head), widths.map((w) => "-".repeat(w)).join("  "), ...body.map(line)].join("\n");
 }

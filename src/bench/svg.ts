@@ -76,7 +76,7 @@ export function linePlot(series: Series[], o: PlotOptions): string {
     y1 = y1 === y0 ? y0 + 1 : y1 * 1.05;
     // Up to the next tick, so that the top of the axis is labelled.
     const t = niceLinearTicks(y0, y1);
-    if (t.length > 1) y1 = Math.max(y1, Math.ceil(y1 / (t[1]! - t[0]!) - 1e-9) * (t[1]! - t[0]!));
+    if (t.length > 1) y1 = Math.max(y1, Math.ceil(y1 / ((t[1] ?? 0) - (t[0] ?? 0)) - 1e-9) * ((t[1] ?? 0) - (t[0] ?? 0)));
   }
   if (o.logX) {
     if (!o.xTicks) {
@@ -116,15 +116,17 @@ export function linePlot(series: Series[], o: PlotOptions): string {
   parts.push(`<text transform="translate(18 ${m.t + ph / 2}) rotate(-90)" text-anchor="middle">${esc(o.yLabel)}${o.logY ? " (log scale)" : ""}</text>`);
   // Series.
   series.forEach((s, i) => {
-    const color = s.color ?? PALETTE[i % PALETTE.length]!;
+    const color = s.color ?? PALETTE[i % PALETTE.length] ?? "black";
     const pts = s.points.filter(valid);
     const dash = s.dashed ? ` stroke-dasharray="6 4"` : "";
     // One polyline per run of valid points: a left-out point is a gap, not a straight line across it.
-    const runs: [number, number][][] = [[]];
+    const runs: [number, number][][] = [];
+    let current: [number, number][] = [];
     for (const p of s.points) {
-      if (valid(p)) runs[runs.length - 1]!.push(p);
-      else if (runs[runs.length - 1]!.length) runs.push([]);
+      if (valid(p)) current.push(p);
+      else if (current.length) (runs.push(current), (current = []));
     }
+    runs.push(current);
     for (const run of runs) if (run.length > 1) parts.push(`<polyline fill="none" stroke="${color}" stroke-width="2"${dash} points="${run.map(([x, y]) => `${tx(x).toFixed(1)},${ty(y).toFixed(1)}`).join(" ")}"/>`);
     for (const [x, y] of pts) parts.push(`<circle cx="${tx(x).toFixed(1)}" cy="${ty(y).toFixed(1)}" r="3" fill="${color}"><title>${esc(`${s.name}: ${xFmt(x)} -> ${yFmt(y)}`)}</title></circle>`);
     const ly = m.t + 10 + i * 18;

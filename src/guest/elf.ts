@@ -78,21 +78,15 @@ const SHDR_SIZE = 64;
 const SYM_SIZE = 24;
 
 const ET_NAMES: Record<number, string> = { 0: "ET_NONE", 1: "ET_REL (relocatable object)", 2: "ET_EXEC", 3: "ET_DYN (PIE or shared object)", 4: "ET_CORE (core dump)" };
-const PT_LOAD = 1;
-const PT_DYNAMIC = 2;
-const PT_INTERP = 3;
-const PT_TLS = 7;
-const PF_X = 1;
-const PF_W = 2;
-const PF_R = 4;
+const PT_LOAD = 1, PT_DYNAMIC = 2, PT_INTERP = 3, PT_TLS = 7;
+const PF_X = 1, PF_W = 2, PF_R = 4;
 const SHT_SYMTAB = 2;
 const SHT_NOBITS = 8;
 const SHN_UNDEF = 0;
 const SHN_LORESERVE = 0xff00;
 const SHN_ABS = 0xfff1;
 const SHN_COMMON = 0xfff2;
-const ET_EXEC = 2;
-const ET_DYN = 3;
+const ET_EXEC = 2, ET_DYN = 3;
 const SHN_XINDEX = 0xffff;
 
 const hex = (n: number | bigint): string => `0x${n.toString(16)}`;
@@ -229,18 +223,22 @@ export function parseElf(bytes: Uint8Array, options: { linux?: boolean; base?: n
   if (pie && !dynamic) fail("ET_DYN without PT_DYNAMIC: not a self-relocating static-PIE (link with -static-pie)");
 
   loads.sort((a, b) => a.vaddr - b.vaddr);
+  const firstLoad = loads[0];
+  const lastLoad = loads[loads.length - 1];
+  if (firstLoad === undefined || lastLoad === undefined) return fail("no PT_LOAD segment"); // (checked above)
   // A static-PIE moves as a whole: its lowest page to `base` (page aligned, so congruence holds).
-  const bias = pie ? base - Math.floor(loads[0]!.vaddr / PAGE) * PAGE : 0;
+  const bias = pie ? base - Math.floor(firstLoad.vaddr / PAGE) * PAGE : 0;
   if (bias !== 0) {
     for (const s of loads) s.vaddr += bias;
-    const end = loads[loads.length - 1]!;
+    const end = lastLoad;
     if (end.vaddr + end.memsz > Number(CANONICAL_LIMIT)) fail(`static-PIE at ${hex(base)}: its segments end at ${hex(end.vaddr + end.memsz)}, above 2^47`);
   }
   const entry = entryFile === 0 ? 0 : entryFile + bias;
   const perms = (s: ElfSegment) => `${s.readable ? "R" : "-"}${s.writable ? "W" : "-"}${s.executable ? "X" : "-"}`;
   const range = (s: Load) => `[${hex(s.vaddr)}, ${hex(s.vaddr + s.memsz)})`;
   for (let i = 1; i < loads.length; i++) {
-    const a = loads[i - 1]!, b = loads[i]!;
+    const a = loads[i - 1], b = loads[i];
+    if (a === undefined || b === undefined) break;
     if (b.vaddr < a.vaddr + a.memsz) {
       fail(`overlapping PT_LOAD segments: #${a.index} ${range(a)} and #${b.index} ${range(b)}`);
     }
@@ -257,9 +255,9 @@ export function parseElf(bytes: Uint8Array, options: { linux?: boolean; base?: n
   if (entry !== 0 && !loads.some((s) => s.executable && entry >= s.vaddr && entry < s.vaddr + s.memsz)) {
     fail(`entry point ${hex(entry)} is not inside an executable PT_LOAD segment`);
   }
-  const lowest = Math.floor(loads[0]!.vaddr / PAGE) * PAGE;
+  const lowest = Math.floor(firstLoad.vaddr / PAGE) * PAGE;
   // Sorted and disjoint: the last segment ends highest (no Math.max(...) over up to 65534 arguments).
-  const last = loads[loads.length - 1]!;
+  const last = lastLoad;
   const highest = Math.ceil((last.vaddr + last.memsz) / PAGE) * PAGE;
 
   // ---------------------------------------------------------------- sections and symbols
@@ -305,7 +303,7 @@ export function parseElf(bytes: Uint8Array, options: { linux?: boolean; base?: n
     if (shstrndx !== SHN_UNDEF) {
       if (shstrndx >= shnum) fail(`e_shstrndx ${shstrndx} is not a valid section index (${shnum} sections)`);
       const shstrtab = sections[shstrndx];
-      sections.forEach((s, i) => (s.name = cstring(shstrtab, nameOffsets[i]!, `section #${i}`)));
+      sections.forEach((s, i) => (s.name = cstring(shstrtab, nameOffsets[i] ?? 0, `section #${i}`)));
     }
     // Section 0 (SHN_UNDEF) is not a section: its fields may hold the extended counts, so its
     // range is not checked above and it must never be read as a symbol or string table.
@@ -318,7 +316,7 @@ export function parseElf(bytes: Uint8Array, options: { linux?: boolean; base?: n
       const bindRank = (b: ElfSymbol["bind"]) => (b === "global" || b === "weak" ? 1 : 0);
       for (let i = 1; i < count; i++) {
         const st = symtab.offset + i * SYM_SIZE;
-        const info = bytes[st + 4]!;
+        const info = bytes[st + 4] ?? 0;
         const stType = info & 0xf;
         if (stType === 3 /* STT_SECTION */ || stType === 4 /* STT_FILE */) continue;
         const name = cstring(strtab, u32(st), `symbol #${i}`);
@@ -333,7 +331,7 @@ export function parseElf(bytes: Uint8Array, options: { linux?: boolean; base?: n
           value,
           size: u64(st + 16, `symbol ${name} size`),
           type: stType === 2 ? "func" : stType === 1 ? "object" : stType === 0 ? "notype" : "other",
-          section: shndx !== SHN_UNDEF && shndx < SHN_LORESERVE && shndx < shnum ? sections[shndx]!.name : "",
+          section: shndx !== SHN_UNDEF && shndx < SHN_LORESERVE && shndx < shnum ? (sections[shndx]?.name ?? "") : "",
           bind: stBind === 0 ? "local" : stBind === 1 ? "global" : stBind === 2 ? "weak" : "other",
         };
         const prev = symbols.get(name);

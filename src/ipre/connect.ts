@@ -6,8 +6,9 @@
  * loads.
  */
 import { IpreError, MachineStateError, RemoteAccessError } from "../errors.ts";
-import { type Core, coreOf, type RemoteLink } from "../machine/core.ts";
-import { flushPageTables } from "../machine/service.ts";
+import { type Cpu, type RemoteLink, type Space } from "../engine/owners.ts";
+import { cpuOf, spaceOf } from "../engine/facade.ts";
+import { flushPageTables } from "../engine/service.ts";
 import type { Machine } from "../machine/machine.ts";
 import type { Remote } from "./share.ts";
 import { loanEntry, tableEntry, writeRoot } from "../x86/paging.ts";
@@ -29,19 +30,19 @@ interface LinkState extends RemoteLink {
   readonly rootIndex: number;
 }
 
-let makeConnection: (caller: Machine, remote: Machine | Remote, core: Core, link: LinkState) => Connection;
+let makeConnection: (caller: Machine, remote: Machine | Remote, cpu: Cpu, link: LinkState) => Connection;
 
 /** An IPRE connection from a caller to a remote. `disconnect()` (or dispose) undoes it. */
 export class Connection {
   #link: LinkState | undefined;
-  readonly #caller: Core;
-  private constructor(readonly caller: Machine, readonly remote: Machine | Remote, callerCore: Core, link: LinkState) {
-    this.#caller = callerCore;
+  readonly #caller: Cpu;
+  private constructor(readonly caller: Machine, readonly remote: Machine | Remote, callerCpu: Cpu, link: LinkState) {
+    this.#caller = callerCpu;
     this.#link = link;
   }
   static {
     // Only connect() builds connections.
-    makeConnection = (caller, remote, core, link) => new Connection(caller, remote, core, link);
+    makeConnection = (caller, remote, cpu, link) => new Connection(caller, remote, cpu, link);
   }
 
   get connected(): boolean {
@@ -63,16 +64,16 @@ export class Connection {
     const remote = link.remote;
     if (caller.frames.length > 0) throw new MachineStateError(`${caller.name} is inside a remote call`);
     this.#link = undefined;
-    caller.links.delete(link.window);
-    remote.callers.delete(caller);
+    caller.unlink(link.window);
+    remote.removeCaller(caller);
     if (caller.closed) return; // its VM goes away as a whole
     try {
       rebuildNormalRoot(caller); // a service run (the caller's vCPU is rebooted first if it was stopped mid-guest)
     } finally {
       // Even when that failed, the remote's memory leaves the caller's VM.
-      caller.freeRoot(link.rootIndex);
-      caller.requireVm().setMemory({ slot: link.slot, guestPhysAddr: remote.base, size: 0, hostAddr: remote.mem.hostAddr });
-      caller.slots.delete(link.slot);
+      caller.roots.free(link.rootIndex);
+      caller.vm.setMemory({ slot: link.slot, guestPhysAddr: remote.base, size: 0, hostAddr: remote.mem.hostAddr });
+      caller.slots.free(link.slot);
     }
   }
   [Symbol.dispose](): void {
@@ -84,37 +85,33 @@ export class Connection {
  * The root a caller runs on outside calls: its plain root, or, when some connection lends data,
  * a root that also maps the loaned windows read-only and no-execute.
  */
-function rebuildNormalRoot(caller: Core): void {
+function rebuildNormalRoot(caller: Cpu): void {
   const loans = [...caller.links.values()].filter((l) => l.loan);
   const old = caller.loanRoot;
   if (loans.length === 0) {
-    caller.normalRoot = caller.tables.root;
+    caller.useRoots(undefined);
     flushPageTables(caller);
-    if (old) {
-      caller.freeRoot(old.index);
-      caller.loanRoot = undefined;
-    }
+    if (old) caller.roots.free(old.index);
     return;
   }
-  const root = old ?? caller.allocRoot();
-  const entries = new Map<number, bigint>([[caller.window, caller.tables.windowEntry]]);
+  const root = old ?? caller.roots.alloc();
+  const own = caller.space;
+  const entries = new Map<number, bigint>([[own.window, own.tables.windowEntry]]);
   for (const l of loans) entries.set(l.window, loanEntry(l.remote.tables.windowEntry));
   writeRoot(caller.ptq.pt, root.pml4, root.pdpt, entries);
-  caller.loanRoot = root;
-  caller.normalRoot = root.pml4;
+  caller.useRoots(root);
   flushPageTables(caller);
 }
 
 /** Resolve allow-list entries to addresses inside the remote's program. */
-function resolveAllow(remote: Core, allow: ReadonlyArray<string | number> | undefined): Set<number> {
+function resolveAllow(remote: Space, allow: ReadonlyArray<string | number> | undefined): Set<number> {
   const program = remote.program;
   if (!program) throw new IpreError(`${remote.name} has no program loaded: load one before connecting`);
   const names = allow ?? program.exports;
   const out = new Set<number>();
   for (const a of names) {
-    const sym = typeof a === "number" ? undefined : program.symbols.get(a);
-    if (typeof a !== "number" && sym === undefined) throw new IpreError(`${remote.name}: no symbol "${a}" in the loaded program`);
-    const addr = typeof a === "number" ? a : sym!.value;
+    const addr = typeof a === "number" ? a : program.symbols.get(a)?.value;
+    if (addr === undefined) throw new IpreError(`${remote.name}: no symbol "${a}" in the loaded program`);
     if (addr < remote.userStart || addr >= remote.memoryEnd) throw new RemoteAccessError(addr, `allowed entry 0x${addr.toString(16)} is outside ${remote.name}'s memory`);
     out.add(addr);
   }
@@ -127,43 +124,44 @@ function resolveAllow(remote: Core, allow: ReadonlyArray<string | number> | unde
  * call; the symbols are absolute addresses in the remote's window).
  */
 export function connect(caller: Machine, remote: Machine | Remote, options: ConnectOptions = {}): Connection {
-  const c = coreOf(caller);
-  const r = coreOf(remote);
-  if (c === r) throw new IpreError("a machine cannot connect to itself");
-  if (c.attached) throw new IpreError(`${c.name} is an attached Remote: only a Machine can be a caller`);
+  const own = spaceOf(caller);
+  const r = spaceOf(remote);
+  if (own === r) throw new IpreError("a machine cannot connect to itself");
+  if (own.attached) throw new IpreError(`${own.name} is an attached Remote: only a Machine can be a caller`);
+  const c = cpuOf(caller);
   if (c.closed || r.closed) throw new MachineStateError("cannot connect a closed machine");
-  if (c.window === r.window) throw new IpreError(`${c.name} and ${r.name} share window ${c.window}; give the remote its own window (Machine.create({ window }))`);
+  if (own.window === r.window) throw new IpreError(`${c.name} and ${r.name} share window ${own.window}; give the remote its own window (Machine.create({ window }))`);
   if (c.links.has(r.window)) throw new IpreError(`${c.name} already has a remote in window ${r.window}`);
   if (c.frames.length > 0) throw new MachineStateError(`${c.name} is inside a remote call`);
   const loan = options.loan ?? "none";
   if (loan !== "none" && loan !== "read") throw new IpreError(`loan must be "none" or "read"`);
   const allow = resolveAllow(r, options.allow);
 
-  const vm = c.requireVm();
-  const slot = c.allocSlot();
-  const root = c.allocRoot();
+  const vm = c.vm;
+  const slot = c.slots.alloc();
+  const root = c.roots.alloc();
   let mapped = false;
   try {
     vm.setMemory({ slot, guestPhysAddr: r.base, size: r.memorySize, hostAddr: r.mem.hostAddr });
     mapped = true;
     // Merged root: the remote's window as it is, the caller's own window no-execute (so that a
     // callback into caller code exits to the VMM, which unmerges while caller code runs).
-    c.tables.writeNoExecPd(c.ptq.pt, root.pd);
+    own.tables.writeNoExecPd(c.ptq.pt, root.pd);
     writeRoot(c.ptq.pt, root.pml4, root.pdpt, new Map([
-      [c.window, tableEntry(root.pd)],
+      [own.window, tableEntry(root.pd)],
       [r.window, r.tables.windowEntry],
     ]));
     const link: LinkState = { remote: r, window: r.window, allow, mergedRoot: root.pml4, slot, rootIndex: root.index, loan: loan === "read", disconnect: () => connection.disconnect() };
     const connection = makeConnection(caller, remote, c, link);
-    c.links.set(r.window, link);
-    r.callers.add(c);
+    c.link(link);
+    r.addCaller(c);
     rebuildNormalRoot(c); // applies the queued root writes through the stub
     return connection;
   } catch (e) {
-    c.links.delete(r.window);
-    r.callers.delete(c);
-    c.freeRoot(root.index);
-    c.slots.delete(slot);
+    c.unlink(r.window);
+    r.removeCaller(c);
+    c.roots.free(root.index);
+    c.slots.free(slot);
     if (mapped && !c.closed) vm.setMemory({ slot, guestPhysAddr: r.base, size: 0, hostAddr: r.mem.hostAddr });
     throw e;
   }

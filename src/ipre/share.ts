@@ -24,10 +24,12 @@
 import { GuestMemoryError, IpreError, MachineStateError } from "../errors.ts";
 import { libc } from "../ffi/index.ts";
 import type { ElfImage } from "../guest/elf.ts";
-import { HOSTCALL_GATE_COUNT } from "../guest/layout.ts";
-import { Core, NO_HANDLER, registerCore, SHARED } from "../machine/core.ts";
-import { GuestMemory } from "../machine/memory.ts";
-import { guestCString, guestRange } from "../machine/pointers.ts";
+import { HOSTCALL_GATE_COUNT, windowBase } from "../guest/layout.ts";
+import { type Cpu, Space } from "../engine/owners.ts";
+import { defaultPrint, disconnectCallers, dispatchTo, handlerTable, registerOwners } from "../engine/facade.ts";
+import { GuestMemory } from "../engine/memory.ts";
+import { guestCString, guestRange } from "../engine/pointers.ts";
+import { SHARED, SharedState } from "../engine/shared.ts";
 import { LinuxProcess, type LinuxOptions, type LinuxState } from "../linux/syscalls.ts";
 
 /** The transferable description of a shared remote (send it with postMessage). */
@@ -58,8 +60,6 @@ export interface SharedRemote {
   readonly linux?: Omit<LinuxState, "files">;
 }
 
-const { ATTACHED, OWNER_CLOSED } = SHARED;
-
 /** A hostcall handler of an attached Remote: six integer args, integer result. */
 export type RemoteHostcallFn = (a0: number, a1: number, a2: number, a3: number, a4: number, a5: number, remote: Remote) => number | bigint | void;
 
@@ -83,24 +83,25 @@ export interface AttachOptions {
 }
 
 /** The owner side: the handle, and the count that guards close/reset/load. */
-export function shareCore(core: Core, linux?: LinuxState): SharedRemote {
-  if (core.closed) throw new MachineStateError(`${core.name} is closed`);
-  if (!core.program) throw new IpreError(`${core.name} has no program loaded: load one before sharing it`);
-  const state = (core.shared ??= new SharedArrayBuffer(SHARED.BYTES));
-  if (linux !== undefined) core.publishBrk(linux.memory.brk);
-  const program = core.program;
+export function shareSpace(space: Space, linux?: LinuxState): SharedRemote {
+  if (space.closed) throw new MachineStateError(`${space.name} is closed`);
+  const program = space.program;
+  if (!program) throw new IpreError(`${space.name} has no program loaded: load one before sharing it`);
+  const state = space.shared ?? new SharedState();
+  space.share(state);
+  if (linux !== undefined) state.publishBrk(linux.memory.brk);
   return {
     kind: "ipre.shared-remote",
     version: 1,
-    name: core.name,
-    window: core.window,
-    memorySize: core.memorySize,
-    stackSize: core.stackSize,
-    hostAddress: core.mem.hostAddr,
+    name: space.name,
+    window: space.window,
+    memorySize: space.memorySize,
+    stackSize: space.stackSize,
+    hostAddress: space.mem.hostAddr,
     pid: libc.getpid(),
-    fsBase: core.fsBase,
+    fsBase: space.fsBase,
     program: { ...program, segments: program.segments.map((s) => ({ ...s, data: new Uint8Array(0) })) },
-    state,
+    state: state.buffer,
     ...(linux !== undefined ? { linux: withoutFiles(linux) } : {}),
   };
 }
@@ -116,23 +117,17 @@ function withoutFiles(linux: LinuxState): Omit<LinuxState, "files"> {
 }
 
 /** A MachineStateError when Remotes are attached to the owner (reset, load). */
-export function refuseWhileAttached(core: Core, what: string): void {
-  const n = core.attachedRemotes();
-  if (n > 0) throw new MachineStateError(`cannot ${what} ${core.name} while ${n} Remote${n === 1 ? " is" : "s are"} attached to it (threads that called Remote.attach on its share() handle); detach them first`);
+export function refuseWhileAttached(space: Space, what: string): void {
+  const n = space.attachedRemotes();
+  if (n > 0) throw new MachineStateError(`cannot ${what} ${space.name} while ${n} Remote${n === 1 ? " is" : "s are"} attached to it (threads that called Remote.attach on its share() handle); detach them first`);
 }
 
 /**
  * The owner's close(): mark it closed first, then look for attached Remotes, so that a concurrent
  * attach() either sees the mark (and fails) or is counted here (and close is refused).
  */
-export function closeShared(core: Core): void {
-  if (!core.shared) return;
-  const state = new Int32Array(core.shared);
-  Atomics.store(state, OWNER_CLOSED, 1);
-  if (Atomics.load(state, ATTACHED) > 0) {
-    Atomics.store(state, OWNER_CLOSED, 0);
-    refuseWhileAttached(core, "close");
-  }
+export function closeShared(space: Space): void {
+  if (space.shared !== undefined && !space.shared.tryClose()) refuseWhileAttached(space, "close");
 }
 
 function isShared(h: unknown): h is SharedRemote {
@@ -141,33 +136,26 @@ function isShared(h: unknown): h is SharedRemote {
 
 /** A remote shared by another thread (or this one): connect callers to it with `connect(caller, remote)`. */
 export class Remote {
-  readonly #core: Core;
-  readonly #state: Int32Array;
+  readonly #space: Space;
   readonly hostcalls: Map<number, RemoteHostcallFn>;
 
-  private constructor(handle: SharedRemote, options: AttachOptions) {
-    const name = options.name ?? `${handle.name}@${libc.gettid()}`;
-    const print = options.print ?? ((text: string) => console.log(text.endsWith("\n") ? text.slice(0, -1) : text));
-    const core = new Core(name, handle.window, handle.memorySize, handle.stackSize, print);
-    core.attach(GuestMemory.borrow(core.base, handle.memorySize, handle.hostAddress));
-    core.program = handle.program;
-    core.fsBase = options.fsBase ?? handle.fsBase;
-    core.attached = true;
-    core.shared = handle.state;
-    this.hostcalls = new Map(Object.entries(options.hostcalls ?? {}).map(([k, v]) => [Number(k), v]));
+  private constructor(handle: SharedRemote, state: SharedState, options: AttachOptions) {
+    this.hostcalls = handlerTable(options.hostcalls);
     for (const gate of this.hostcalls.keys()) if (!(Number.isInteger(gate) && gate >= 0 && gate < HOSTCALL_GATE_COUNT - 1)) throw new RangeError(`hostcall gate ${gate} is not in 0..${HOSTCALL_GATE_COUNT - 2}`);
-    core.hostcall = (gate, a0, a1, a2, a3, a4, a5) => {
-      const fn = this.hostcalls.get(gate);
-      return fn === undefined ? NO_HANDLER : fn(a0, a1, a2, a3, a4, a5, this);
-    };
-    this.#core = core;
-    this.#state = new Int32Array(handle.state);
+    const { window, memorySize, stackSize } = handle;
+    const mem = GuestMemory.borrow(windowBase(window), memorySize, handle.hostAddress);
+    const print = options.print ?? defaultPrint;
+    const space = new Space({ name: options.name ?? `${handle.name}@${libc.gettid()}`, window, memorySize, stackSize, print, hostcall: dispatchTo(this.hostcalls, this) }, mem, true);
+    space.useProgram(handle.program);
+    space.setFsBase(options.fsBase ?? handle.fsBase);
+    space.share(state);
+    this.#space = space;
     if (handle.linux !== undefined) {
-      const proc = new LinuxProcess<Remote>(core, this, handle.linux.programEnd, { ...options.linux, path: handle.linux.path });
+      const proc = new LinuxProcess<Remote>(space, undefined, this, handle.linux.programEnd, { ...options.linux, path: handle.linux.path });
       proc.phase = handle.linux.phase;
-      core.syscall = proc.dispatch;
+      space.useSyscalls(proc.dispatch);
     }
-    registerCore(this, core);
+    registerOwners(this, space);
   }
 
   /**
@@ -177,44 +165,45 @@ export class Remote {
   static attach(handle: SharedRemote, options: AttachOptions = {}): Remote {
     if (!isShared(handle)) throw new TypeError("Remote.attach: not a handle from machine.share()");
     if (handle.pid !== libc.getpid()) throw new IpreError(`Remote.attach: ${handle.name} was shared by process ${handle.pid}; a remote can be shared only with threads of the same process`);
-    const state = new Int32Array(handle.state);
-    Atomics.add(state, ATTACHED, 1);
-    if (Atomics.load(state, OWNER_CLOSED) !== 0) {
-      Atomics.sub(state, ATTACHED, 1);
-      throw new MachineStateError(`Remote.attach: ${handle.name} is closed`);
+    const state = new SharedState(handle.state);
+    if (!state.tryAttach()) throw new MachineStateError(`Remote.attach: ${handle.name} is closed`);
+    try {
+      return new Remote(handle, state, options);
+    } catch (e) {
+      state.detach();
+      throw e;
     }
-    return new Remote(handle, options);
   }
 
   get name(): string {
-    return this.#core.name;
+    return this.#space.name;
   }
   get window(): number {
-    return this.#core.window;
+    return this.#space.window;
   }
   get program(): ElfImage | undefined {
-    return this.#core.program;
+    return this.#space.program;
   }
   /** Whether detach() ran (then connect() refuses it and its connections are gone). */
   get detached(): boolean {
-    return this.#core.closed;
+    return this.#space.closed;
   }
   /** FSBASE while the remote's code runs for this thread's callers. */
   get fsBase(): number {
-    return this.#core.fsBase;
+    return this.#space.fsBase;
   }
   set fsBase(value: number) {
-    if (this.#core.frames.length > 0 || this.#core.busyWith) throw new MachineStateError(`${this.name} is inside a call`);
-    this.#core.fsBase = value;
+    if (this.#space.busyWith) throw new MachineStateError(`${this.name} is inside a call`);
+    this.#space.setFsBase(value);
   }
   /** Why this Remote refuses calls (a timeout inside a call into it: the owner must reset), or undefined. */
   get needsReset(): string | undefined {
-    return this.#core.mustReset;
+    return this.#space.mustReset;
   }
 
   /** Address of a symbol of the remote's program. */
   symbol(name: string): number {
-    const s = this.#core.program?.symbols.get(name);
+    const s = this.#space.program?.symbols.get(name);
     if (!s) throw new IpreError(`${this.name}: no symbol "${name}" in the remote's program`);
     return s.value;
   }
@@ -230,28 +219,21 @@ export class Remote {
   guestCString(address: number, maxLength = 4096): string {
     return guestCString(this.#runner(), address, maxLength);
   }
-  #runner(): Core {
-    const r = this.#core.hostcallRunner;
+  #runner(): Cpu {
+    const r = this.#space.hostcallRunner;
     if (r === undefined) throw new GuestMemoryError(0, 0, `${this.name}: guest pointers can be followed only inside one of its hostcall handlers`);
     return r;
   }
 
   /** Disconnect this thread's callers from it and release the attachment. Idempotent; refused inside a call. */
   detach(): void {
-    const c = this.#core;
-    if (c.closed) return;
-    const running = [...c.callers].find((k) => k.inCall);
-    if (running) throw new MachineStateError(`cannot detach ${c.name} while ${running.name} is running a call`);
-    c.closed = true;
-    let error: unknown;
-    for (const caller of [...c.callers]) {
-      try {
-        caller.links.get(c.window)?.disconnect();
-      } catch (e) {
-        error ??= e;
-      }
-    }
-    Atomics.sub(this.#state, ATTACHED, 1);
+    const s = this.#space;
+    if (s.closed) return;
+    const running = [...s.callers].find((k) => k.inCall);
+    if (running) throw new MachineStateError(`cannot detach ${s.name} while ${running.name} is running a call`);
+    s.close();
+    const error = disconnectCallers(s);
+    s.shared?.detach();
     if (error !== undefined) throw error;
   }
   [Symbol.dispose](): void {

@@ -20,6 +20,8 @@ export class Vcpu {
   readonly run: DataView;
   #sregs = NativeBuffer.alloc(SIZEOF.kvm_sregs);
   #regs = NativeBuffer.alloc(SIZEOF.kvm_regs);
+  /** Thread id whose watchdog mask is installed (KVM_SET_SIGNAL_MASK); -1: none yet. */
+  #maskTid = -1;
 
   constructor(fd: number, runSize: number) {
     this.#fd = fd;
@@ -136,6 +138,7 @@ export class Vcpu {
    * (`struct kvm_signal_mask { u32 len = 8; u8 sigset[8]; }`); null removes it.
    */
   setSignalMask(mask: bigint | null): void {
+    this.#maskTid = -1;
     using buf = NativeBuffer.alloc(16);
     if (mask === null) {
       check(libc.ioctl(this.fd, KVM.SET_SIGNAL_MASK, 0), "KVM_SET_SIGNAL_MASK");
@@ -144,6 +147,16 @@ export class Vcpu {
     buf.view.setUint32(0, 8, true);
     buf.view.setBigUint64(4, mask, true);
     check(libc.ioctl(this.fd, KVM.SET_SIGNAL_MASK, buf.address), "KVM_SET_SIGNAL_MASK");
+  }
+
+  /**
+   * The signal mask of thread `tid` (its watchdog's, src/watchdog.ts), installed once per thread:
+   * KVM_SET_SIGNAL_MASK only when another thread installed the last one.
+   */
+  useThreadMask(tid: number, mask: bigint): void {
+    if (this.#maskTid === tid) return;
+    this.setSignalMask(mask);
+    this.#maskTid = tid;
   }
 
   close(): void {

@@ -8,7 +8,9 @@
  */
 import { closeSync, fstatSync, openSync, readSync, writeSync, constants as FS } from "node:fs";
 import { E, hostErrno, O, S, statOf, syntheticIno, syntheticStat, type StatInfo } from "./abi.ts";
-import type { OutputSink } from "./options.ts";
+import type { OutputSink, StdinOption } from "./options.ts";
+
+export type { StdinOption } from "./options.ts";
 
 /** What a read or write that may wait needs from the process. */
 export interface IoCtx {
@@ -18,13 +20,6 @@ export interface IoCtx {
   deadlock(what: string): Error;
 }
 
-/**
- * Standard input of a Linux program (`LinuxOptions.stdin`): bytes or a string (read once, then
- * EOF), "inherit" (this process's fd 0), a host file descriptor (a number or `{ fd }`), or a
- * synchronous read callback that fills `buf` and returns how many bytes it put there (0: EOF).
- * Either way the program sees a pipe (S_IFIFO; lseek and pread64 are ESPIPE).
- */
-export type StdinOption = Uint8Array | string | "inherit" | number | { fd: number } | ((buf: Uint8Array) => number);
 
 export const POLLIN = 1, POLLOUT = 4, POLLERR = 8, POLLHUP = 0x10;
 const PIPE_CAPACITY = 65536; // Linux's default (F_GETPIPE_SZ)

@@ -4,8 +4,8 @@
  * table of fds.ts. The data calls (read, write, poll, pipes, dup, fcntl) are in io.ts.
  */
 import { ftruncateSync, mkdirSync, readlinkSync, rmdirSync, unlinkSync } from "node:fs";
-import type { Core } from "../machine/core.ts";
-import { guestCString, guestRange } from "../machine/pointers.ts";
+import type { Cpu } from "../engine/owners.ts";
+import { guestCString, guestRange } from "../engine/pointers.ts";
 import { AT_EMPTY_PATH, AT_FDCWD, AT_SYMLINK_NOFOLLOW, direntType, E, hostErrno, O, S, writeStat, writeStatx, type StatInfo } from "./abi.ts";
 import { Directory, FdTable, HostFile, NullInput, SinkOutput, StdinPipe, type StdinOption } from "./fds.ts";
 import type { OutputSink } from "./options.ts";
@@ -61,7 +61,7 @@ export class LinuxFiles {
   }
 
   /** Serve `nr` if it is one of FILE_NR; undefined otherwise. */
-  call(r: Core, nr: number, a0: number, a1: number, a2: number, a3: number, a4: number): number | undefined {
+  call(r: Cpu, nr: number, a0: number, a1: number, a2: number, a3: number, a4: number): number | undefined {
     switch (nr) {
       case FILE_NR.open:
         return this.#open(r, AT_FDCWD, a0, a1, a2);
@@ -141,7 +141,7 @@ export class LinuxFiles {
   }
 
   /** The guest path at `ptr`, absolute and normalised against the cwd or the directory `dirfd`. */
-  #path(r: Core, dirfd: number, ptr: number): string | number {
+  #path(r: Cpu, dirfd: number, ptr: number): string | number {
     dirfd |= 0; // a C int
     const raw = guestCString(r, ptr, 4097);
     if (raw.length > 4095) return -E.ENAMETOOLONG;
@@ -162,21 +162,21 @@ export class LinuxFiles {
     return this.table.get(fd)?.stat() ?? -E.EBADF;
   }
 
-  #statAt(r: Core, dirfd: number, ptr: number, flags: number): StatInfo | number {
+  #statAt(r: Cpu, dirfd: number, ptr: number, flags: number): StatInfo | number {
     dirfd |= 0;
     if ((flags & AT_EMPTY_PATH) !== 0 && guestCString(r, ptr, 1) === "") return dirfd === AT_FDCWD ? this.#statPath(this.cwd, true) : this.#fdStat(dirfd);
     const path = this.#path(r, dirfd, ptr);
     return typeof path === "number" ? path : this.#statPath(path, (flags & AT_SYMLINK_NOFOLLOW) === 0);
   }
 
-  #putStat(r: Core, st: StatInfo | number, buf: number, statx: boolean): number {
+  #putStat(r: Cpu, st: StatInfo | number, buf: number, statx: boolean): number {
     if (typeof st === "number") return st;
     if (statx) writeStatx(guestRange(r, buf, 256, true), st);
     else writeStat(guestRange(r, buf, 144, true), st);
     return 0;
   }
 
-  #open(r: Core, dirfd: number, ptr: number, flags: number, mode: number): number {
+  #open(r: Cpu, dirfd: number, ptr: number, flags: number, mode: number): number {
     const path = this.#path(r, dirfd, ptr);
     if (typeof path === "number") return path;
     const node = this.vfs.resolve(path, (flags & O.NOFOLLOW) === 0);
@@ -217,7 +217,7 @@ export class LinuxFiles {
     return fd;
   }
 
-  #getdents(r: Core, fd: number, buf: number, count: number): number {
+  #getdents(r: Cpu, fd: number, buf: number, count: number): number {
     const d = this.table.get(fd);
     if (d === undefined) return -E.EBADF;
     if (!(d instanceof Directory)) return -E.ENOTDIR;
@@ -248,7 +248,7 @@ export class LinuxFiles {
     return n;
   }
 
-  #readlink(r: Core, dirfd: number, ptr: number, buf: number, size: number): number {
+  #readlink(r: Cpu, dirfd: number, ptr: number, buf: number, size: number): number {
     const path = this.#path(r, dirfd, ptr);
     if (typeof path === "number") return path;
     if (size <= 0) return -E.EINVAL;
@@ -270,7 +270,7 @@ export class LinuxFiles {
     return bytes.length;
   }
 
-  #access(r: Core, dirfd: number, ptr: number, mode: number, flags: number): number {
+  #access(r: Cpu, dirfd: number, ptr: number, mode: number, flags: number): number {
     if ((mode & ~7) !== 0) return -E.EINVAL;
     const path = this.#path(r, dirfd, ptr);
     if (typeof path === "number") return path;
@@ -285,7 +285,7 @@ export class LinuxFiles {
   }
 
   /** mkdir, unlink, rmdir: only inside a read-write mount. */
-  #change(r: Core, dirfd: number, ptr: number, op: (host: string) => void): number {
+  #change(r: Cpu, dirfd: number, ptr: number, op: (host: string) => void): number {
     const path = this.#path(r, dirfd, ptr);
     if (typeof path === "number") return path;
     const node: Node | number = this.vfs.resolve(path, false);

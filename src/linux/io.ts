@@ -3,8 +3,8 @@
  * vector and positioned forms, lseek, close, dup, pipes, fcntl, ioctl, sendfile, poll/select.
  * Reads go straight into guest memory, one call's worth at a time (a stream is never loaded whole).
  */
-import type { Core } from "../machine/core.ts";
-import { guestRange } from "../machine/pointers.ts";
+import type { Cpu } from "../engine/owners.ts";
+import { guestRange } from "../engine/pointers.ts";
 import { E, O } from "./abi.ts";
 import { type Desc, type IoCtx, Pipe, PipeEnd, POLLERR, POLLHUP, POLLIN, POLLOUT } from "./fds.ts";
 import type { LinuxFiles } from "./files.ts";
@@ -23,7 +23,7 @@ const POLLNVAL = 0x20;
 const SOCKET_CALLS = new Set<number>([IO_NR.connect, IO_NR.accept, IO_NR.sendto, IO_NR.recvfrom, IO_NR.sendmsg, IO_NR.recvmsg, IO_NR.shutdown, IO_NR.bind, IO_NR.listen, IO_NR.getsockname, IO_NR.getpeername, IO_NR.setsockopt, IO_NR.getsockopt]);
 
 /** Serve `nr` if it is one of IO_NR; undefined otherwise. */
-export function ioCall(f: LinuxFiles, r: Core, ctx: IoCtx, nr: number, a0: number, a1: number, a2: number, a3: number, a4: number): number | undefined {
+export function ioCall(f: LinuxFiles, r: Cpu, ctx: IoCtx, nr: number, a0: number, a1: number, a2: number, a3: number, a4: number): number | undefined {
   const t = f.table;
   const ptr = a0; // poll, ppoll, pipe and pipe2 take a pointer first (above 2 GiB in high windows)
   a0 |= 0; // every other call here takes an int (an fd, nfds) first
@@ -106,7 +106,7 @@ export function ioCall(f: LinuxFiles, r: Core, ctx: IoCtx, nr: number, a0: numbe
 }
 
 /** struct iovec[cnt] at `addr` as [base, len] pairs. */
-function iovecs(r: Core, addr: number, cnt: number): [number, number][] | number {
+function iovecs(r: Cpu, addr: number, cnt: number): [number, number][] | number {
   if (cnt < 0 || cnt > 1024) return -E.EINVAL;
   const b = guestRange(r, addr, cnt * 16, false);
   const dv = new DataView(b.buffer, b.byteOffset, b.byteLength);
@@ -116,7 +116,7 @@ function iovecs(r: Core, addr: number, cnt: number): [number, number][] | number
 }
 
 /** Read into (or write from) the guest buffers `parts` in order; stops at a short transfer. */
-function rw(r: Core, ctx: IoCtx, d: Desc | undefined, parts: [number, number][], write: boolean, at: number | undefined): number {
+function rw(r: Cpu, ctx: IoCtx, d: Desc | undefined, parts: [number, number][], write: boolean, at: number | undefined): number {
   if (d === undefined || !(write ? d.writable : d.readable)) return -E.EBADF;
   let total = 0;
   for (const [addr, len] of parts) {
@@ -132,7 +132,7 @@ function rw(r: Core, ctx: IoCtx, d: Desc | undefined, parts: [number, number][],
   return total;
 }
 
-function fcntl(f: LinuxFiles, r: Core, fd: number, cmd: number, arg: number): number {
+function fcntl(f: LinuxFiles, r: Cpu, fd: number, cmd: number, arg: number): number {
   const slot = f.table.slots.get(fd);
   if (slot === undefined) return -E.EBADF;
   switch (cmd) {
@@ -169,7 +169,7 @@ function fcntl(f: LinuxFiles, r: Core, fd: number, cmd: number, arg: number): nu
 const CHUNK = 65536;
 
 /** sendfile(out, in, offset*, count) through a host buffer, a chunk at a time. */
-function sendfile(r: Core, ctx: IoCtx, out: Desc | undefined, inp: Desc | undefined, offPtr: number, count: number): number {
+function sendfile(r: Cpu, ctx: IoCtx, out: Desc | undefined, inp: Desc | undefined, offPtr: number, count: number): number {
   if (out === undefined || inp === undefined || !out.writable || !inp.readable) return -E.EBADF;
   if (count < 0) return -E.EINVAL;
   let at: number | undefined;
@@ -205,7 +205,7 @@ function sendfile(r: Core, ctx: IoCtx, out: Desc | undefined, inp: Desc | undefi
 }
 
 /** A struct timespec (or timeval: `unit` 1e3) at `addr` in ms; -2 when invalid. */
-function timespecMs(r: Core, addr: number, unit: number): number {
+function timespecMs(r: Cpu, addr: number, unit: number): number {
   const b = guestRange(r, addr, 16, false);
   const dv = new DataView(b.buffer, b.byteOffset, 16);
   const s = Number(dv.getBigInt64(0, true)), frac = Number(dv.getBigInt64(8, true));
@@ -221,7 +221,7 @@ function nothingReady(ctx: IoCtx, timeoutMs: number, what: string): number {
   return 0;
 }
 
-function poll(f: LinuxFiles, r: Core, ctx: IoCtx, fds: number, nfds: number, timeoutMs: number): number {
+function poll(f: LinuxFiles, r: Cpu, ctx: IoCtx, fds: number, nfds: number, timeoutMs: number): number {
   if (nfds < 0 || nfds > 1024) return -E.EINVAL;
   if (timeoutMs === -2) return -E.EINVAL;
   const b = guestRange(r, fds, nfds * 8, true);
@@ -238,7 +238,7 @@ function poll(f: LinuxFiles, r: Core, ctx: IoCtx, fds: number, nfds: number, tim
   return ready > 0 ? ready : nothingReady(ctx, timeoutMs, "poll");
 }
 
-function select(f: LinuxFiles, r: Core, ctx: IoCtx, nfds: number, rd: number, wr: number, ex: number, timeoutMs: number): number {
+function select(f: LinuxFiles, r: Cpu, ctx: IoCtx, nfds: number, rd: number, wr: number, ex: number, timeoutMs: number): number {
   if (nfds < 0 || nfds > 1024) return -E.EINVAL;
   if (timeoutMs === -2) return -E.EINVAL;
   const bytes = Math.ceil(nfds / 64) * 8;

@@ -12,9 +12,9 @@ import { LinuxProgramError } from "../errors.ts";
 import { GENERAL_REGS } from "../kvm/abi.ts";
 import { PAGE_SIZE } from "../guest/layout.ts";
 import type { ElfImage } from "../guest/elf.ts";
-import type { Core } from "../machine/core.ts";
-import { runCall } from "../machine/exits.ts";
-import { resumeFast, setFsBase, writeFrame } from "../machine/parked.ts";
+import type { Cpu } from "../engine/owners.ts";
+import { runCall } from "../engine/exits.ts";
+import { resumeFast, loadFsBase, writeFrame } from "../engine/parked.ts";
 import { LinuxProcess, type LinuxOptions } from "./syscalls.ts";
 
 /** Auxiliary vector types (include/uapi/linux/auxvec.h). */
@@ -137,18 +137,19 @@ export function isLinuxProgram(elf: ElfImage): boolean {
  * runs its applets so) starts it again here: its segments reloaded, a new process that keeps
  * the fd table, within what is left of the timeout.
  */
-export function runLinux<M>(core: Core, machine: M, bytes: Uint8Array, elf: ElfImage, options: LinuxOptions<M>, timeoutMs: number): LinuxProcess<M> {
+export function runLinux<M>(cpu: Cpu, machine: M, bytes: Uint8Array, elf: ElfImage, options: LinuxOptions<M>, timeoutMs: number): LinuxProcess<M> {
   const start = performance.now();
-  let proc = new LinuxProcess<M>(core, machine, elf.highest, options);
+  const space = cpu.space;
+  let proc = new LinuxProcess<M>(space, cpu, machine, elf.highest, options);
   const first = proc;
   let argv = options.argv ?? ["program"];
   let env = Object.entries(options.env ?? {}).map(([k, v]) => `${k}=${v}`);
   for (;;) {
-    core.syscall = proc.dispatch;
+    space.useSyscalls(proc.dispatch);
     try {
-      enter(core, bytes, elf, proc, argv, env);
+      enter(cpu, bytes, elf, proc, argv, env);
       // After an execve, what is left of the timeout.
-      runCall(core, proc === first || timeoutMs <= 0 ? timeoutMs : Math.max(1, timeoutMs - (performance.now() - start)));
+      runCall(cpu, proc === first || timeoutMs <= 0 ? timeoutMs : Math.max(1, timeoutMs - (performance.now() - start)));
     } catch (e) {
       proc.close(); // the machine drops a program that failed to start: its host files go too
       throw e;
@@ -157,26 +158,27 @@ export function runLinux<M>(core: Core, machine: M, bytes: Uint8Array, elf: ElfI
     if (again === undefined) break;
     proc.memory.restore(undefined); // the pages the old image protected go back to their defaults
     for (const seg of elf.segments) {
-      const off = seg.vaddr - core.base;
-      core.mem.u8.set(seg.data, off);
-      core.mem.u8.fill(0, off + seg.filesz, off + seg.memsz);
+      const off = seg.vaddr - space.base;
+      space.mem.u8.set(seg.data, off);
+      space.mem.u8.fill(0, off + seg.filesz, off + seg.memsz);
     }
     ({ argv, env } = again);
-    proc = new LinuxProcess<M>(core, machine, elf.highest, { ...options, path: proc.path }, proc);
+    proc = new LinuxProcess<M>(space, cpu, machine, elf.highest, { ...options, path: proc.path }, proc);
   }
-  if (proc.phase === "starting") throw new LinuxProgramError(`${core.name}: the program returned from its entry point instead of calling exit`);
+  if (proc.phase === "starting") throw new LinuxProgramError(`${space.name}: the program returned from its entry point instead of calling exit`);
   return proc;
 }
 
 /** Build the initial process stack of `argv` and `env` and point the parked vCPU at e_entry. */
-function enter<M>(core: Core, bytes: Uint8Array, elf: ElfImage, proc: LinuxProcess<M>, argv: string[], env: string[]): void {
+function enter<M>(cpu: Cpu, bytes: Uint8Array, elf: ElfImage, proc: LinuxProcess<M>, argv: string[], env: string[]): void {
+  const { space, vcpu, mem } = cpu;
   const { phdr, phent, phnum } = programHeaders(bytes);
   // A static-PIE was placed at a bias (parseElf); it finds itself from AT_PHDR, so AT_BASE stays 0.
   const bias = elf.bias ?? 0;
   const random = new Uint8Array(16);
   crypto.getRandomValues(random);
   const stack = buildInitialStack({
-    top: core.memoryEnd,
+    top: space.memoryEnd,
     argv,
     env,
     execfn: proc.path,
@@ -187,13 +189,12 @@ function enter<M>(core: Core, bytes: Uint8Array, elf: ElfImage, proc: LinuxProce
       [AT.CLKTCK, 100], [AT.SECURE, 0],
     ],
   });
-  if (stack.bytes.length > core.stackSize / 2) throw new RangeError("argv and env take more than half of the stack");
-  core.mem.u8.set(stack.bytes, stack.sp - core.base);
-  const vcpu = core.vcpu!;
+  if (stack.bytes.length > space.stackSize / 2) throw new RangeError("argv and env take more than half of the stack");
+  mem.u8.set(stack.bytes, stack.sp - space.base);
   for (const r of GENERAL_REGS) vcpu.setReg(r, 0); // RDX = 0: no rtld_fini for _start to register
-  core.fsBase = 0;
-  core.callStackTop = 0;
-  setFsBase(core.mem, 0);
-  writeFrame(core.mem, elf.entry, stack.sp); // a jump to e_entry, not a call: nothing to return to
-  resumeFast(core.mem, vcpu, core.base);
+  space.setFsBase(0);
+  space.setCallStackTop(0);
+  loadFsBase(mem, 0);
+  writeFrame(mem, elf.entry, stack.sp); // a jump to e_entry, not a call: nothing to return to
+  resumeFast(mem, vcpu, space.base);
 }

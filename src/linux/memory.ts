@@ -28,8 +28,8 @@
  * reserved, mprotect is EPERM. Only the owner's program grows its memory.
  */
 import { PAGE_SIZE } from "../guest/layout.ts";
-import type { Core } from "../machine/core.ts";
-import { flushPageTables } from "../machine/service.ts";
+import type { Cpu, Space } from "../engine/owners.ts";
+import { flushPageTables } from "../engine/service.ts";
 import { PERM, type PagePerm, userPte } from "../x86/paging.ts";
 
 /** mmap/mprotect protection bits. */
@@ -67,18 +67,19 @@ function protOf(perm: PagePerm | null): number {
 }
 
 /**
- * Write page-table entries of `owner`'s window in every VM that may cache them: the owner's (a
- * machine with a vCPU) and each connected caller's, whose runtime reaches the owner's tables only
- * through its merged root; each ends on the root it runs on (inside a call: the call's).
+ * Write page-table entries of `owner`'s window in every VM that may cache them: the owner's own
+ * (`own`: a machine's Cpu; none for an attached Remote) and each connected caller's, whose runtime
+ * reaches the owner's tables only through its merged root; each ends on the root it runs on
+ * (inside a call: the call's).
  */
-function writeEverywhere(owner: Core, writes: [number, bigint][]): void {
+function writeEverywhere(owner: Space, own: Cpu | undefined, writes: [number, bigint][]): void {
   if (writes.length === 0) return;
   const vms = [...owner.callers];
-  if (!owner.attached) vms.unshift(owner);
+  if (own !== undefined) vms.unshift(own);
   for (const k of vms) {
-    if (k.closed || k.vcpu === undefined) continue;
-    const link = k === owner ? undefined : k.links.get(owner.window);
-    if (k !== owner && link === undefined) continue;
+    if (k.closed) continue;
+    const link = k === own ? undefined : k.links.get(owner.window);
+    if (k !== own && link === undefined) continue;
     if (link !== undefined && k.activeRoot() !== link.mergedRoot) flushPageTables(k, link.mergedRoot); // a CR3 load only
     for (const [gpa, v] of writes) k.ptq.pt.write64(gpa, v);
     flushPageTables(k, k.activeRoot());
@@ -96,14 +97,15 @@ export class LinuxMemory {
   /** Pages whose protection differs from their default (canonical PROT bits), by address. */
   #prot = new Map<number, number>();
 
-  constructor(readonly core: Core, programEnd: number) {
+  /** `space`: the program's; `cpu`: its own vCPU (a machine's), none in an attached Remote. */
+  constructor(readonly space: Space, readonly cpu: Cpu | undefined, programEnd: number) {
     this.brkStart = this.#brk = pageUp(programEnd);
-    this.mmapTop = this.mmapLow = core.stackGuard;
+    this.mmapTop = this.mmapLow = space.stackGuard;
     this.#publish();
   }
 
   get brk(): number {
-    return this.core.attached ? this.#ownerBrk() : this.#brk;
+    return this.space.attached ? this.#ownerBrk() : this.#brk;
   }
   /** Free ranges of the mmap area (a copy). */
   get free(): [number, number][] {
@@ -112,19 +114,19 @@ export class LinuxMemory {
 
   /** Whether page permissions may not change: other threads' VMs cache the tables (see above). */
   #frozen(): boolean {
-    return this.core.attached || this.core.attachedRemotes() > 0;
+    return this.space.attached || this.space.attachedRemotes() > 0;
   }
   /** The owner's break, as it publishes it for attached Remotes. */
   #ownerBrk(): number {
-    return this.core.shared ? this.core.sharedBrk() : this.#brk;
+    return this.space.shared?.brk() ?? this.#brk;
   }
   #publish(): void {
-    if (this.core.shared && !this.core.attached) this.core.publishBrk(this.#brk);
+    if (!this.space.attached) this.space.shared?.publishBrk(this.#brk);
   }
 
   /** brk(addr): the new break, or the current one (a query, or no room). */
   setBreak(addr: number): number {
-    if (this.core.attached) return this.#ownerBrk(); // a query, or a refusal: the break never moves here
+    if (this.space.attached) return this.#ownerBrk(); // a query, or a refusal: the break never moves here
     if (addr < this.brkStart || addr > this.mmapLow) return this.#brk; // a query, or no room: unchanged
     if (addr > this.#brk) this.#zero(this.#brk, addr);
     else this.#release(pageUp(addr), pageUp(this.#brk));
@@ -136,7 +138,7 @@ export class LinuxMemory {
   /** An anonymous mapping of `length` bytes with `prot` (MAP_FIXED at `addr`); its address or -errno. */
   mmap(addr: number, length: number, prot: number, flags: number): number {
     if (length <= 0 || (prot & ~7) !== 0) return -E.EINVAL;
-    if (this.core.attached) return -E.ENOMEM;
+    if (this.space.attached) return -E.ENOMEM;
     const want = protOf(permOf(prot));
     if (want !== RW && this.#frozen()) return -E.EPERM;
     const size = pageUp(length);
@@ -158,7 +160,7 @@ export class LinuxMemory {
 
   munmap(addr: number, length: number): number {
     if (addr % PAGE_SIZE !== 0 || length <= 0) return -E.EINVAL;
-    if (this.core.attached) return 0; // the pages stay reserved (never handed out twice)
+    if (this.space.attached) return 0; // the pages stay reserved (never handed out twice)
     const lo = Math.max(addr, this.mmapLow);
     const hi = Math.min(addr + pageUp(length), this.mmapTop);
     if (lo >= hi) return 0; // nothing of the mmap area (heap, stack, program: left alone)
@@ -176,7 +178,7 @@ export class LinuxMemory {
       if (newS < oldS) this.munmap(old + newS, oldS - newS);
       return old;
     }
-    if (this.core.attached) return -E.ENOMEM;
+    if (this.space.attached) return -E.ENOMEM;
     const prot = this.#protAt(old);
     const tail = old + oldS;
     const end = old + newS;
@@ -189,8 +191,8 @@ export class LinuxMemory {
     if ((flags & MREMAP_MAYMOVE) === 0) return -E.ENOMEM;
     const to = this.mmap(0, newS, RW, 0);
     if (to < 0) return to;
-    const b = this.core.base;
-    this.core.mem.u8.copyWithin(to - b, old - b, old - b + oldS);
+    const b = this.space.base;
+    this.space.mem.u8.copyWithin(to - b, old - b, old - b + oldS);
     this.munmap(old, oldS);
     if (prot !== RW && !this.#frozen()) this.#setProt(to, end - old + to, prot);
     return to;
@@ -199,7 +201,7 @@ export class LinuxMemory {
   mprotect(addr: number, length: number, prot: number): number {
     if (addr % PAGE_SIZE !== 0 || length < 0 || (prot & ~7) !== 0) return -E.EINVAL;
     if (length === 0) return 0;
-    if (this.core.attached) return -E.EPERM;
+    if (this.space.attached) return -E.EPERM;
     const end = addr + pageUp(length);
     if (!this.#mapped(addr, end)) return -E.ENOMEM;
     const want = protOf(permOf(prot));
@@ -214,7 +216,7 @@ export class LinuxMemory {
   madvise(addr: number, length: number, advice: number): number {
     if (addr % PAGE_SIZE !== 0 || length < 0) return -E.EINVAL;
     // MADV_DONTNEED on anonymous memory reads back zeroes afterwards (Linux); other advice is a hint.
-    if (advice === MADV_DONTNEED && !this.core.attached) {
+    if (advice === MADV_DONTNEED && !this.space.attached) {
       const lo = Math.max(addr, this.mmapLow);
       const hi = Math.min(addr + pageUp(length), this.mmapTop);
       if (lo < hi) this.#zero(lo, hi);
@@ -243,10 +245,11 @@ export class LinuxMemory {
     const target = new Map<number, number>();
     for (const [start, end, prot] of s?.prot ?? []) for (let p = start; p < end; p += PAGE_SIZE) target.set(p, prot);
     const writes: [number, bigint][] = [];
-    const { tables, ptq } = this.core;
+    const tables = this.space.tables;
+    const pt = this.cpu?.ptq.pt ?? this.space.mem.direct; // queued writes included
     for (const p of new Set([...this.#prot.keys(), ...target.keys()])) {
       const want = target.get(p) ?? this.#base(p);
-      if (protOf(tables.getPage(ptq.pt, p)) !== want) writes.push([tables.pteAddress(p), this.#pte(p, want)]);
+      if (protOf(tables.getPage(pt, p)) !== want) writes.push([tables.pteAddress(p), this.#pte(p, want)]);
     }
     this.#prot = target;
     if (s !== undefined) {
@@ -255,7 +258,7 @@ export class LinuxMemory {
       this.#free = s.free.map(([a, b]) => [a, b]);
       this.#publish();
     }
-    writeEverywhere(this.core, writes);
+    writeEverywhere(this.space, this.cpu, writes);
   }
 
   // ---- bookkeeping ----
@@ -321,7 +324,7 @@ export class LinuxMemory {
 
   /** Whether [lo, hi) is mapped user memory: not the gap, a free range or the stack guard. */
   #mapped(lo: number, hi: number): boolean {
-    const c = this.core;
+    const c = this.space;
     if (lo < c.userStart || hi > c.memoryEnd) return false;
     if (lo < c.stackGuard + PAGE_SIZE && hi > c.stackGuard) return false;
     if (lo < this.mmapLow && hi > pageUp(this.#brk)) return false;
@@ -338,7 +341,7 @@ export class LinuxMemory {
   /** The protection a page has by default: RW, or its ELF segment's (as Machine.load sets it). */
   #base(page: number): number {
     let prot: number = RW;
-    for (const s of this.core.program?.segments ?? []) {
+    for (const s of this.space.program?.segments ?? []) {
       if (page + PAGE_SIZE > s.vaddr && page < s.vaddr + s.memsz) prot = s.executable ? PROT.READ | PROT.EXEC : s.writable ? RW : PROT.READ;
     }
     return prot;
@@ -360,9 +363,9 @@ export class LinuxMemory {
       if ((this.#prot.get(p) ?? base) === prot) continue;
       if (prot === base) this.#prot.delete(p);
       else this.#prot.set(p, prot);
-      writes.push([this.core.tables.pteAddress(p), this.#pte(p, prot)]);
+      writes.push([this.space.tables.pteAddress(p), this.#pte(p, prot)]);
     }
-    writeEverywhere(this.core, writes);
+    writeEverywhere(this.space, this.cpu, writes);
   }
 
   /** Pages of [lo, hi) that leave the program go back to their default protection. */
@@ -371,16 +374,16 @@ export class LinuxMemory {
     const pages = [...this.#prot.keys()].filter((p) => p >= lo && p < hi);
     const writes: [number, bigint][] = pages.map((p) => {
       this.#prot.delete(p);
-      return [this.core.tables.pteAddress(p), this.#pte(p, this.#base(p))];
+      return [this.space.tables.pteAddress(p), this.#pte(p, this.#base(p))];
     });
-    writeEverywhere(this.core, writes);
+    writeEverywhere(this.space, this.cpu, writes);
   }
 
   #inProgram(lo: number, hi: number): boolean {
-    return (this.core.program?.segments ?? []).some((s) => lo < s.vaddr + s.memsz && hi > s.vaddr);
+    return (this.space.program?.segments ?? []).some((s) => lo < s.vaddr + s.memsz && hi > s.vaddr);
   }
 
   #zero(from: number, to: number): void {
-    this.core.mem.u8.fill(0, from - this.core.base, to - this.core.base);
+    this.space.mem.u8.fill(0, from - this.space.base, to - this.space.base);
   }
 }

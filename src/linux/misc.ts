@@ -5,9 +5,9 @@
  * sockets (none: EAFNOSUPPORT) and the calls that would make another process (fork, clone
  * without CLONE_THREAD, execve of another program: ENOSYS, told once; wait4: ECHILD).
  */
-import type { Core } from "../machine/core.ts";
-import { timedOut } from "../machine/faults.ts";
-import { guestCString, guestRange } from "../machine/pointers.ts";
+import type { Cpu, Space } from "../engine/owners.ts";
+import { timedOut } from "../engine/faults.ts";
+import { guestCString, guestRange } from "../engine/pointers.ts";
 import { E } from "./abi.ts";
 
 /** x86-64 numbers of the calls this file serves. */
@@ -34,8 +34,8 @@ export class ProcessInfo {
   pdeathsig = 0;
   dumpable = 1;
   readonly startMs = performance.now();
-  /** `core`: the machine of the process (its memory and stack size). */
-  constructor(readonly core: Core, path: string) {
+  /** `space`: where the process runs (its memory and stack size). */
+  constructor(readonly space: Space, path: string) {
     this.comm.set(encoder.encode(path.split("/").pop() ?? "").subarray(0, 15));
   }
 }
@@ -46,11 +46,14 @@ const sleepCell = new Int32Array(new SharedArrayBuffer(4));
  * Really sleep `ms` on this thread (Atomics.wait), in slices of at most 50 ms; past the running
  * call's deadline the sleep ends as that call's TimeoutError (the vCPU is parked at the syscall).
  */
-export function sleepMs(r: Core, ms: number): void {
+export function sleepMs(r: Cpu, ms: number): void {
   const end = performance.now() + ms;
   for (;;) {
     const now = performance.now();
-    if (r.callDeadline > 0 && now >= r.callDeadline) throw timedOut(r, r.callTimeoutMs, now - (r.callDeadline - r.callTimeoutMs));
+    if (r.callDeadline > 0 && now >= r.callDeadline) {
+      r.markTimedOut();
+      throw timedOut(r, r.callTimeoutMs, now - (r.callDeadline - r.callTimeoutMs));
+    }
     if (now >= end) return;
     Atomics.wait(sleepCell, 0, 0, Math.min(50, (r.callDeadline > 0 ? Math.min(end, r.callDeadline) : end) - now));
   }
@@ -63,14 +66,14 @@ export function clockNs(clock: number): bigint {
 }
 
 /** Little-endian 64-bit words into guest memory at `addr`. */
-function putWords(r: Core, addr: number, words: (number | bigint)[]): void {
+function putWords(r: Cpu, addr: number, words: (number | bigint)[]): void {
   const b = guestRange(r, addr, words.length * 8, true);
   const dv = new DataView(b.buffer, b.byteOffset, b.byteLength);
   words.forEach((w, i) => dv.setBigUint64(i * 8, BigInt.asUintN(64, BigInt(w)), true));
 }
 
 /** A NULL-terminated array of C strings at `at` (execve's argv and envp; NULL: none). */
-export function guestStrings(r: Core, at: number): string[] {
+export function guestStrings(r: Cpu, at: number): string[] {
   const out: string[] = [];
   for (let i = 0; at !== 0 && i < 4096; i++) {
     const b = guestRange(r, at + i * 8, 8, false);
@@ -82,7 +85,7 @@ export function guestStrings(r: Core, at: number): string[] {
 }
 
 /** struct timespec at `addr` as ns, or undefined when invalid. */
-function timespecNs(r: Core, addr: number): bigint | undefined {
+function timespecNs(r: Cpu, addr: number): bigint | undefined {
   const b = guestRange(r, addr, 16, false);
   const dv = new DataView(b.buffer, b.byteOffset, 16);
   const s = dv.getBigInt64(0, true), ns = dv.getBigInt64(8, true);
@@ -93,7 +96,7 @@ function timespecNs(r: Core, addr: number): bigint | undefined {
  * Serve `nr` if it is one of MISC_NR; undefined otherwise. `note(nr)` tells the user once that
  * the program asked for something a single process cannot do (onUnknownSyscall).
  */
-export function miscCall(p: ProcessInfo, r: Core, nr: number, a0: number, a1: number, a2: number, a3: number, note: (nr: number) => void): number | bigint | undefined {
+export function miscCall(p: ProcessInfo, r: Cpu, nr: number, a0: number, a1: number, a2: number, a3: number, note: (nr: number) => void): number | bigint | undefined {
   const pid = a0 | 0; // a pid_t, when the call takes one first
   switch (nr) {
     case MISC_NR.getpid:
@@ -176,10 +179,10 @@ export function miscCall(p: ProcessInfo, r: Core, nr: number, a0: number, a1: nu
       return 0;
     }
     case MISC_NR.getrlimit:
-      return rlimit(p.core, r, a0, a1);
+      return rlimit(p.space, r, a0, a1);
     case MISC_NR.prlimit64:
       if (pid !== 0 && pid !== PID) return -E.ESRCH;
-      return a3 === 0 ? 0 : rlimit(p.core, r, a1, a3);
+      return a3 === 0 ? 0 : rlimit(p.space, r, a1, a3);
     case MISC_NR.getrandom: {
       const buf = guestRange(r, a0, a1, true);
       for (let off = 0; off < buf.length; off += 65536) crypto.getRandomValues(buf.subarray(off, Math.min(buf.length, off + 65536)));
@@ -202,8 +205,8 @@ export function miscCall(p: ProcessInfo, r: Core, nr: number, a0: number, a1: nu
       b.fill(0);
       const dv = new DataView(b.buffer, b.byteOffset, 112);
       dv.setBigInt64(0, BigInt(Math.floor((performance.now() - p.startMs) / 1000)), true); // uptime
-      dv.setBigUint64(32, BigInt(p.core.memorySize), true); // totalram
-      dv.setBigUint64(40, BigInt(p.core.memorySize), true); // freeram (an estimate: all of it)
+      dv.setBigUint64(32, BigInt(p.space.memorySize), true); // totalram
+      dv.setBigUint64(40, BigInt(p.space.memorySize), true); // freeram (an estimate: all of it)
       dv.setUint16(80, 1, true); // procs
       dv.setUint32(104, 1, true); // mem_unit
       return 0;
@@ -213,7 +216,7 @@ export function miscCall(p: ProcessInfo, r: Core, nr: number, a0: number, a1: nu
   }
 }
 
-function prctl(p: ProcessInfo, r: Core, option: number, arg: number): number {
+function prctl(p: ProcessInfo, r: Cpu, option: number, arg: number): number {
   switch (option) {
     case PR.SET_NAME: {
       const b = guestRange(r, arg, 16, false);
@@ -245,7 +248,7 @@ function prctl(p: ProcessInfo, r: Core, option: number, arg: number): number {
   }
 }
 
-function rlimit(owner: Core, r: Core, resource: number, out: number): number {
+function rlimit(owner: Space, r: Cpu, resource: number, out: number): number {
   if (out === 0) return 0;
   const v = resource === RLIMIT_STACK ? BigInt(owner.stackSize) : resource === RLIMIT_NOFILE ? 1024n : RLIM_INFINITY;
   putWords(r, out, [v, v]);

@@ -3,11 +3,18 @@
  * default output sinks.
  */
 import { writeSync } from "node:fs";
-import type { StdinOption } from "./fds.ts";
 import type { FilesOption } from "./vfs.ts";
 
 /** A user handler: the six argument registers (signed), the machine; the result goes in RAX. */
 export type SyscallFn<M = unknown> = (a0: number, a1: number, a2: number, a3: number, a4: number, a5: number, machine: M) => number | bigint | void;
+
+/**
+ * Standard input of a Linux program (`LinuxOptions.stdin`): bytes or a string (read once, then
+ * EOF), "inherit" (this process's fd 0), a host file descriptor (a number or `{ fd }`), or a
+ * synchronous read callback that fills `buf` and returns how many bytes it put there (0: EOF).
+ * Either way the program sees a pipe (S_IFIFO; lseek and pread64 are ESPIPE).
+ */
+export type StdinOption = Uint8Array | string | "inherit" | number | { fd: number } | ((buf: Uint8Array) => number);
 
 /** Where a program's output goes: the bytes of one write (a copy). */
 export type OutputSink = (data: Uint8Array) => void;

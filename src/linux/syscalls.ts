@@ -6,17 +6,17 @@
  * identity, limits, the single-process answers) serve the rest. *
  * One LinuxProcess per machine holds that machine's state: its brk, its mmap region, its output
  * sinks, its TLS base. A syscall is dispatched to the process of the machine whose code made it
- * (src/machine/exits.ts: inside a remote call, the remote's), and guest pointers are checked with
- * the rights of the code that runs (src/machine/pointers.ts), so a bad pointer is a
+ * (src/engine/exits.ts: inside a remote call, the remote's), and guest pointers are checked with
+ * the rights of the code that runs (src/engine/pointers.ts), so a bad pointer is a
  * GuestMemoryError, never a host crash.
  *
  * Memory (brk, mmap, munmap, mremap, mprotect, madvise) is the business of the process's
  * LinuxMemory (memory.ts): the heap, the mmap area and its free list, page permissions.
  */
 import { LinuxProgramError, RemoteFault } from "../errors.ts";
-import type { Core } from "../machine/core.ts";
-import { FRAME_AT, setFsBase } from "../machine/parked.ts";
-import { guestCString, guestRange } from "../machine/pointers.ts";
+import type { Cpu, Space } from "../engine/owners.ts";
+import { FRAME_AT, loadFsBase } from "../engine/parked.ts";
+import { guestCString, guestRange } from "../engine/pointers.ts";
 import { LinuxMemory, type MemoryState } from "./memory.ts";
 import { E } from "./abi.ts";
 import type { IoCtx } from "./fds.ts";
@@ -108,8 +108,12 @@ export class LinuxProcess<M = unknown> {
   readonly counts = new Map<number, number>();
 
   /** `inherit`: the process this one replaces by an execve (its files and warnings go on). */
-  constructor(readonly core: Core, readonly machine: M, readonly programEnd: number, options: LinuxOptions<M>, inherit?: LinuxProcess<M>) {
-    this.memory = new LinuxMemory(core, programEnd);
+  /**
+   * `space`: where the program runs; `cpu`: its own vCPU (a machine's; none in an attached
+   * Remote, whose code runs only on callers' vCPUs).
+   */
+  constructor(readonly space: Space, readonly cpu: Cpu | undefined, readonly machine: M, readonly programEnd: number, options: LinuxOptions<M>, inherit?: LinuxProcess<M>) {
+    this.memory = new LinuxMemory(space, cpu, programEnd);
     const argv0 = options.argv?.[0] ?? "program";
     this.path = options.path ?? (argv0.startsWith("/") ? argv0 : `/${argv0.replace(/^(\.\/)+/, "")}`);
     if (!this.path.startsWith("/")) throw new RangeError(`path must be absolute (got ${JSON.stringify(this.path)})`);
@@ -122,10 +126,10 @@ export class LinuxProcess<M = unknown> {
     };
     this.#user = new Map(Object.entries(options.syscalls ?? {}).map(([k, v]) => [Number(k), v]));
     this.#trace = options.trace;
-    this.#onUnknown = options.onUnknownSyscall ?? ((nr, name) => console.warn(`ipre: ${core.name}: unsupported Linux syscall ${name} (${nr}); the program gets -ENOSYS`));
+    this.#onUnknown = options.onUnknownSyscall ?? ((nr, name) => console.warn(`ipre: ${space.name}: unsupported Linux syscall ${name} (${nr}); the program gets -ENOSYS`));
     this.#warned = inherit === undefined ? new Set() : inherit.#warned;
     this.files = inherit?.files ?? new LinuxFiles(options.files, options.stdin, this.stdout, this.stderr, this.path);
-    this.info = new ProcessInfo(core, this.path);
+    this.info = new ProcessInfo(space, this.path);
   }
 
   /** Close the host files the program has open (the machine drops the process). */
@@ -136,7 +140,7 @@ export class LinuxProcess<M = unknown> {
   /** What a snapshot keeps (memory aside). */
   state(): LinuxState {
     const { phase, exitCode, clearChildTid, path, programEnd } = this;
-    return { memory: this.memory.state(), fsBase: this.core.fsBase, callStackTop: this.core.callStackTop, phase, exitCode, clearChildTid, path, programEnd, files: this.files.state() };
+    return { memory: this.memory.state(), fsBase: this.space.fsBase, callStackTop: this.space.callStackTop, phase, exitCode, clearChildTid, path, programEnd, files: this.files.state() };
   }
 
   /** Go back to `s` (reset to a snapshot; a fork starts from it). */
@@ -145,15 +149,16 @@ export class LinuxProcess<M = unknown> {
     this.phase = s.phase;
     this.exitCode = s.exitCode;
     this.clearChildTid = s.clearChildTid;
-    this.core.fsBase = s.fsBase;
-    this.core.callStackTop = s.callStackTop;
-    setFsBase(this.core.mem, s.fsBase);
+    this.space.setFsBase(s.fsBase);
+    this.space.setCallStackTop(s.callStackTop);
+    loadFsBase(this.space.mem, s.fsBase);
     this.files.restore(s.files);
   }
 
-  /** The SyscallDispatch of this machine's core: run the syscall `runner`'s vCPU made, set RAX. */
-  readonly dispatch = (runner: Core): boolean => {
-    const v = runner.vcpu!;
+  /** The SyscallDispatch of this program's space: run the syscall `runner`'s vCPU made, set RAX. */
+  readonly dispatch = (runner: Cpu): boolean => {
+    const v = runner.vcpu;
+    const own = runner.space === this.space; // else a remote call into this program
     const nr = v.regSigned("rax");
     this.counts.set(nr, (this.counts.get(nr) ?? 0) + 1);
     const a0 = v.regSigned("rdi"), a1 = v.regSigned("rsi"), a2 = v.regSigned("rdx");
@@ -165,17 +170,17 @@ export class LinuxProcess<M = unknown> {
       if (nr === NR.exit || nr === NR.exit_group) {
         // exit() ran the program's atexit handlers and destructors before this syscall: its
         // state is gone, so the machine refuses calls until reset().
-        if (runner !== this.core || this.phase !== "starting") this.core.mustReset = `its program called ${syscallName(nr)}(${a0 & 0xff}) inside a call (its atexit handlers and destructors have run)`;
-        if (runner !== this.core) throw new LinuxProgramError(`${this.core.name}: ${syscallName(nr)}(${a0 & 0xff}) inside a remote call from ${runner.name}; a remote program cannot end the caller's run (reset it)`);
-        if (this.phase !== "starting") throw new LinuxProgramError(`${this.core.name}: the program called ${syscallName(nr)}(${a0 & 0xff}) inside a call; a call ends by returning (reset the machine)`);
+        if (!own || this.phase !== "starting") this.space.requireReset(`its program called ${syscallName(nr)}(${a0 & 0xff}) inside a call (its atexit handlers and destructors have run)`);
+        if (!own) throw new LinuxProgramError(`${this.space.name}: ${syscallName(nr)}(${a0 & 0xff}) inside a remote call from ${runner.name}; a remote program cannot end the caller's run (reset it)`);
+        if (this.phase !== "starting") throw new LinuxProgramError(`${this.space.name}: the program called ${syscallName(nr)}(${a0 & 0xff}) inside a call; a call ends by returning (reset the machine)`);
         this.exitCode = a0 & 0xff;
         this.#stop("exited", runner);
         this.#trace?.(nr, syscallName(nr), [a0, a1, a2, a3, a4, a5], undefined);
         return false;
       }
       if (nr === IPRE_NR.ipre_wait_for_requests) {
-        if (runner !== this.core || this.phase !== "starting") {
-          throw new LinuxProgramError(`${this.core.name}: ipre_wait_for_requests() inside a call${runner !== this.core ? ` from ${runner.name}` : ""}; only the start-up run (main) may wait for requests`);
+        if (!own || this.phase !== "starting") {
+          throw new LinuxProgramError(`${this.space.name}: ipre_wait_for_requests() inside a call${!own ? ` from ${runner.name}` : ""}; only the start-up run (main) may wait for requests`);
         }
         this.#stop("waiting", runner);
         this.#trace?.(nr, syscallName(nr), [a0, a1, a2, a3, a4, a5], undefined);
@@ -199,23 +204,23 @@ export class LinuxProcess<M = unknown> {
    * The start-up run ends: calls from now on start on a stack below the current frame (past
    * the 128-byte red zone a leaf function may use), so main's frame stays intact.
    */
-  #stop(phase: LinuxPhase, r: Core): void {
+  #stop(phase: LinuxPhase, r: Cpu): void {
     this.phase = phase;
     const rsp = r.mem.getU64At(FRAME_AT.rsp);
-    this.core.callStackTop = Math.floor((rsp - 128) / 16) * 16;
+    this.space.setCallStackTop(Math.floor((rsp - 128) / 16) * 16);
   }
 
   /** ipre_remote(name): a connected remote's allowed function `name` (the first found), or 0. */
-  #remote(r: Core, namePtr: number): number {
+  #remote(r: Cpu, namePtr: number): number {
     const name = guestCString(r, namePtr, 4096);
-    for (const link of this.core.links.values()) {
+    for (const link of this.cpu?.links.values() ?? []) {
       const sym = link.remote.program?.symbols.get(name);
       if (sym !== undefined && link.allow.has(sym.value)) return sym.value;
     }
     return 0;
   }
 
-  #builtin(r: Core, nr: number, a0: number, a1: number, a2: number, a3: number, a4: number, _a5: number): number | bigint {
+  #builtin(r: Cpu, nr: number, a0: number, a1: number, a2: number, a3: number, a4: number, _a5: number): number | bigint {
     switch (nr) {
       case NR.brk:
         return this.memory.setBreak(a0);
@@ -232,11 +237,11 @@ export class LinuxProcess<M = unknown> {
         return this.memory.madvise(a0, a1, a2);
       case NR.arch_prctl:
         if (a0 === ARCH_SET_FS) {
-          this.core.fsBase = a1; // what an IPRE switch into this machine's code loads
-          setFsBase(r.mem, a1); // the runtime loads it on this resume
+          this.space.setFsBase(a1); // what an IPRE switch into this program's code loads
+          loadFsBase(r.mem, a1); // the runtime loads it on this resume
           return 0;
         }
-        if (a0 === ARCH_GET_FS) return this.#putU64(r, a1, BigInt(this.core.fsBase));
+        if (a0 === ARCH_GET_FS) return this.#putU64(r, a1, BigInt(this.space.fsBase));
         return -E.EINVAL;
       case NR.set_tid_address:
         this.clearChildTid = a0;
@@ -291,12 +296,14 @@ export class LinuxProcess<M = unknown> {
   };
 
   /** What a read or write that may wait needs: sleeping within the call's deadline, the deadlock error. */
-  readonly #io: IoCtx & { runner: Core } = {
-    runner: undefined as unknown as Core,
-    wait: (ms) => sleepMs(this.#io.runner, ms),
+  readonly #io: IoCtx & { runner: Cpu | undefined } = {
+    runner: undefined,
+    wait: (ms) => {
+      if (this.#io.runner !== undefined) sleepMs(this.#io.runner, ms);
+    },
     deadlock: (what) => {
-      if (this.phase !== "starting") this.core.mustReset = `its program would wait forever inside a call (${what})`;
-      return new LinuxProgramError(`${this.core.name}: the program would wait forever: ${what} (one process, one thread: nothing else can)`);
+      if (this.phase !== "starting") this.space.requireReset(`its program would wait forever inside a call (${what})`);
+      return new LinuxProgramError(`${this.space.name}: the program would wait forever: ${what} (one process, one thread: nothing else can)`);
     },
   };
 
@@ -305,7 +312,7 @@ export class LinuxProcess<M = unknown> {
    * applets), in the start-up run. 0 when runLinux should start it again with the new argv and
    * environment (the fd table goes on, close-on-exec fds closed); else the program's error.
    */
-  #execve(r: Core, pathPtr: number, argvPtr: number, envPtr: number): number {
+  #execve(r: Cpu, pathPtr: number, argvPtr: number, envPtr: number): number {
     const path = normalize(this.files.cwd, guestCString(r, pathPtr, 4096));
     if (path !== "/proc/self/exe" && path !== this.path) {
       const node = this.files.vfs.resolve(path, true);
@@ -314,7 +321,7 @@ export class LinuxProcess<M = unknown> {
       this.#note(NR.execve); // another program: one process runs one program here
       return -E.ENOSYS;
     }
-    if (r !== this.core || this.phase !== "starting") {
+    if (r.space !== this.space || this.phase !== "starting") {
       this.#note(NR.execve);
       return -E.ENOSYS;
     }
@@ -329,22 +336,22 @@ export class LinuxProcess<M = unknown> {
    * remote, which must then be reset (it stopped half-way); else a LinuxProgramError (and inside
  * a call, too, the machine must be reset).
    */
-  #fatalSignal(r: Core, nr: number, sig: number): Error {
+  #fatalSignal(r: Cpu, nr: number, sig: number): Error {
     const what = `signal ${sig}${sig === 6 ? " (SIGABRT: abort())" : ""}`;
     const output = this.#stderrTail;
     const said = output ? `; its last stderr output: ${JSON.stringify(output)}` : "";
-    if (r !== this.core) {
+    if (r.space !== this.space) {
       const rip = r.mem.getI64At(FRAME_AT.rip) - 2; // the `syscall` instruction
-      this.core.mustReset = `it ended a call from ${r.name} with ${what}`;
+      this.space.requireReset(`it ended a call from ${r.name} with ${what}`);
       const info = { vector: -1, rip, cr2: 0, errorCode: 0, rsp: r.mem.getU64At(FRAME_AT.rsp) };
-      return new RemoteFault(info, this.core.name, { signal: sig, output, message: `remote ${this.core.name} sent itself ${what} through ${syscallName(nr)} during a call from ${r.name}${said}` });
+      return new RemoteFault(info, this.space.name, { signal: sig, output, message: `remote ${this.space.name} sent itself ${what} through ${syscallName(nr)} during a call from ${r.name}${said}` });
     }
     // Inside a call the program stopped half-way (in a start-up run there is nothing to keep).
-    if (this.phase !== "starting") this.core.mustReset = `its program ended a call with ${what}`;
-    return new LinuxProgramError(`${this.core.name}: the program sent itself ${what} through ${syscallName(nr)}${said}`, sig);
+    if (this.phase !== "starting") this.space.requireReset(`its program ended a call with ${what}`);
+    return new LinuxProgramError(`${this.space.name}: the program sent itself ${what} through ${syscallName(nr)}${said}`, sig);
   }
 
-  #putU64(r: Core, addr: number, v: bigint): number {
+  #putU64(r: Cpu, addr: number, v: bigint): number {
     const b = guestRange(r, addr, 8, true);
     new DataView(b.buffer, b.byteOffset, 8).setBigUint64(0, BigInt.asUintN(64, v), true);
     return 0;

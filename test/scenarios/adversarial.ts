@@ -86,22 +86,22 @@ type Piece = (addr: (name: string) => number) => number[];
  * same size whatever the addresses (movabs and imm64 only), so the first pass places them and the
  * second fills in the addresses, forward references included.
  */
-function assemble(base: number, pieces: Array<[string, Piece]>): { code: Uint8Array; symbols: Record<string, number>; addr: Record<string, number> } {
+function assemble<N extends string>(base: number, pieces: Array<[N, Piece]>): { code: Uint8Array; symbols: Record<string, number>; addr: Record<N, number> } {
   const offsets: Record<string, number> = {};
   let at = 0;
   for (const [name, piece] of pieces) {
     offsets[name] = at;
     at = Math.ceil((at + piece(() => 0).length) / 16) * 16;
   }
-  const addr: Record<string, number> = {};
-  for (const name of Object.keys(offsets)) addr[name] = base + offsets[name]!;
+  const addr = {} as Record<N, number>;
+  for (const [name] of pieces) addr[name] = base + (offsets[name] ?? 0);
   const lookup = (name: string) => {
-    const a = addr[name];
+    const a = offsets[name];
     if (a === undefined) throw new Error(`assemble: unknown piece ${name}`);
-    return a;
+    return base + a;
   };
   const code = new Uint8Array(at).fill(0xcc); // int3 between pieces
-  for (const [name, piece] of pieces) code.set(piece(lookup), offsets[name]!);
+  for (const [name, piece] of pieces) code.set(piece(lookup), offsets[name] ?? 0);
   return { code, symbols: offsets, addr };
 }
 
@@ -146,7 +146,7 @@ function evilProgram() {
     ["e_ret_home", () => [...mov(RSP, RBX), 0xb8, ...imm64(E_HOME_VALUE).slice(0, 4), ...RET]],
   ]);
 }
-const EVIL_EXPORTS = ["e_add1", "e_read", "e_write", "e_jmp", "e_jmp2", "e_call", "e_print", "e_hostcall", "e_ret_low", "e_ret_high", "e_plant", "e_skip_trap", "e_fs", "e_rdfs", "e_spin", "e_recurse", "e_cb_stack"];
+const EVIL_EXPORTS = ["e_add1", "e_read", "e_write", "e_jmp", "e_jmp2", "e_call", "e_print", "e_hostcall", "e_ret_low", "e_ret_high", "e_plant", "e_skip_trap", "e_fs", "e_rdfs", "e_spin", "e_recurse", "e_cb_stack"] as const;
 
 /** The malicious caller, window 0. `kv` and `evil` are the remotes' addresses it links against. */
 function attackerProgram(kv: { kv_count: number; call_back: number }, evil: Record<string, number>, traps: { callbackTrap: number }) {
@@ -250,8 +250,8 @@ export function adversarialReport(seed: number) {
     // The honest caller: kvcaller.elf, also window 0 (its own VM), connected to kvstore only.
     const B = create({ window: CALLER_WINDOW, program: exampleElf("kvcaller"), name: "kvcaller" });
     const ev = evilProgram();
-    E.loadFlat(ev.code, { symbols: ev.symbols, exports: EVIL_EXPORTS });
-    const e = ev.addr as Record<(typeof EVIL_EXPORTS)[number] | "e_ret_home", number>;
+    E.loadFlat(ev.code, { symbols: ev.symbols, exports: [...EVIL_EXPORTS] });
+    const e = ev.addr;
     const kvSym = (n: string) => K.symbol(n);
     const kv = { kv_count: kvSym("kv_count"), call_back: kvSym("call_back"), kv_lookup: kvSym("kv_lookup"), kv_insert: kvSym("kv_insert"), kv_secret: kvSym("kv_secret"), kv_data_marker: kvSym("kv_data_marker"), checksum: kvSym("checksum") };
     const at = attackerProgram(kv, e, { callbackTrap: A.callbackTrap });
@@ -465,9 +465,9 @@ export function adversarialReport(seed: number) {
     // callback with the wrong stack; a callback that jumps to the return trap or the exit trap.
     const forgedCallback = {
       outside: attempt(() => A.call("a_forge_cb")),
-      inCallback: attempt(() => call(e.e_call, a.a_forge_cb!)),
-      cbReturnTrap: attempt(() => call(e.e_call, a.a_ret_to!, A.returnTrap)),
-      cbExitTrap: attempt(() => call(e.e_call, a.a_ret_to!, A.exitTrap)),
+      inCallback: attempt(() => call(e.e_call, a.a_forge_cb)),
+      cbReturnTrap: attempt(() => call(e.e_call, a.a_ret_to, A.returnTrap)),
+      cbExitTrap: attempt(() => call(e.e_call, a.a_ret_to, A.exitTrap)),
       health: health(),
     };
 
@@ -478,7 +478,7 @@ export function adversarialReport(seed: number) {
     A.write(below, pattern);
     const stackExhaust = {
       remote: attempt(() => call(e.e_recurse)),
-      callback: attempt(() => call(e.e_call, a.a_recurse!)),
+      callback: attempt(() => call(e.e_call, a.a_recurse)),
       belowGuardIntact: A.read(below, 4096).every((b, i) => b === pattern[i]),
       health: health(),
     };
@@ -499,7 +499,7 @@ export function adversarialReport(seed: number) {
     const qBefore = hex(A.read(a.q_land!, 8));
     const stackInCode = {
       result: attempt(() => A.call("a_stack_in_code")),
-      landing: a.a_stack_in_code! + LANDING,
+      landing: a.a_stack_in_code + LANDING,
       qLand: a.q_land!,
       before: qBefore,
       after: hex(A.read(a.q_land!, 8)),
@@ -582,7 +582,7 @@ export function adversarialReport(seed: number) {
     A.write(pAt, pText);
     const ePrintedStart = ePrinted.length;
     const callerBuffer = attempt(() => call(e.e_print, pAt, pText.length));
-    const callerCodeOut = attempt(() => call(e.e_print, a.a_ret42!, 6));
+    const callerCodeOut = attempt(() => call(e.e_print, a.a_ret42, 6));
     const printFailures: Array<[string, number]> = [
       ["caller's PML4", A.base + RT.PML4],
       ["caller's merged root", A.base + RT.ROOT_POOL],
@@ -601,10 +601,10 @@ export function adversarialReport(seed: number) {
     eAction = (p, _n, _c, m) => ((handlerWrite = attempt(() => (m.guestWrite(p, wText), "written"))), 0);
     call(e.e_hostcall, pAt);
     const wAfter = decode(A.read(pAt, wText.length));
-    const codeBefore = hex(A.read(a.a_ret42!, 8));
+    const codeBefore = hex(A.read(a.a_ret42, 8));
     let handlerWriteCode: Attempt = { ok: false, message: "handler not run" };
     eAction = (p, _n, _c, m) => ((handlerWriteCode = attempt(() => (m.guestWrite(p, new Uint8Array([0xcc, 0xcc])), "written"))), 0);
-    call(e.e_hostcall, a.a_ret42!);
+    call(e.e_hostcall, a.a_ret42);
     eAction = () => 0;
     const print = {
       text: pText,
@@ -612,26 +612,26 @@ export function adversarialReport(seed: number) {
       callerBuffer,
       printed,
       callerCode: callerCodeOut,
-      callerCodeHex: hex(A.read(a.a_ret42!, 6)),
+      callerCodeHex: hex(A.read(a.a_ret42, 6)),
       failures,
       handlerRead,
       handlerWrite: { result: handlerWrite, text: wText, after: wAfter },
-      handlerWriteCode: { result: handlerWriteCode, before: codeBefore, after: hex(A.read(a.a_ret42!, 8)) },
+      handlerWriteCode: { result: handlerWriteCode, before: codeBefore, after: hex(A.read(a.a_ret42, 8)) },
       health: health(),
     };
 
     // Evil writes the caller's code and page tables, reads its guard page and another remote.
-    const code0 = hex(A.read(a.a_ret42!, 8));
+    const code0 = hex(A.read(a.a_ret42, 8));
     const callerCode = {
-      writeCode: attempt(() => call(e.e_write, a.a_ret42!, 0xcccc)),
+      writeCode: attempt(() => call(e.e_write, a.a_ret42, 0xcccc)),
       codeBefore: code0,
-      codeAfter: hex(A.read(a.a_ret42!, 8)),
+      codeAfter: hex(A.read(a.a_ret42, 8)),
       ret42: attempt(() => A.call("a_ret42")),
       writePml4: attempt(() => call(e.e_write, A.base + RT.PML4, 0x1007)),
       writeMergedRoot: attempt(() => call(e.e_write, A.base + RT.ROOT_POOL + 8, 0x1007)),
       readGuard: attempt(() => call(e.e_read, A.stackGuard)),
-      readCode: attempt(() => String(A.callBigInt("a_call", e.e_read, a.a_ret42!))),
-      codeWord: String(BigInt.asIntN(64, A.readU64(a.a_ret42!))),
+      readCode: attempt(() => String(A.callBigInt("a_call", e.e_read, a.a_ret42))),
+      codeWord: String(BigInt.asIntN(64, A.readU64(a.a_ret42))),
       readOtherRemote: attempt(() => call(e.e_read, kv.kv_data_marker)),
       health: health(),
     };
@@ -640,9 +640,9 @@ export function adversarialReport(seed: number) {
     const evilData = E.userStart + 0x1000;
     const callerData = pAt;
     const callback = {
-      call: attempt(() => call(e.e_call, a.a_ret42!)),
-      tail: attempt(() => call(e.e_jmp, a.a_ret42!)),
-      readEvil: attempt(() => call(e.e_call, a.a_read!, evilData)),
+      call: attempt(() => call(e.e_call, a.a_ret42)),
+      tail: attempt(() => call(e.e_jmp, a.a_ret42)),
+      readEvil: attempt(() => call(e.e_call, a.a_read, evilData)),
       readEvilAddress: evilData,
       execData: attempt(() => call(e.e_jmp, callerData)),
       execDataAddress: callerData,
@@ -652,7 +652,7 @@ export function adversarialReport(seed: number) {
     // Evil uses the caller's read-only q_victim as the stack of a callback: the VMM must not write
     // the callback trap there (it did, before the fix).
     const victimBefore = hex(A.read(a.q_victim!, 16));
-    const cbResult = attempt(() => call(e.e_cb_stack, a.a_retonly!, a.q_victim!));
+    const cbResult = attempt(() => call(e.e_cb_stack, a.a_retonly, a.q_victim!));
     const cbStack = {
       result: cbResult,
       before: victimBefore,
@@ -696,7 +696,7 @@ export function adversarialReport(seed: number) {
     const ownData = E.userStart + 0x1000;
     const execOwnData = { address: ownData, result: attempt(() => call(e.e_jmp, ownData)), health: health() };
 
-    const faultInCallback = { result: attempt(() => call(e.e_call, a.a_ud2!)), health: health() };
+    const faultInCallback = { result: attempt(() => call(e.e_call, a.a_ud2)), health: health() };
 
     // ================= timeouts (last: they need resets) =================
 
@@ -715,7 +715,7 @@ export function adversarialReport(seed: number) {
     };
 
     const cbKey = ri(0, fill - 1);
-    const cbSpin = attempt(() => A.invoke("a_call", [kv.call_back, a.a_spin!, 0], { timeoutMs: 200 }));
+    const cbSpin = attempt(() => A.invoke("a_call", [kv.call_back, a.a_spin, 0], { timeoutMs: 200 }));
     const callbackTimeout = {
       result: cbSpin,
       needsReset: [A, K, E, B].map((m) => m.needsReset ?? null),

@@ -13,7 +13,7 @@ export const CLOSED_PROBES = [
 ] as const;
 
 /**
- * Views taken before close() and used after it (src/machine/memory.ts, SAFETY): detached (length
+ * Views taken before close() and used after it (src/engine/memory.ts, SAFETY): detached (length
  * 0) where the runtime can detach, else a zero-filled placeholder; never unmapped memory.
  */
 export interface HeldViews {

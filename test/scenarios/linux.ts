@@ -9,7 +9,7 @@ import { Machine } from "../../src/machine/machine.ts";
 import type { ExecOptions } from "../../src/machine/machine.ts";
 import { libc } from "../../src/ffi/index.ts";
 import { Kvm } from "../../src/kvm/system.ts";
-import { ENTRY } from "../../src/machine/parked.ts";
+import { ENTRY } from "../../src/engine/parked.ts";
 import { PF_R, PF_X, writeElfHeaders } from "./elf-builder.ts";
 
 /** The CPUID KVM offers (function.index: eax ebx ecx edx), to diagnose a libc that aborts at start-up. */

@@ -15,7 +15,7 @@ import { RT, WINDOW_SIZE } from "../guest/layout.ts";
 import { runtimeBytes, stubOffset } from "../guest/runtime.ts";
 import { buildGdt, buildIdt, buildTss, GDT_LIMIT, SELECTOR, starMsr, VECTOR } from "../x86/descriptors.ts";
 import { CR0, CR4, EFER, MSR, RFLAGS_RESERVED } from "../x86/registers.ts";
-import type { Core } from "./core.ts";
+import type { GuestMemory } from "./memory.ts";
 import { ENTRY } from "./parked.ts";
 
 /** RFLAGS bits MSR_SFMASK clears on `syscall`: TF, IF, DF, IOPL, NT, AC (Linux's value). */
@@ -94,24 +94,39 @@ function cpuidHasPcid(view: DataView): boolean {
   return false;
 }
 
-/** KVM, the VM with guest memory as slot 0, and vCPU 0 with the host's CPUID. Memory must be attached. */
-export function createVm(core: Core): void {
-  const kvm = (core.kvm = acquireKvm());
-  if (!(kvm.checkExtension("SYNC_REGS") & SYNC.REGS)) throw new KvmError("KVM_CAP_SYNC_REGS", ERRNO.EOPNOTSUPP, "this KVM cannot sync general registers through kvm_run; ipre needs it");
-  const vm = (core.vm = Vm.create(kvm));
-  vm.setMemory({ slot: 0, guestPhysAddr: core.base, size: core.memorySize, hostAddr: core.mem.hostAddr });
-  if (kvm.checkExtension("SET_TSS_ADDR") > 0 && kvmFlavour() !== "pvm") vm.setTssAddr(VMX_TSS_GPA);
-  core.vcpu = vm.createVcpu(0);
-  core.vcpu.setCpuid(kvm.cpuid);
+/**
+ * KVM, the VM with guest memory (window `base`, `size` bytes at host address `hostAddr`) as slot
+ * 0, and vCPU 0 with the host's CPUID. Nothing is left open when it fails.
+ */
+export function createVm(base: number, size: number, hostAddr: number): { kvm: Kvm; vm: Vm; vcpu: Vcpu } {
+  const kvm = acquireKvm();
+  let vm: Vm | undefined;
+  try {
+    if (!(kvm.checkExtension("SYNC_REGS") & SYNC.REGS)) throw new KvmError("KVM_CAP_SYNC_REGS", ERRNO.EOPNOTSUPP, "this KVM cannot sync general registers through kvm_run; ipre needs it");
+    vm = Vm.create(kvm);
+    vm.setMemory({ slot: 0, guestPhysAddr: base, size, hostAddr });
+    if (kvm.checkExtension("SET_TSS_ADDR") > 0 && kvmFlavour() !== "pvm") vm.setTssAddr(VMX_TSS_GPA);
+    const vcpu = vm.createVcpu(0);
+    try {
+      vcpu.setCpuid(kvm.cpuid);
+    } catch (e) {
+      vcpu.close();
+      throw e;
+    }
+    return { kvm, vm, vcpu };
+  } catch (e) {
+    vm?.close();
+    releaseKvm();
+    throw e;
+  }
 }
 
 /**
  * GDT, IDT (vector → its stub on IST1; #DF on IST2, so that a broken IST1 still reports), TSS
  * and the runtime code.
  */
-export function writeRuntimeArea(core: Core): void {
-  const b = core.base;
-  const mem = core.mem.u8;
+export function writeRuntimeArea(memory: GuestMemory, b: number): void {
+  const mem = memory.u8;
   mem.set(runtimeBytes(), RT.CODE);
   mem.set(buildGdt(b + RT.TSS), RT.GDT);
   mem.set(buildTss({ rsp0: b + RT.RSP0_TOP, ist: [0, b + RT.IST1_TOP, b + RT.IST2_TOP] }), RT.TSS);
@@ -122,18 +137,18 @@ export function writeRuntimeArea(core: Core): void {
  * Long mode, ring 0, paging on (Intel SDM Vol. 3A §9.8.5), the GDT/IDT/TSS above, MSR_STAR.
  * Segment registers are derived from the GDT in guest memory (written by writeRuntimeArea).
  */
-export function setSpecialRegisters(core: Core, vcpu: Vcpu): void {
+export function setSpecialRegisters(vcpu: Vcpu, mem: GuestMemory, base: number, root: number): void {
   const s = vcpu.getSregs();
-  const gdt = core.mem.u8.subarray(RT.GDT, RT.GDT + GDT_LIMIT + 1);
+  const gdt = mem.u8.subarray(RT.GDT, RT.GDT + GDT_LIMIT + 1);
   s.cs = segmentFromGdt(gdt, SELECTOR.KERNEL_CODE);
   s.ds = s.es = s.fs = s.gs = s.ss = segmentFromGdt(gdt, SELECTOR.KERNEL_DATA);
   // KVM wants the task register busy (type 0xB); the GDT keeps it available (0x9) as `ltr` would expect.
   s.tr = { ...segmentFromGdt(gdt, SELECTOR.TSS), type: 0xb };
   s.ldt = { ...s.ldt, unusable: 1 };
-  s.gdt = { base: core.base + RT.GDT, limit: GDT_LIMIT };
-  s.idt = { base: core.base + RT.IDT, limit: VECTORS * 16 - 1 };
+  s.gdt = { base: base + RT.GDT, limit: GDT_LIMIT };
+  s.idt = { base: base + RT.IDT, limit: VECTORS * 16 - 1 };
   s.cr0 = BigInt((CR0.PE | CR0.MP | CR0.ET | CR0.NE | CR0.WP | CR0.PG) >>> 0); // PG is bit 31: keep it unsigned
-  s.cr3 = BigInt(core.normalRoot);
+  s.cr3 = BigInt(root);
   s.cr4 = BigInt(CR4.PAE | CR4.OSFXSR | CR4.OSXMMEXCPT | CR4.FSGSBASE);
   s.efer = BigInt(EFER.LME | EFER.LMA | EFER.NXE | EFER.SCE);
   vcpu.setSregs(s);
@@ -143,7 +158,7 @@ export function setSpecialRegisters(core: Core, vcpu: Vcpu): void {
     // ring 3, and the fetch of that supervisor page faults with RIP == LSTAR, which exits.ts takes
     // for the syscall (docs/ARCHITECTURE.md §4). SFMASK clears TF, DF, IF, IOPL, AC and NT on
     // entry, as Linux does.
-    [MSR.LSTAR, BigInt(core.lstar)],
+    [MSR.LSTAR, BigInt(base + ENTRY.syscall)],
     [MSR.SFMASK, SYSCALL_MASK],
     [MSR.FS_BASE, 0n],
     [MSR.GS_BASE, 0n],
@@ -151,13 +166,12 @@ export function setSpecialRegisters(core: Core, vcpu: Vcpu): void {
   ]);
 }
 
-
 /** Zeroed general registers, RIP at the runtime's boot entry, RSP at the parked frame. */
-export function setBootRegisters(core: Core, vcpu: Vcpu): void {
+export function setBootRegisters(vcpu: Vcpu, base: number): void {
   vcpu.loadRegs();
   for (const r of GENERAL_REGS) vcpu.setReg(r, 0);
-  vcpu.setReg("rip", core.base + ENTRY.boot);
-  vcpu.setReg("rsp", core.base + ENTRY.frameSp);
+  vcpu.setReg("rip", base + ENTRY.boot);
+  vcpu.setReg("rsp", base + ENTRY.frameSp);
   vcpu.setReg("rflags", RFLAGS_RESERVED);
   vcpu.storeRegs();
 }

@@ -72,7 +72,7 @@ export function setMailbox(mem: GuestMemory, index: number, value: number): void
 }
 
 /** Have the next resume load FSBASE (the thread pointer of guest TLS). */
-export function setFsBase(mem: GuestMemory, value: number): void {
+export function loadFsBase(mem: GuestMemory, value: number): void {
   mem.setU64At(MB.fsbase, value);
   setMailbox(mem, MB.fsbaseSet, 1);
 }
@@ -101,7 +101,7 @@ export function resumeFast(mem: GuestMemory, vcpu: Vcpu, base: number): void {
 export function resumeWithCr3(mem: GuestMemory, vcpu: Vcpu, base: number, root: number, fsBase: number): void {
   if (mem.u32[MB.pending] !== 0) {
     setMailbox(mem, MB.cr3, root); // other mailbox work is queued: the general path does all
-    setFsBase(mem, fsBase);
+    loadFsBase(mem, fsBase);
     return;
   }
   mem.setU64At(MB.fsbase, fsBase); // resume_cr3 loads it (mb_fsbase_set stays 0)
@@ -126,7 +126,7 @@ export function parkEntry(base: number, rip: number): number {
 export class PageTableQueue {
   readonly #writes = new Map<number, bigint>();
   /** Whether the vCPU has run: from then on writes are queued. */
-  booted = false;
+  #booted = false;
 
   constructor(readonly mem: GuestMemory) {}
 
@@ -134,10 +134,19 @@ export class PageTableQueue {
   readonly pt: PtMemory = {
     read64: (gpa) => this.#writes.get(gpa) ?? this.mem.direct.read64(gpa),
     write64: (gpa, v) => {
-      if (!this.booted) this.mem.direct.write64(gpa, v);
+      if (!this.#booted) this.mem.direct.write64(gpa, v);
       else this.#writes.set(gpa, v);
     },
   };
+
+  /** The vCPU booted: queue writes from now on. */
+  booted(): void {
+    this.#booted = true;
+  }
+  /** The runtime area is being rewritten for a reboot: write straight to memory until it booted. */
+  rebooting(): void {
+    this.#booted = false;
+  }
 
   /**
    * Move up to MAILBOX_PT_WRITES queued writes into the mailbox, for one service run; the number

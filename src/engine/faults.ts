@@ -1,0 +1,68 @@
+/**
+ * Turning an exit that is not a request into a typed error: a guest exception (GuestFault, or
+ * RemoteFault when remote code raised it), an exit the runtime should never make (GuestCrash), or
+ * a timeout. These only build the error; what it does to the state (a vCPU that must reboot, a
+ * space that must be reset) is the caller's, through the Cpu's methods. docs/ARCHITECTURE.md §4, §7.
+ */
+import { GuestCrash, GuestFault, IpreError, KvmError, RemoteFault, TimeoutError, VECTOR_NAMES, type FaultInfo } from "../errors.ts";
+import { EXIT, EXIT_NAMES } from "../kvm/abi.ts";
+import { PORT, RT, WINDOW_SIZE } from "../guest/layout.ts";
+import { runtimeBytes } from "../guest/runtime.ts";
+import type { Cpu } from "./owners.ts";
+import { VECTOR } from "../x86/descriptors.ts";
+import { FRAME_AT } from "./parked.ts";
+
+const { PF, DF } = VECTOR;
+
+/** The fault the guest raised (the frame its stub left on IST1). */
+export function guestFault(cpu: Cpu, vector: number): GuestFault {
+  const mem = cpu.mem;
+  const info: FaultInfo = {
+    vector,
+    // Signed: an upper-half (kernel) address stays exact as a negative number.
+    rip: mem.getI64At(FRAME_AT.rip),
+    cr2: vector === PF ? cpu.vcpu.cr2() : 0,
+    errorCode: mem.getU64At(FRAME_AT.error),
+    rsp: mem.getU64At(FRAME_AT.rsp),
+  };
+  if (vector === DF) return new GuestFault(info); // the vCPU must reboot: the caller marks it
+  const top = cpu.top();
+  if (top?.kind === "call" && info.rip >= top.link.remote.base && info.rip < top.link.remote.base + WINDOW_SIZE) return new RemoteFault(info, top.link.remote.name);
+  return new GuestFault(info, cpu.name);
+}
+
+/** Why the vCPU must reboot after crash(): what Cpu.markBroken records. */
+export function crashCause(reason: number): string {
+  return reason < 0 ? `KVM_RUN failed` : EXIT_NAMES[reason] ?? `exit ${reason}`;
+}
+
+/** An exit that should not happen (or a failed KVM_RUN); the caller marks the vCPU broken (crashCause). */
+export function crash(cpu: Cpu, reason: number, when: string): IpreError {
+  if (reason < 0) return new KvmError("KVM_RUN", -reason, when);
+  const vcpu = cpu.vcpu;
+  const mem = cpu.mem;
+  const vector = reason === EXIT.IO ? vcpu.ioPort - PORT.VECTOR_BASE : -1;
+  if (vector >= 0 && vector <= 31) {
+    // A stub reported an exception where none was expected: name it from the frame the CPU
+    // pushed on IST1 (the faulting instruction, its privilege level, the error code).
+    const rip = mem.getI64At(FRAME_AT.rip);
+    const cs = mem.u32[FRAME_AT.cs]! & 0xffff;
+    const errorCode = mem.getU64At(FRAME_AT.error);
+    const name = VECTOR_NAMES[vector] ?? `vector ${vector}`;
+    const base = cpu.space.base;
+    const where = rip >= base + RT.CODE && rip < base + RT.CODE + runtimeBytes().length ? " (in the ipre runtime)" : "";
+    return new GuestCrash(
+      `${cpu.name}: ${name} at rip=0x${rip.toString(16)}${where}, ring ${cs & 3}, error code 0x${errorCode.toString(16)}, ${when}; the machine reboots its vCPU on the next call`,
+      { vector, rip, errorCode, cr2: vector === PF ? vcpu.cr2() : 0, rsp: mem.getU64At(FRAME_AT.rsp) },
+    );
+  }
+  const detail = reason === EXIT.IO ? ` port=0x${vcpu.ioPort.toString(16)}` : "";
+  return new GuestCrash(`${cpu.name}: ${EXIT_NAMES[reason] ?? `exit ${reason}`}${detail} ${when} (rip=0x${vcpu.reg("rip").toString(16)}); the machine reboots its vCPU on the next call`);
+}
+
+/** The running call timed out (the caller records it with Cpu.markTimedOut: reboot, resets). */
+export function timedOut(cpu: Cpu, timeoutMs: number, elapsedMs: number): TimeoutError {
+  if (cpu.frames.length === 0) return new TimeoutError(timeoutMs, elapsedMs, cpu.name);
+  const names = cpu.remotesOnStack().map((r) => r.name).join(", ");
+  return new TimeoutError(timeoutMs, elapsedMs, `remote call from ${cpu.name} into ${names}`);
+}

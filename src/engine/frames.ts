@@ -1,0 +1,110 @@
+/**
+ * The IPRE frame stack of one vCPU: entering an allowed remote function (merge: CR3 := merged
+ * root), the return trap (unmerge), callbacks from remote code into caller code and their
+ * return, and aborting all of it when a call ends with an error. Frames come from the Cpu's
+ * preallocated pool: a call or return allocates nothing. docs/ARCHITECTURE.md §3.
+ */
+import { GuestFault, GuestMemoryError, MachineStateError, RemoteAccessError, RemoteFault, type FaultInfo } from "../errors.ts";
+import { USER_OFFSET } from "../guest/layout.ts";
+import { type Cpu, type IpreFrame, MAX_IPRE_DEPTH, type RemoteLink, type Space } from "./owners.ts";
+import { FRAME_AT, MB, resumeWithCr3, loadFsBase, setMailbox } from "./parked.ts";
+import { VECTOR } from "../x86/descriptors.ts";
+
+/** The u64 at a guest stack address (the stack is the caller's own memory). */
+export function stackU64(cpu: Cpu, rsp: number): number {
+  const space = cpu.space;
+  const off = rsp - space.base;
+  if (off < USER_OFFSET || off + 8 > space.memorySize) throw new GuestMemoryError(rsp, 8, `${space.name}: guest stack pointer 0x${rsp.toString(16)} is outside its memory`);
+  if (off % 8 !== 0) throw new GuestMemoryError(rsp, 8, `${space.name}: guest stack pointer 0x${rsp.toString(16)} is not 8-byte aligned`);
+  return cpu.mem.getU64At(off >> 2);
+}
+
+/** The return address at [rsp] for messages, or 0. */
+export function callerOf(cpu: Cpu, rsp: number): number {
+  try {
+    return stackU64(cpu, rsp);
+  } catch {
+    return 0;
+  }
+}
+
+/**
+ * The VMM replaces the return address at [rsp] with a trap: only where the guest code itself
+ * could write (a user-writable page; checked on the leaf entry, the upper levels of a window's
+ * own tables are always user-writable), else this is the #PF a `push` there would have raised,
+ * blamed on `remote` when remote code set up that stack.
+ */
+function checkTrapSlot(cpu: Cpu, rsp: number, remote: Space | undefined): void {
+  const space = cpu.space;
+  const lo = cpu.mem.u32[(space.tables.pteAddress(rsp) - space.base) >> 2] ?? 0;
+  if ((lo & 7) === 7) return; // present, writable, user
+  const info: FaultInfo = { vector: VECTOR.PF, rip: cpu.mem.getI64At(FRAME_AT.rip), cr2: rsp, errorCode: (lo & 1) | 2 | 4, rsp };
+  throw remote !== undefined ? new RemoteFault(info, remote.name) : new GuestFault(info, space.name);
+}
+
+/** Replace the return address at [rsp] by `trap`. */
+function setTrap(cpu: Cpu, rsp: number, trap: number): void {
+  cpu.mem.setU64At((rsp - cpu.space.base) >> 2, trap);
+}
+
+/**
+ * Load the address space of `frame` (the innermost): the merged root of a call, or the normal
+ * root for a callback or for no IPRE at all; FSBASE follows whose code runs.
+ */
+function switchTo(cpu: Cpu, frame: IpreFrame | undefined): void {
+  const call = frame?.kind === "call";
+  resumeWithCr3(cpu.mem, cpu.vcpu, cpu.space.base, call ? frame.link.mergedRoot : cpu.normalRoot, call ? frame.link.remote.fsBase : cpu.space.fsBase);
+}
+
+/** Caller code jumped to `entry` in a connected remote: check it, install the return trap, merge. */
+export function enterRemote(cpu: Cpu, link: RemoteLink, entry: number, rsp: number, from: RemoteLink | undefined): void {
+  const remote = link.remote;
+  if (from !== undefined) {
+    throw new RemoteAccessError(entry, `${from.remote.name}: call to 0x${entry.toString(16)} in ${remote.name} from remote code: nested remote calls are not supported from inside a remote (call it from a callback into the caller instead)`);
+  }
+  if (cpu.frames.length >= MAX_IPRE_DEPTH) throw new RemoteAccessError(entry, `${cpu.name}: more than ${MAX_IPRE_DEPTH} nested IPRE calls and callbacks`);
+  if (!link.allow.has(entry)) {
+    const syms = [...(remote.program?.symbols.values() ?? [])].filter((s) => s.value === entry);
+    const sym = (syms.find((s) => s.type === "func") ?? syms[0])?.name;
+    throw new RemoteAccessError(entry, `${cpu.name}: 0x${entry.toString(16)}${sym ? ` (${sym})` : ""} is not an allowed entry point of ${remote.name}`);
+  }
+  const busyWith = remote.busyWith;
+  if (busyWith !== undefined && busyWith !== cpu) throw new RemoteAccessError(entry, `${remote.name} is busy with a call from ${busyWith.name}`);
+  if (remote.closed) throw new MachineStateError(`${remote.name} is closed`);
+  if (remote.mustReset !== undefined) throw new MachineStateError(`${remote.name} must be reset before it serves calls again (${remote.mustReset})`);
+  const returnAddress = stackU64(cpu, rsp);
+  checkTrapSlot(cpu, rsp, undefined);
+  setTrap(cpu, rsp, cpu.space.returnTrap);
+  remote.occupy(cpu);
+  switchTo(cpu, cpu.pushFrame("call", link, returnAddress, rsp));
+  cpu.onRemoteEntry?.(entry);
+}
+
+/**
+ * The remote returned from a call, or caller code from a callback (a fetch of the return or
+ * callback trap with the stack where the frame left it): restore the real return address and
+ * the address space of the frame below. False when it is not that (a genuine fault).
+ */
+export function returnFrom(cpu: Cpu, top: IpreFrame, rsp: number): boolean {
+  if (rsp !== top.rsp + 8) return false;
+  cpu.popFrame(); // frees a remote that is no longer on the stack
+  cpu.mem.setU64At(FRAME_AT.rip, top.returnAddress);
+  switchTo(cpu, cpu.top());
+  return true;
+}
+
+/** A callback: remote code called caller code (a fetch fault: caller code is no-execute while merged). */
+export function callback(cpu: Cpu, link: RemoteLink, rsp: number): void {
+  const returnAddress = stackU64(cpu, rsp);
+  checkTrapSlot(cpu, rsp, link.remote);
+  setTrap(cpu, rsp, cpu.space.callbackTrap);
+  switchTo(cpu, cpu.pushFrame("callback", link, returnAddress, rsp)); // RIP stays at the target: it retries unmerged
+}
+
+/** A call ended by an exception: undo the merge so that the next resume runs unmerged. */
+export function abortRemoteCall(cpu: Cpu): void {
+  if (cpu.frames.length === 0) return;
+  setMailbox(cpu.mem, MB.cr3, cpu.normalRoot);
+  loadFsBase(cpu.mem, cpu.space.fsBase);
+  cpu.dropFrames();
+}

@@ -1,0 +1,106 @@
+/**
+ * Service runs: every KVM_RUN outside a call. Boot, the page-table flushes behind protect(),
+ * connect() and disconnect(), and the raw exit floor of `serviceRun()`. They execute only
+ * ring-0 runtime code, which parks again with an `out`; each has its own watchdog, so a runtime
+ * that does not park is a GuestCrash, not a hang. A vCPU that a timeout or crash stopped
+ * mid-guest is rebooted first. docs/ARCHITECTURE.md §4, §7.
+ */
+import { GuestCrash, hex } from "../errors.ts";
+import { ERRNO } from "../errno.ts";
+import { EXIT } from "../kvm/abi.ts";
+import { PORT } from "../guest/layout.ts";
+import { armWatchdog, Watchdog } from "../watchdog.ts";
+import type { Cpu } from "./owners.ts";
+import { crash, crashCause } from "./faults.ts";
+import { clearMailbox, MB, parkEntry, loadFsBase, setMailbox } from "./parked.ts";
+import { setBootRegisters, setSpecialRegisters, writeRuntimeArea } from "./boot.ts";
+
+/** Upper bound of a boot or service run in ms (0 = none); Machine.serviceRunLimitMs sets it. */
+export const serviceLimit = { ms: 5000 };
+
+/**
+ * Run the parked (or booting) vCPU until the runtime exits on `port`. Inside a call (a hostcall
+ * handler that changes page tables) the call's timer is re-armed for the rest of its deadline
+ * afterwards.
+ */
+function expectPark(cpu: Cpu, port: number, what: string): void {
+  const vcpu = cpu.vcpu;
+  const limit = serviceLimit.ms;
+  const start = performance.now();
+  const callDeadline = cpu.inCall ? cpu.callDeadline : 0;
+  const watchdog = limit > 0 ? armWatchdog(vcpu, limit) : undefined;
+  try {
+    for (;;) {
+      const reason = vcpu.runOnce();
+      if (reason !== -ERRNO.EINTR) {
+        if (reason !== EXIT.IO || vcpu.ioPort !== port) {
+          cpu.markBroken(crashCause(reason));
+          throw crash(cpu, reason, `during ${what}`);
+        }
+        return;
+      }
+      if (watchdog === undefined) Watchdog.drainStray();
+      else if (watchdog.drain()) {
+        const elapsed = performance.now() - start;
+        if (elapsed >= limit * 0.999) {
+          cpu.markBroken("a service run that did not park");
+          throw new GuestCrash(`${cpu.name}: the runtime did not park within ${limit} ms during ${what} (rip=${hex(vcpu.reg("rip"))}); the machine reboots its vCPU on the next use`);
+        }
+        watchdog.arm(limit - elapsed); // early (a stale signal): keep the deadline
+      }
+    }
+  } finally {
+    if (watchdog) {
+      watchdog.disarm();
+      watchdog.drain();
+      if (callDeadline > 0) watchdog.arm(Math.max(0.001, callDeadline - performance.now()));
+    }
+  }
+}
+
+/** Run the runtime's boot entry until it parks (first `out`); from then on page-table writes are queued. */
+export function boot(cpu: Cpu): void {
+  setBootRegisters(cpu.vcpu, cpu.space.base);
+  expectPark(cpu, PORT.BOOT, "boot");
+  cpu.ptq.booted();
+}
+
+/** Bring a vCPU that stopped abnormally (timeout, shutdown, double fault) back to the parked state. */
+export function recover(cpu: Cpu): void {
+  const { space, mem } = cpu;
+  writeRuntimeArea(mem, space.base);
+  setSpecialRegisters(cpu.vcpu, mem, space.base, cpu.normalRoot);
+  clearMailbox(mem);
+  cpu.ptq.rebooting();
+  boot(cpu);
+  cpu.markRecovered();
+  if (space.fsBase !== 0) loadFsBase(mem, space.fsBase);
+}
+
+/** Reboot the vCPU first if it was stopped mid-guest: the guest never runs in a service run. */
+function readyForService(cpu: Cpu): void {
+  cpu.requireOpen();
+  if (cpu.broken !== undefined) recover(cpu);
+}
+
+/**
+ * Let the runtime apply the queued page-table writes and then reload CR3 with `root` (which
+ * flushes the TLB), in service runs of up to MAILBOX_PT_WRITES writes.
+ */
+export function flushPageTables(cpu: Cpu, root = cpu.normalRoot): void {
+  readyForService(cpu);
+  let left: number;
+  do {
+    left = cpu.ptq.stageBatch(root);
+    expectPark(cpu, PORT.SERVICE, "page-table service run");
+  } while (left > 0);
+}
+
+/** One KVM_RUN that runs a single ring-0 `out` (or applies pending mailbox work first). */
+export function serviceRun(cpu: Cpu): void {
+  readyForService(cpu);
+  const vcpu = cpu.vcpu;
+  if (cpu.mem.u32[MB.pending] === 0) vcpu.setReg("rip", parkEntry(cpu.space.base, vcpu.reg("rip")));
+  else setMailbox(cpu.mem, MB.service, 1); // apply what is queued on the way
+  expectPark(cpu, PORT.SERVICE, "service run");
+}
