@@ -6,63 +6,11 @@
  * Also `ipre run` with Linux programs: a caller and a --remote are started before the call.
  * In the style of test/cli.test.ts (all commands start in beforeAll, a few at a time).
  */
-import { spawn, spawnSync } from "node:child_process";
-import { existsSync, readdirSync, statSync } from "node:fs";
-import { join } from "node:path";
 import { beforeAll, describe, expect, it } from "vitest";
+import { ensureDist, runCli, type CliResult } from "./cli-run.ts";
 import { parseExecArgs } from "../src/cli.ts";
-import { repoRoot, RUNTIMES, type Runtime } from "./harness.ts";
+import { RUNTIMES, type Runtime } from "./harness.ts";
 import { describeKvm, describePure, upperMs } from "./kvm.ts";
-
-function cliCommand(rt: Runtime, args: string[]): [string, string[]] {
-  if (rt === "node") return [process.execPath, ["bin/ipre.js", ...args]];
-  if (rt === "bun") return [`${repoRoot}node_modules/.bin/bun`, ["src/cli.ts", ...args]];
-  return [`${repoRoot}node_modules/.bin/deno`, ["run", "--allow-all", "src/cli.ts", ...args]];
-}
-
-interface CliResult {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
-
-function runCli(rt: Runtime, args: string[]): Promise<CliResult> {
-  const [cmd, argv] = cliCommand(rt, args);
-  return new Promise((resolve, reject) => {
-    const child = spawn(cmd, argv, {
-      cwd: repoRoot,
-      env: { ...process.env, IPRE_WHO: `cli-${rt}`, NO_COLOR: "1", DENO_NO_UPDATE_CHECK: "1", DENO_NO_PROMPT: "1" },
-      stdio: ["ignore", "pipe", "pipe"],
-    });
-    let stdout = "", stderr = "";
-    child.stdout.setEncoding("utf8").on("data", (d: string) => (stdout += d));
-    child.stderr.setEncoding("utf8").on("data", (d: string) => (stderr += d));
-    const timer = setTimeout(() => child.kill("SIGKILL"), upperMs(90_000));
-    child.on("error", reject);
-    child.on("close", (code) => {
-      clearTimeout(timer);
-      resolve({ code, stdout, stderr });
-    });
-  });
-}
-
-/** Newest modification time under a directory (recursive), for the dist/ freshness check. */
-function newest(dir: string): number {
-  let t = 0;
-  for (const e of readdirSync(dir, { withFileTypes: true })) {
-    const p = join(dir, e.name);
-    t = Math.max(t, e.isDirectory() ? newest(p) : statSync(p).mtimeMs);
-  }
-  return t;
-}
-
-/** Node runs the compiled CLI: build dist/ unless it is newer than every source file. */
-function ensureDist(): void {
-  const cli = `${repoRoot}dist/cli.js`;
-  if (existsSync(cli) && newest(`${repoRoot}dist`) >= newest(`${repoRoot}src`)) return;
-  const r = spawnSync(process.execPath, [`${repoRoot}node_modules/typescript/bin/tsc`, "-p", "tsconfig.json"], { cwd: repoRoot, encoding: "utf8" });
-  if (r.status !== 0) throw new Error(`tsc -p tsconfig.json failed (exit ${r.status}):\n${r.stdout}\n${r.stderr}`);
-}
 
 describePure("parseExecArgs: options end at the program", () => {
   it("options before the program are ipre's, every word after it the program's", () => {
@@ -98,7 +46,7 @@ describeKvm("ipre exec on Node, Bun and Deno", () => {
   const results = new Map<string, CliResult>();
   beforeAll(async () => {
     ensureDist();
-    const jobs = RUNTIMES.flatMap((rt) => (Object.keys(CASES) as Case[]).map((c) => async () => results.set(`${rt}:${c}`, await runCli(rt, [...CASES[c]]))));
+    const jobs = RUNTIMES.flatMap((rt) => (Object.keys(CASES) as Case[]).map((c) => async () => results.set(`${rt}:${c}`, await runCli(rt, [...CASES[c]], { env: { IPRE_WHO: `cli-${rt}` } }))));
     let next = 0;
     await Promise.all(Array.from({ length: 3 }, async () => {
       while (next < jobs.length) await jobs[next++]!();

@@ -4,12 +4,14 @@
  * (a few at a time); the tests then check each runtime's results with the same assertions.
  */
 import { spawn, spawnSync } from "node:child_process";
-import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { cliCommand, ensureDist, runCli, type CliResult } from "./cli-run.ts";
 import { repoRoot } from "./harness.ts";
 import { describeKvm, describePure, NESTED, upperMs } from "./kvm.ts";
+import { rng } from "./scenarios/common.ts";
 
 const RUNTIMES = ["node", "bun", "deno"] as const;
 type Runtime = (typeof RUNTIMES)[number];
@@ -18,58 +20,6 @@ type Runtime = (typeof RUNTIMES)[number];
 const CACHE = mkdtempSync(join(tmpdir(), "ipre-cli-cc-"));
 afterAll(() => rmSync(CACHE, { recursive: true, force: true }));
 const VERSION = (JSON.parse(readFileSync(`${repoRoot}package.json`, "utf8")) as { version: string }).version;
-
-function cliCommand(rt: Runtime, args: string[]): [string, string[]] {
-  if (rt === "node") return [process.execPath, ["bin/ipre.js", ...args]];
-  if (rt === "bun") return [`${repoRoot}node_modules/.bin/bun`, ["src/cli.ts", ...args]];
-  return [`${repoRoot}node_modules/.bin/deno`, ["run", "--allow-all", "src/cli.ts", ...args]];
-}
-
-interface CliResult {
-  code: number | null;
-  signal: string | null;
-  stdout: string;
-  stderr: string;
-  lastLine: string;
-}
-
-function runCli(rt: Runtime, args: string[]): Promise<CliResult> {
-  const [cmd, argv] = cliCommand(rt, args);
-  return new Promise((resolve, reject) => {
-    const child = spawn(cmd, argv, {
-      cwd: repoRoot,
-      env: { ...process.env, NO_COLOR: "1", DENO_NO_UPDATE_CHECK: "1", DENO_NO_PROMPT: "1", IPRE_CACHE_DIR: CACHE },
-      stdio: ["ignore", "pipe", "pipe"],
-    });
-    let stdout = "", stderr = "";
-    child.stdout.setEncoding("utf8").on("data", (d: string) => (stdout += d));
-    child.stderr.setEncoding("utf8").on("data", (d: string) => (stderr += d));
-    const timer = setTimeout(() => child.kill("SIGKILL"), upperMs(90_000));
-    child.on("error", reject);
-    child.on("close", (code, signal) => {
-      clearTimeout(timer);
-      resolve({ code, signal, stdout, stderr, lastLine: stdout.trimEnd().split("\n").pop() ?? "" });
-    });
-  });
-}
-
-/** Newest modification time under a directory (recursive), for the dist/ freshness check. */
-function newest(dir: string): number {
-  let t = 0;
-  for (const e of readdirSync(dir, { withFileTypes: true })) {
-    const p = join(dir, e.name);
-    t = Math.max(t, e.isDirectory() ? newest(p) : statSync(p).mtimeMs);
-  }
-  return t;
-}
-
-/** Node runs the compiled CLI: build dist/ unless it is newer than every source file. */
-function ensureDist(): void {
-  const cli = `${repoRoot}dist/cli.js`;
-  if (existsSync(cli) && statSync(cli).mtimeMs >= newest(`${repoRoot}src`) && newest(`${repoRoot}dist`) >= newest(`${repoRoot}src`)) return;
-  const r = spawnSync(process.execPath, [`${repoRoot}node_modules/typescript/bin/tsc`, "-p", "tsconfig.json"], { cwd: repoRoot, encoding: "utf8" });
-  if (r.status !== 0) throw new Error(`tsc -p tsconfig.json failed (exit ${r.status}):\n${r.stdout}\n${r.stderr}`);
-}
 
 /** Run jobs with at most `limit` at a time. */
 async function pool<T>(jobs: Array<() => Promise<T>>, limit: number): Promise<T[]> {
@@ -85,7 +35,11 @@ async function pool<T>(jobs: Array<() => Promise<T>>, limit: number): Promise<T[
   return out;
 }
 
-const rand = (lo: number, hi: number) => lo + Math.floor(Math.random() * (hi - lo + 1));
+/** The random arguments come from a seed that a failure names (IPRE_TEST_SEED repeats a run). */
+const SEED = Number(process.env.IPRE_TEST_SEED ?? Math.floor(Math.random() * 2 ** 31));
+const random = rng(SEED);
+const rand = (lo: number, hi: number) => lo + Math.floor(random() * (hi - lo + 1));
+console.log(`cli test seed ${SEED} (IPRE_TEST_SEED to repeat)`);
 const A = rand(-1e12, 1e12), B = rand(-1e12, 1e12);
 const BIG = 2n ** 62n + BigInt(rand(0, 1e9));
 const KEY = rand(0, 1e6), VALUE = rand(-1e6, 1e6);
@@ -99,7 +53,7 @@ class CliRuns<N extends string> {
   async run(commands: Readonly<Record<N, readonly string[]>>, alone: readonly N[] = []): Promise<void> {
     ensureDist();
     const names = Object.keys(commands) as N[];
-    const job = (rt: Runtime, name: N) => async () => void this.#results.set(`${rt}:${name}`, await runCli(rt, [...commands[name]]));
+    const job = (rt: Runtime, name: N) => async () => void this.#results.set(`${rt}:${name}`, await runCli(rt, [...commands[name]], { env: { IPRE_CACHE_DIR: CACHE } }));
     await pool(names.filter((n) => !alone.includes(n)).flatMap((name) => RUNTIMES.map((rt) => job(rt, name))), 6);
     for (const name of alone) for (const rt of RUNTIMES) await job(rt, name)();
   }

@@ -7,10 +7,11 @@
  *    (else reported as skipped, with the reason), and the files written.
  */
 import { spawnSync } from "node:child_process";
-import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from "node:fs";
+import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
+import { cliCommand, ensureDist } from "./cli-run.ts";
 import { JsKv, KV_MISSING, keyBase, runWorkload, type FaninClient } from "../src/bench/fanin-workload.ts";
 import { repoRoot } from "./harness.ts";
 import { describeKvmOptional, describePure, HAVE_KVM, upperMs } from "./kvm.ts";
@@ -70,36 +71,13 @@ describePure("fan-in workload", () => {
 
 // ---------------------------------------------------------------- the CLI on three runtimes
 
-function newest(dir: string): number {
-  let t = 0;
-  for (const e of readdirSync(dir, { withFileTypes: true })) {
-    const p = join(dir, e.name);
-    t = Math.max(t, e.isDirectory() ? newest(p) : statSync(p).mtimeMs);
-  }
-  return t;
-}
-
-/** Node runs the compiled CLI: build dist/ unless it is newer than every source file (as test/cli.test.ts does). */
-function ensureDist(): void {
-  const cli = `${repoRoot}dist/cli.js`;
-  if (existsSync(cli) && newest(`${repoRoot}dist`) >= newest(`${repoRoot}src`) && existsSync(`${repoRoot}dist/bench/fanin-worker.js`)) return;
-  const r = spawnSync(process.execPath, [`${repoRoot}node_modules/typescript/bin/tsc`, "-p", "tsconfig.json"], { cwd: repoRoot, encoding: "utf8" });
-  if (r.status !== 0) throw new Error(`tsc -p tsconfig.json failed (exit ${r.status}):\n${r.stdout}\n${r.stderr}`);
-}
-
 const RUNTIMES = ["node", "bun", "deno"] as const;
-
-function command(rt: (typeof RUNTIMES)[number], args: string[]): [string, string[]] {
-  if (rt === "node") return [process.execPath, ["bin/ipre.js", ...args]];
-  if (rt === "bun") return [`${repoRoot}node_modules/.bin/bun`, ["src/cli.ts", ...args]];
-  return [`${repoRoot}node_modules/.bin/deno`, ["run", "--allow-all", "src/cli.ts", ...args]];
-}
 
 describeKvmOptional("ipre bench fanin", () => describe.each(RUNTIMES)("%s", (rt) => {
   it("--workers 1,2 --ops 500 --json: both baselines at both counts, every row sane, ipre measured where KVM is usable", () => {
-    if (rt === "node") ensureDist();
+    if (rt === "node") ensureDist(["cli.js", "mod.js", "bench/fanin-worker.js"]);
     const dir = join(outRoot, rt);
-    const [cmd, argv] = command(rt, ["bench", "fanin", "--workers", "1,2", "--ops", "500", "--warmup", "50", "--json", "--quiet", "--out", dir]);
+    const [cmd, argv] = cliCommand(rt, ["bench", "fanin", "--workers", "1,2", "--ops", "500", "--warmup", "50", "--json", "--quiet", "--out", dir]);
     const r = spawnSync(cmd, argv, { cwd: repoRoot, encoding: "utf8", timeout: upperMs(90_000), env: { ...process.env, NO_COLOR: "1", DENO_NO_UPDATE_CHECK: "1" } });
     expect(r.status, `${r.stderr}\n${r.stdout}`).toBe(0);
     const json = JSON.parse(r.stdout.trimEnd().split("\n").pop()!);

@@ -23,6 +23,7 @@ import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, 
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, expect, it } from "vitest";
+import { newest } from "./cli-run.ts";
 import { repoRoot } from "./harness.ts";
 import { describeKvm, describePure, HAVE_KVM, NESTED, TEST_PART, upperMs } from "./kvm.ts";
 
@@ -119,16 +120,6 @@ function sh(line: string, cwd = app, limitMs = 60_000): Promise<Run> {
       resolve({ code, stdout, stderr, last: stdout.trimEnd().split("\n").pop() ?? "" });
     });
   });
-}
-
-/** Newest modification time under a directory (recursive). */
-function newest(dir: string): number {
-  let t = 0;
-  for (const e of readdirSync(dir, { withFileTypes: true })) {
-    const p = join(dir, e.name);
-    t = Math.max(t, e.isDirectory() ? newest(p) : statSync(p).mtimeMs);
-  }
-  return t;
 }
 
 /** Bytes under a directory (recursive, symlinks not followed). */

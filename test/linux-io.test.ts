@@ -6,10 +6,11 @@
  * natively on the same input and files. Then `ipre exec` on the three runtimes: its stdin (1 MiB
  * and a streamed 64 MiB), --mount and --allow-read.
  */
-import { spawn, spawnSync } from "node:child_process";
+import { spawnSync } from "node:child_process";
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { runCli, type CliResult } from "./cli-run.ts";
 import { collectReports, repoRoot, ReportSet, RUNTIMES, type Runtime } from "./harness.ts";
 import { describeKvm, upperMs } from "./kvm.ts";
 import { binaryInput, findBusybox, linuxIoReport, MiB, sha256, textInput, type IoReport, type IoRun } from "./scenarios/linux-io.ts";
@@ -155,38 +156,6 @@ describeKvm("linux: busybox with stdin and allowed files (Machine.exec)", () => 
   });
 });
 
-function cliCommand(rt: Runtime, args: string[]): [string, string[]] {
-  if (rt === "node") return [process.execPath, ["bin/ipre.js", ...args]];
-  if (rt === "bun") return [`${repoRoot}node_modules/.bin/bun`, ["src/cli.ts", ...args]];
-  return [`${repoRoot}node_modules/.bin/deno`, ["run", "--allow-all", "src/cli.ts", ...args]];
-}
-
-interface CliResult {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
-
-/** `ipre exec …` with `input` written to its stdin a chunk at a time (64 MiB is never one buffer). */
-function runCli(rt: Runtime, args: string[], input: (write: (b: Uint8Array) => Promise<void>) => Promise<void>): Promise<CliResult> {
-  const [cmd, argv] = cliCommand(rt, ["exec", ...args]);
-  return new Promise((resolve, reject) => {
-    const child = spawn(cmd, argv, { cwd: repoRoot, env: { ...process.env, NO_COLOR: "1", DENO_NO_UPDATE_CHECK: "1", DENO_NO_PROMPT: "1" }, stdio: ["pipe", "pipe", "pipe"] });
-    let stdout = "", stderr = "";
-    child.stdout.setEncoding("utf8").on("data", (d: string) => (stdout += d));
-    child.stderr.setEncoding("utf8").on("data", (d: string) => (stderr += d));
-    child.stdin.on("error", () => {}); // the program may end before reading it all
-    const timer = setTimeout(() => child.kill("SIGKILL"), upperMs(120_000));
-    child.on("error", reject);
-    child.on("close", (code) => {
-      clearTimeout(timer);
-      resolve({ code, stdout, stderr });
-    });
-    const write = (b: Uint8Array) => new Promise<void>((res) => (child.stdin.write(b) ? res() : child.stdin.once("drain", res)));
-    input(write).then(() => child.stdin.end(), () => child.stdin.end());
-  });
-}
-
 describeKvm("ipre exec: stdin, --mount and --allow-read on Node, Bun and Deno", () => {
   const results = new Map<string, CliResult>();
   let fixture = "";
@@ -209,7 +178,7 @@ describeKvm("ipre exec: stdin, --mount and --allow-read on Node, Bun and Deno", 
       rw: [["--mount", `${fixture}/out-node:/out:rw`, BUSYBOX, "sh", "-c", "cat > /out/cli"], (w) => w(new TextEncoder().encode("from stdin\n"))],
       badMount: [["--mount", "relative-guest", BUSYBOX, "true"], none],
     };
-    const jobs = RUNTIMES.flatMap((rt) => Object.entries(cases).map(([k, [args, input]]) => async () => results.set(`${rt}:${k}`, await runCli(rt, args, input))));
+    const jobs = RUNTIMES.flatMap((rt) => Object.entries(cases).map(([k, [args, input]]) => async () => results.set(`${rt}:${k}`, await runCli(rt, ["exec", ...args], { input, timeoutMs: 120_000 }))));
     let next = 0;
     await Promise.all(Array.from({ length: 2 }, async () => {
       while (next < jobs.length) await jobs[next++]!();
