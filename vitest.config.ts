@@ -11,10 +11,10 @@ const progress = process.env.IPRE_VITEST_PROGRESS;
 
 // A split run (IPRE_TEST_PART, test/kvm.ts; .ci/run where /dev/kvm is missing): "pure" runs
 // natively the files with tests that need no KVM, "kvm" runs in the nested harness the files
-// with KVM suites. A file belongs to the KVM part if it has a describeKvm or describeKvmOptional
-// suite, and to the pure part if it has none of those or a describePure suite.
+// with KVM suites. A file belongs to the KVM part if it has a describeKvm, describeKvmOptional or
+// describeScenario suite, and to the pure part if it has none of those or a describePure suite.
 const part = process.env.IPRE_TEST_PART;
-const KVM_MARK = /\bdescribeKvm(Optional)?\(/;
+const KVM_MARK = /\b(describeKvm(Optional)?|describeScenario)\(/;
 const testDir = fileURLToPath(new URL("./test/", import.meta.url));
 const leftOut = part
   ? readdirSync(testDir)

@@ -564,7 +564,7 @@ function denoReadme(args: string[]): Promise<CliResult> {
   });
 }
 
-describe("Deno with the README's flags only (--allow-ffi --allow-read): what needs more is one line", () => {
+describePure("Deno with the README's flags only (--allow-ffi --allow-read): what needs more is one line", () => {
   it("bench names --allow-sys; a C file names --allow-run --allow-env --allow-write; no stack trace", async () => {
     const bench = await denoReadme(["bench", "latency", "--iterations", "10"]);
     expect(bench.code).toBe(1);

@@ -5,7 +5,8 @@
 import { spawn } from "node:child_process";
 import { constants } from "node:os";
 import { fileURLToPath } from "node:url";
-import { upperMs } from "./kvm.ts";
+import { beforeAll, describe } from "vitest";
+import { describeKvm, upperMs } from "./kvm.ts";
 
 export const repoRoot = fileURLToPath(new URL("..", import.meta.url));
 
@@ -113,4 +114,30 @@ export async function collectReports<R>(
   }
   await Promise.all(children);
   return set;
+}
+
+/** One scenario script checked on all three runtimes (test/scenarios/*.ts). */
+export interface Scenario<R> {
+  script: string;
+  /** The scenario's report function, run in this (Node) process. */
+  report: () => R;
+  /** Arguments of the Bun and Deno children. */
+  args?: (rt: Runtime) => string[];
+  /** How long a child may run (scaled in the nested harness). */
+  timeoutMs: number;
+}
+
+/**
+ * The opening of a KVM suite that checks one scenario on Node, Bun and Deno: a describeKvm whose
+ * beforeAll collects the three reports (Node in process, Bun and Deno as children at once), then
+ * one describe per runtime, where `get()` is that runtime's report (its failure is thrown there).
+ */
+export function describeScenario<R>(name: string, scenario: Scenario<R>, body: (rt: Runtime, get: () => R) => void): void {
+  describeKvm(name, () => {
+    let set = new ReportSet<R>();
+    beforeAll(async () => {
+      set = await collectReports(scenario.script, scenario.args ?? (() => []), scenario.report, scenario.timeoutMs);
+    }, upperMs(2 * scenario.timeoutMs));
+    describe.each(RUNTIMES)("%s", (rt) => body(rt, () => set.report(rt)));
+  });
 }

@@ -3,23 +3,16 @@
  * sregs, regs, then KVM_RUN through `out`, `in` and `hlt`, on Node (in process), Bun and Deno.
  * It documents the src/kvm/ layer: the scenario is the canonical flow in one screen.
  */
-import { beforeAll, describe, expect, it } from "vitest";
-import { collectReports, ReportSet, RUNTIMES } from "./harness.ts";
-import { describeKvm } from "./kvm.ts";
-import { CODE, CODE_GPA, helloReport, IN_BYTE, PORT, type HelloReport } from "./scenarios/kvm-hello.ts";
+import { expect, it } from "vitest";
+import { describeScenario } from "./harness.ts";
+import { CODE, CODE_GPA, helloReport, IN_BYTE, PORT } from "./scenarios/kvm-hello.ts";
 
 const OUT = 1;
 const IN = 0;
 
-describeKvm("kvm-hello: the raw kvm/ handles run a real-mode guest to hlt", () => {
-  let set = new ReportSet<HelloReport>();
-  beforeAll(async () => {
-    set = await collectReports("test/scenarios/kvm-hello.ts", () => [], helloReport, 60_000);
-  }, 90_000);
-
-  describe.each(RUNTIMES)("%s", (rt) => {
+describeScenario("kvm-hello: the raw kvm/ handles run a real-mode guest to hlt", { script: "test/scenarios/kvm-hello.ts", report: helloReport, timeoutMs: 60_000 }, (rt, get) => {
     it("exits on each out/in with port, direction, size and data, then KVM_EXIT_HLT after the last byte of code", () => {
-      const r = set.report(rt);
+      const r = get();
       expect(r.runtime).toBe(rt);
       expect(r.apiVersion).toBe(12);
       expect(r.exits).toEqual([
@@ -35,5 +28,4 @@ describeKvm("kvm-hello: the raw kvm/ handles run a real-mode guest to hlt", () =
       // AL holds what the host answered to `in` (AH still 0x0a from `mov ax, 0x0a69`).
       expect(r.rax & 0xffff).toBe(0x0a00 | IN_BYTE);
     });
-  });
 });

@@ -5,10 +5,9 @@
  * static-PIE; the static-PIEs in window 0 and in window 2. Each prints exactly what it should,
  * exits with its code and makes no unknown syscall.
  */
-import { beforeAll, describe, expect, it } from "vitest";
-import { collectReports, ReportSet, RUNTIMES } from "./harness.ts";
-import { describeKvm } from "./kvm.ts";
-import { langsReport, type LangRun, type LangsReport } from "./scenarios/linux-langs.ts";
+import { expect, it } from "vitest";
+import { describeScenario } from "./harness.ts";
+import { langsReport, type LangRun } from "./scenarios/linux-langs.ts";
 
 const argvLines = (name: string) => [`argv[0]=/bin/${name}`, "argv[1]=x", "argv[2]=y"];
 
@@ -41,36 +40,29 @@ function expectRun(r: LangRun | undefined, name: string): void {
   expect(r!.syscalls.at(-1)).toBe("exit_group");
 }
 
-describeKvm("linux: musl, C++ and Rust programs, static and static-PIE", () => {
-  let set = new ReportSet<LangsReport>();
-  beforeAll(async () => {
-    set = await collectReports("test/scenarios/linux-langs.ts", () => [], langsReport, 240_000);
-  }, 480_000);
-
-  describe.each(RUNTIMES)("%s", (rt) => {
+describeScenario("linux: musl, C++ and Rust programs, static and static-PIE", { script: "test/scenarios/linux-langs.ts", report: langsReport, timeoutMs: 240_000 }, (rt, get) => {
     it("musl C (static ET_EXEC): stdio, argv, getenv, malloc through musl's start-up", () => {
-      const r = set.report(rt);
+      const r = get();
       expect(r.runtime).toBe(rt);
       expectRun(r.window0["hello-musl"], "hello-musl");
       expect(r.window0["hello-musl"]!.syscalls).toContain("arch_prctl"); // musl sets its own TLS
     });
 
     it("C++ (g++ -static): STL containers, iostream, an exception thrown and caught", () => {
-      expectRun(set.report(rt).window0["hello-cpp"], "hello-cpp");
+      expectRun(get().window0["hello-cpp"], "hello-cpp");
     });
 
     it("Rust std (static-PIE, +crt-static): Vec, HashMap, println!, eprintln!, process::exit", () => {
-      expectRun(set.report(rt).window0["hello-rs"], "hello-rs");
+      expectRun(get().window0["hello-rs"], "hello-rs");
     });
 
     it("glibc static-PIE (hello.c, gcc -static-pie) relocates itself in window 0", () => {
-      expectRun(set.report(rt).window0["hello-pie"], "hello-pie");
+      expectRun(get().window0["hello-pie"], "hello-pie");
     });
 
     it("the static-PIEs run in window 2 as well", () => {
-      const r = set.report(rt);
+      const r = get();
       // Machine.exec places a static-PIE at its own window (parseElf with the window's base).
       for (const name of ["hello-rs", "hello-pie"]) expectRun(r.window2[name], name);
     });
-  });
 });

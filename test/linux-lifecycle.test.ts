@@ -7,10 +7,9 @@
  * and output are the remote's, ipre_remote() finds only allowed functions, and an abort in the
  * remote is a RemoteFault with its message, after which both machines work again once reset.
  */
-import { beforeAll, describe, expect, it } from "vitest";
-import { collectReports, ReportSet, RUNTIMES } from "./harness.ts";
-import { describeKvm } from "./kvm.ts";
-import { lifecycleReport, type LifecycleReport } from "./scenarios/linux-lifecycle.ts";
+import { expect, it } from "vitest";
+import { describeScenario } from "./harness.ts";
+import { lifecycleReport } from "./scenarios/linux-lifecycle.ts";
 
 /** sum(i % 256) for i < n: what counter_heap(n) computes in the guest. */
 const heapSum = (n: number) => {
@@ -31,15 +30,9 @@ const CALLER_OUT = (found: string) =>
   ].join("\n");
 const REMOTE_OUT = ["add 100", "add 1", "add 2", "add 3", "add 4", "add 5", "a caller string of 54 characters, on the caller's stack", "total 15", ""].join("\n");
 
-describeKvm("linux: programs that wait for requests, and IPRE between Linux programs", () => {
-  let set = new ReportSet<LifecycleReport>();
-  beforeAll(async () => {
-    set = await collectReports("test/scenarios/linux-lifecycle.ts", () => [], lifecycleReport, 180_000);
-  }, 360_000);
-
-  describe.each(RUNTIMES)("%s", (rt) => {
+describeScenario("linux: programs that wait for requests, and IPRE between Linux programs", { script: "test/scenarios/linux-lifecycle.ts", report: lifecycleReport, timeoutMs: 180_000 }, (rt, get) => {
     it("create() runs main() to ipre_wait_for_requests(); calls use the program's libc", () => {
-      const r = set.report(rt);
+      const r = get();
       expect(r.runtime).toBe(rt);
       expect(r.created).toEqual({ phase: "waiting", stdout: "counter: ready\n" });
       // main counted one call and added 100 (then zeroed the total)
@@ -48,14 +41,14 @@ describeKvm("linux: programs that wait for requests, and IPRE between Linux prog
     });
 
     it("reset() returns to the waiting state, fork() starts from a snapshot with its own output", () => {
-      const r = set.report(rt);
+      const r = get();
       expect(r.afterReset).toEqual({ calls: 2, add: 1, dump: 2 });
       expect(r.afterResetStdout).toBe("add 100\nadd 1\ntotal 1\n");
       expect(r.fork).toEqual({ calls: 4, add: 1012, parentCalls: 4, stdout: "add 100\nadd 5\nadd 7\nfrom the host\nadd 1000\ntotal 1012\n" });
     });
 
     it("exit() inside a call is a LinuxProgramError and needs reset(); abort() too, with its message; then the machine works", () => {
-      const r = set.report(rt);
+      const r = get();
       expect(r.exitInCall).toMatchObject({ name: "LinuxProgramError" });
       expect((r.exitInCall as { message: string }).message).toContain("exit_group(3) inside a call");
       expect(r.exitNeedsReset).toContain("exit_group(3) inside a call");
@@ -66,7 +59,7 @@ describeKvm("linux: programs that wait for requests, and IPRE between Linux prog
     });
 
     it("IPRE between Linux programs: ipre_remote(), the remote's heap, TLS, errno and stdout stay the remote's", () => {
-      const r = set.report(rt);
+      const r = get();
       expect(r.ipre.error).toBeUndefined();
       const found = /found the remote at (0x[0-9a-f]+)/.exec(r.ipre.stdout)?.[1] ?? "?";
       expect(Number(found)).toBeGreaterThanOrEqual(0x4040_0000); // window 1
@@ -78,7 +71,7 @@ describeKvm("linux: programs that wait for requests, and IPRE between Linux prog
     });
 
     it("abort() in the remote is a RemoteFault with the remote's message; both work again after reset()", () => {
-      const r = set.report(rt);
+      const r = get();
       expect(r.ipreAbort.error).toMatchObject({ name: "RemoteFault", signal: 6, remoteName: "machine@1", output: "counter: the caller asked for it\n" });
       expect((r.ipreAbort.error as { message: string }).message).toContain("counter: the caller asked for it");
       expect(r.ipreAbort.remoteNeedsReset).toContain("signal 6");
@@ -86,5 +79,4 @@ describeKvm("linux: programs that wait for requests, and IPRE between Linux prog
       const found = /found the remote at (0x[0-9a-f]+)/.exec(r.ipreAgain.stdout)?.[1] ?? "?";
       expect(r.ipreAgain).toEqual({ exitCode: 0, stdout: CALLER_OUT(found), remoteStdout: REMOTE_OUT, stderr: "" });
     });
-  });
 });

@@ -6,12 +6,10 @@
  * restore the snapshot's permissions, an IPRE caller sees the remote's permissions inside calls
  * whichever vCPU changed them, and the rules while the program is shared hold.
  */
-import { beforeAll, describe, expect, it } from "vitest";
-import { collectReports, ReportSet, RUNTIMES } from "./harness.ts";
-import { describeKvm } from "./kvm.ts";
+import { expect, it } from "vitest";
+import { describeScenario } from "./harness.ts";
 import { memReport } from "./scenarios/linux-mem.ts";
 
-type Report = ReturnType<typeof memReport>;
 type Any = any;
 
 const EINVAL = -22;
@@ -20,15 +18,9 @@ const EPERM = -1;
 /** A #PF at `addr` of the kind `why` (a write to a read-only page, …). */
 const pf = (addr: number, why: string, name = "GuestFault") => ({ error: name, vector: 14, cr2: addr, message: expect.stringContaining(`addr=0x${addr.toString(16)} (${why}`) });
 
-describeKvm("linux: memory calls (munmap, mremap, mprotect) and page permissions", () => {
-  let set = new ReportSet<Report>();
-  beforeAll(async () => {
-    set = await collectReports("test/scenarios/linux-mem.ts", () => [], memReport, 180_000);
-  }, 360_000);
-
-  describe.each(RUNTIMES)("%s", (rt) => {
+describeScenario("linux: memory calls (munmap, mremap, mprotect) and page permissions", { script: "test/scenarios/linux-mem.ts", report: memReport, timeoutMs: 180_000 }, (rt, get) => {
     it("munmap returns any mapping or part of one; later mmaps reuse it, zeroed", () => {
-      const r = set.report(rt) as Any;
+      const r = get() as Any;
       expect(r.runtime).toBe(rt);
       expect(r.ready).toBe("memtest: ready\n");
       expect(r.layout).toEqual({ bBelowA: 8192, cBelowB: 4096 }); // top-down
@@ -37,14 +29,14 @@ describeKvm("linux: memory calls (munmap, mremap, mprotect) and page permissions
     });
 
     it("mremap grows in place when the pages above are free, else moves (MREMAP_MAYMOVE) and frees the old range", () => {
-      const r = set.report(rt) as Any;
+      const r = get() as Any;
       expect(r.growNoRoom).toBe(ENOMEM);
       expect(r.moved).toEqual({ away: true, kept: 1234, oldFreed: true });
       expect(r.inPlace).toBe(true);
     });
 
     it("mprotect sets real permissions: read-only, none, executable; a write to a read-only page is a GuestFault at it", () => {
-      const r = set.report(rt) as Any;
+      const r = get() as Any;
       const p = r.faultAddress;
       expect(r.pokeRw).toEqual({ value: 7 });
       expect(r.protectR).toBe(0);
@@ -60,7 +52,7 @@ describeKvm("linux: memory calls (munmap, mremap, mprotect) and page permissions
     });
 
     it("reset() and fork() restore the snapshot's mappings and permissions; a machine that faulted works after reset()", () => {
-      const r = set.report(rt) as Any;
+      const r = get() as Any;
       expect(r.afterReset).toEqual({ sameFirst: true, poke: { value: 5 }, wasProtected: { value: 5 } });
       const q = r.snapshotProt.faultAt;
       expect(r.snapshotProt).toEqual({ before: { value: 12 }, afterReset: pf(q, "write, protection violation"), read: { value: 11 }, faultAt: q });
@@ -69,7 +61,7 @@ describeKvm("linux: memory calls (munmap, mremap, mprotect) and page permissions
     });
 
     it("IPRE: a caller sees the remote's permissions inside calls, whichever vCPU changed them", () => {
-      const r = set.report(rt) as Any;
+      const r = get() as Any;
       const s = r.ipre.faultAt;
       expect(r.ipre).toEqual({
         before: { value: 1 },
@@ -86,7 +78,7 @@ describeKvm("linux: memory calls (munmap, mremap, mprotect) and page permissions
     });
 
     it("shared: the owner's permissions are frozen while attached; an attached Remote's program prints and mallocs but grows nothing", () => {
-      const r = set.report(rt) as Any;
+      const r = get() as Any;
       expect(r.shared).toEqual({
         ownerProtect: EPERM,
         ownerProtectSame: 0,
@@ -101,5 +93,4 @@ describeKvm("linux: memory calls (munmap, mremap, mprotect) and page permissions
       });
       expect(r.afterDetach).toBe(0);
     });
-  });
 });

@@ -6,10 +6,9 @@
  * panic in the remote is a RemoteFault with the remote's message, after which reset() machines
  * run normally again.
  */
-import { beforeAll, describe, expect, it } from "vitest";
-import { collectReports, ReportSet, RUNTIMES } from "./harness.ts";
-import { describeKvm } from "./kvm.ts";
-import { pairsReport, type PairRun, type PairsReport } from "./scenarios/linux-pairs.ts";
+import { expect, it } from "vitest";
+import { describeScenario } from "./harness.ts";
+import { pairsReport, type PairRun } from "./scenarios/linux-pairs.ts";
 
 const CPP = [
   "kv_load: table has 9 entries",
@@ -65,22 +64,16 @@ function expectClean(r: PairRun | undefined, stdout: string): void {
   expect(r?.exitCode).toBe(0);
 }
 
-describeKvm("linux pairs: IPRE between static Linux programs in C, C++ and Rust", () => {
-  let set = new ReportSet<PairsReport>();
-  beforeAll(async () => {
-    set = await collectReports("test/scenarios/linux-pairs.ts", () => [], pairsReport, 600_000);
-  }, 1_200_000);
-
-  describe.each(RUNTIMES)("%s", (rt) => {
+describeScenario("linux pairs: IPRE between static Linux programs in C, C++ and Rust", { script: "test/scenarios/linux-pairs.ts", report: pairsReport, timeoutMs: 600_000 }, (rt, get) => {
     it("C++ -> C++: containers by reference, templates and virtuals, caller callbacks, arena and pmr answers", () => {
-      const r = set.report(rt);
+      const r = get();
       expect(r.runtime).toBe(rt);
       expect(r.setup.cpp).toBeUndefined();
       expectClean(r.cpp[0], CPP_OK);
     });
 
     it("an exception in the C++ remote is a RemoteFault with what std::terminate printed; reset() recovers", () => {
-      const [, thrown, again] = set.report(rt).cpp;
+      const [, thrown, again] = get().cpp;
       expect(thrown?.error, facts(thrown)).toMatchObject({ name: "RemoteFault", signal: 6, remoteName: "cpp_remote" });
       expect(thrown?.error?.message).toContain("remote says no");
       expect(thrown?.error?.output).toBe("terminate called after throwing an instance of 'std::runtime_error'\n  what():  remote says no\n");
@@ -89,24 +82,23 @@ describeKvm("linux pairs: IPRE between static Linux programs in C, C++ and Rust"
     });
 
     it("C -> C++: extern \"C\" entries, an arena, a hand-built vtable", () => {
-      const r = set.report(rt);
+      const r = get();
       expect(r.setup.c).toBeUndefined();
       expectClean(r.c[0], C_OK);
     });
 
     it("Rust -> Rust: slices, &str, &Vec<String>, a repr(C) struct by value", () => {
-      const r = set.report(rt);
+      const r = get();
       expect(r.setup.rust).toBeUndefined();
       expectClean(r.rust[0], RUST_OK);
     });
 
     it("a panic in the Rust remote is a RemoteFault with the panic message; reset() recovers", () => {
-      const [, panicked, again] = set.report(rt).rust;
+      const [, panicked, again] = get().rust;
       expect(panicked?.error, facts(panicked)).toMatchObject({ name: "RemoteFault", signal: 6, remoteName: "rust_remote" });
       expect(panicked?.error?.message).toContain("remote panicked on purpose (code 7)");
       expect(panicked?.error?.output).toContain("panicked at guests/linux/pairs/rust_remote.rs:");
       expect(panicked?.stdout).toBe([...RUST, "rs_panic(7) ...", ""].join("\n"));
       expectClean(again, RUST_OK);
     });
-  });
 });

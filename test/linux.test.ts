@@ -4,10 +4,9 @@
  * with argv/env and its output in sinks; one exit per syscall; an unknown syscall gives ENOSYS
  * and exactly one warning; user handlers override; reset() and exec again.
  */
-import { beforeAll, describe, expect, it } from "vitest";
-import { collectReports, ReportSet, RUNTIMES } from "./harness.ts";
-import { describeKvm } from "./kvm.ts";
-import { linuxReport, type LinuxReport } from "./scenarios/linux.ts";
+import { expect, it } from "vitest";
+import { describeScenario } from "./harness.ts";
+import { linuxReport } from "./scenarios/linux.ts";
 
 /** 100 blocks of 1000 + 100 i bytes; the last bytes sum to 0 + … + 99, plus 7 from the 1 MiB block. */
 const PLAIN = [
@@ -20,15 +19,9 @@ const PLAIN = [
   "",
 ].join("\n");
 
-describeKvm("linux: static glibc programs run with a TypeScript syscall layer", () => {
-  let set = new ReportSet<LinuxReport>();
-  beforeAll(async () => {
-    set = await collectReports("test/scenarios/linux.ts", () => [], linuxReport, 120_000);
-  }, 240_000);
-
-  describe.each(RUNTIMES)("%s", (rt) => {
+describeScenario("linux: static glibc programs run with a TypeScript syscall layer", { script: "test/scenarios/linux.ts", report: linuxReport, timeoutMs: 120_000 }, (rt, get) => {
     it("runs main() to exit: stdout, stderr, exit code 3 + argc, one exit per syscall", () => {
-      const r = set.report(rt);
+      const r = get();
       expect(r.runtime).toBe(rt);
       expect(r.plain.error, `${r.plain.error}\nstderr: ${r.plain.stderr}\nlast syscalls:\n${r.plain.tail?.join("\n")}\ncpuid:\n${r.cpuid?.join("\n")}`).toBeUndefined();
       expect(r.plain.stdout).toBe(PLAIN);
@@ -44,7 +37,7 @@ describeKvm("linux: static glibc programs run with a TypeScript syscall layer", 
     });
 
     it("an unknown syscall returns -ENOSYS and warns exactly once, by name", () => {
-      const r = set.report(rt);
+      const r = get();
       expect(r.enosys.error, `${r.enosys.error}\nstderr: ${r.enosys.stderr}\nlast syscalls:\n${r.enosys.tail?.join("\n")}`).toBeUndefined();
       expect(r.enosys.stdout).toContain("argc=2 ");
       expect(r.enosys.stdout).toContain("syscall(999)=-1 errno=38 again=-1\n");
@@ -53,7 +46,7 @@ describeKvm("linux: static glibc programs run with a TypeScript syscall layer", 
     });
 
     it("a user handler overrides a syscall number", () => {
-      const r = set.report(rt);
+      const r = get();
       expect(r.override.error, `${r.override.error}\nstderr: ${r.override.stderr}`).toBeUndefined();
       expect(r.override.stdout).toMatch(/syscall\(999\)=42 errno=\d+ again=42\n/);
       expect(r.override.warnings).toEqual([]);
@@ -61,13 +54,13 @@ describeKvm("linux: static glibc programs run with a TypeScript syscall layer", 
     });
 
     it("abort() is a LinuxProgramError with SIGABRT and what the program wrote to stderr", () => {
-      const r = set.report(rt);
+      const r = get();
       expect(r.abort).toMatchObject({ name: "LinuxProgramError", signal: 6 });
       expect((r.abort as { message: string }).message).toContain("giving up");
     });
 
     it("the PVM route on every flavour: a ring-3 jump to LSTAR with RCX/R11 set is a syscall; resume at RCX, RFLAGS from R11 less IOPL", () => {
-      const r = set.report(rt).pvmRoute;
+      const r = get().pvmRoute;
       expect(r.error, `${r.error}\n${r.tail?.join("\n")}`).toBeUndefined();
       expect(r.stdout).toBe("pvm route\nvia syscall\n");
       expect(r.exitCode).toBe(0); // no bit set: result, CF and IOPL as Linux's sysret gives them
@@ -76,7 +69,7 @@ describeKvm("linux: static glibc programs run with a TypeScript syscall layer", 
     });
 
     it("execs again on the same machine after reset() (also after an abort)", () => {
-      const r = set.report(rt);
+      const r = get();
       expect(r.again).toHaveLength(2);
       for (const a of r.again) {
         expect(a.stdout).toBe(PLAIN);
@@ -84,5 +77,4 @@ describeKvm("linux: static glibc programs run with a TypeScript syscall layer", 
         expect(a.syscalls).toEqual(r.plain.syscalls);
       }
     });
-  });
 });
