@@ -165,6 +165,12 @@ if [ -z "${IPRE_NESTED_SLOWDOWN:-}" ] && command -v node >/dev/null; then host_m
   echo "export $GUEST_MARK=1"
   # Unix sockets cannot be bound on 9p: temporary files go to a guest tmpfs (/tmp stays the host's).
   echo "export TMPDIR=/dev/shm"
+  # Deno's caches are SQLite databases whose WAL shared memory is mapped: shared over 9p with Deno
+  # processes on the host, a truncation on one side ends the other with SIGBUS (seen when a native
+  # suite ran beside a nested one). The guest's Deno works on a private copy (npm packages
+  # included: the guest has no network).
+  deno_dir=${DENO_DIR:-${XDG_CACHE_HOME:-${HOME:-/root}/.cache}/deno}
+  printf 'if [ -d %q ] && cp -a %q /dev/shm/deno-dir 2>/dev/null; then export DENO_DIR=/dev/shm/deno-dir; fi\n' "$deno_dir" "$deno_dir"
   # The heartbeat: the host kills a guest whose heartbeat file has not changed for $stall s (a
   # frozen guest runs nothing at all, not even a timeout). A shell builtin, no process per beat.
   printf '( while :; do : > %q; sleep 5; done ) </dev/null >/dev/null 2>&1 &\n' "$run/heartbeat"
