@@ -327,6 +327,15 @@ describePure("ipre CLI without KVM (argument handling, symbols, a missing device
   beforeAll(() => runs.run(PURE_COMMANDS), upperMs(180_000));
   const res = (rt: Runtime, name: PureCommandName) => runs.get(rt, name);
   const ok = expectOk;
+  /** Each command of `cases` is a usage error: exit 2, nothing on stdout, exactly its one line on stderr. */
+  const expectUsageErrors = (rt: Runtime, cases: Partial<Record<PureCommandName, string>>) => {
+    for (const [name, line] of Object.entries(cases) as [PureCommandName, string][]) {
+      const r = res(rt, name);
+      expect(r.code, name).toBe(2);
+      expect(r.stdout, name).toBe("");
+      expect(r.stderr, name).toBe(line + "\n");
+    }
+  };
 
   describe.each(RUNTIMES)("%s", (rt) => {
     it("doctor names a missing /dev/kvm and prints a one-line fix", () => {
@@ -360,12 +369,7 @@ describePure("ipre CLI without KVM (argument handling, symbols, a missing device
         helpExtra: 'ipre: help takes one command (got "extra") (see ipre --help)',
         benchBare: "ipre: bench needs a subcommand: latency, load, payload, fanin (see ipre bench --help)",
       } as const;
-      for (const [name, line] of Object.entries(cases) as [keyof typeof cases, string][]) {
-        const r = res(rt, name);
-        expect(r.code, name).toBe(2);
-        expect(r.stdout).toBe("");
-        expect(r.stderr).toBe(line + "\n");
-      }
+      expectUsageErrors(rt, cases);
     });
     it("integers out of their range are refused: exit 2, one line (a 64-bit register, --memory, --timeout)", () => {
       const cases = {
@@ -374,12 +378,7 @@ describePure("ipre CLI without KVM (argument handling, symbols, a missing device
         hugeMemory: "ipre: --memory needs a number of MiB from 4 to 464 (see ipre run --help)",
         hugeTimeout: "ipre: --timeout needs a number of milliseconds from 0 (none) to 2147483647 (see ipre exec --help)",
       } as const;
-      for (const [name, line] of Object.entries(cases) as [keyof typeof cases, string][]) {
-        const r = res(rt, name);
-        expect(r.code, name).toBe(2);
-        expect(r.stdout).toBe("");
-        expect(r.stderr).toBe(line + "\n");
-      }
+      expectUsageErrors(rt, cases);
     });
     it("programs by name: symbols kvstore is symbols guests/examples/kvstore.elf; an unknown name says so", () => {
       const r = res(rt, "symbolsByName");
@@ -494,12 +493,7 @@ describePure("ipre CLI without KVM (argument handling, symbols, a missing device
         runTooMany: "ipre: at most 6 integer arguments (x86-64 argument registers), got 7 (see ipre run --help)",
         allowWithoutRemote: "ipre: --allow needs --remote <elf> (see ipre run --help)",
       } as const;
-      for (const [name, line] of Object.entries(cases) as [keyof typeof cases, string][]) {
-        const r = res(rt, name);
-        expect(r.code, name).toBe(2);
-        expect(r.stdout).toBe("");
-        expect(r.stderr).toBe(line + "\n");
-      }
+      expectUsageErrors(rt, cases);
     });
     it("a bare -- ends the options: the word after it is the ELF, not an option's value", () => {
       const r = res(rt, "dashDash");

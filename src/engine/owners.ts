@@ -213,7 +213,7 @@ export class Cpu {
   readonly ptq: PageTableQueue;
   readonly #links = new Map<number, RemoteLink>();
   /** Memslots and extra roots that connections take (src/ipre/connect.ts). */
-  readonly slots = new SlotPool();
+  readonly slots: SlotPool = new SlotPool();
   readonly roots: RootPool;
   #onRemoteEntry: ((entry: number) => void) | undefined;
 

@@ -329,7 +329,7 @@ const MAX_FDS = 1024; // RLIMIT_NOFILE
 
 /** fd number → (description, close-on-exec). */
 export class FdTable {
-  readonly slots = new Map<number, { desc: Desc; cloexec: boolean }>();
+  readonly slots: Map<number, { desc: Desc; cloexec: boolean }> = new Map();
 
   /** (fd arguments are C ints: `fd | 0` undoes a zero-extended register) */
   get(fd: number): Desc | undefined {
