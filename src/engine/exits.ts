@@ -109,7 +109,8 @@ export function runCall(cpu: Cpu, timeoutMs: number): void {
 }
 
 /**
- * A ring-3 `syscall` (hardware KVM): dispatch it to the syscall layer of the machine whose code
+ * A ring-3 `syscall` (its exit on PORT.SYSCALL on hardware KVM, or the #PF at LSTAR on PVM after
+ * syscallFromFault): dispatch it to the syscall layer of the machine whose code
  * made it (inside a remote call the remote: its brk, its mmap region, its output), which sets RAX;
  * then resume at the frame. One exit per syscall. False when the program exited.
  */
