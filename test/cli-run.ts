@@ -37,6 +37,11 @@ export interface CliOptions {
 /** Run `ipre args…` on `rt` in the repository and collect its exit and output. */
 export function runCli(rt: Runtime, args: string[], options: CliOptions = {}): Promise<CliResult> {
   const [cmd, argv] = cliCommand(rt, args);
+  return runCommand(cmd, argv, options);
+}
+
+/** Run `cmd argv…` in the repository (a runtime with flags of its own) and collect its exit and output. */
+export function runCommand(cmd: string, argv: string[], options: CliOptions = {}): Promise<CliResult> {
   return new Promise((resolve, reject) => {
     const child = spawn(cmd, argv, {
       cwd: repoRoot,

@@ -8,7 +8,7 @@ import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { cliCommand, ensureDist, runCli, type CliResult } from "./cli-run.ts";
+import { cliCommand, ensureDist, runCli, runCommand, type CliResult } from "./cli-run.ts";
 import { repoRoot } from "./harness.ts";
 import { describeKvm, describePure, NESTED, upperMs } from "./kvm.ts";
 import { rng } from "./scenarios/common.ts";
@@ -542,22 +542,7 @@ describePure("ipre CLI without KVM (argument handling, symbols, a missing device
  * --allow-write) is one line naming the flag, no stack trace.
  */
 function denoReadme(args: string[]): Promise<CliResult> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(`${repoRoot}node_modules/.bin/deno`, ["run", "--allow-ffi", "--allow-read", "src/cli.ts", ...args], {
-      cwd: repoRoot,
-      env: { ...process.env, NO_COLOR: "1", DENO_NO_UPDATE_CHECK: "1", DENO_NO_PROMPT: "1", IPRE_CACHE_DIR: CACHE },
-      stdio: ["ignore", "pipe", "pipe"],
-    });
-    let stdout = "", stderr = "";
-    child.stdout.setEncoding("utf8").on("data", (d: string) => (stdout += d));
-    child.stderr.setEncoding("utf8").on("data", (d: string) => (stderr += d));
-    const timer = setTimeout(() => child.kill("SIGKILL"), upperMs(60_000));
-    child.on("error", reject);
-    child.on("close", (code, signal) => {
-      clearTimeout(timer);
-      resolve({ code, signal, stdout, stderr, lastLine: stdout.trimEnd().split("\n").pop() ?? "" });
-    });
-  });
+  return runCommand(`${repoRoot}node_modules/.bin/deno`, ["run", "--allow-ffi", "--allow-read", "src/cli.ts", ...args], { env: { IPRE_CACHE_DIR: CACHE }, timeoutMs: 60_000 });
 }
 
 describePure("Deno with the README's flags only (--allow-ffi --allow-read): what needs more is one line", () => {
