@@ -9,7 +9,7 @@
  * above each says what it was).
  */
 import { beforeAll, describe, expect, it } from "vitest";
-import { collectReports, ReportSet, RUNTIMES, type Runtime } from "./harness.ts";
+import { CALL_PATHS, callPathEnv, inCallPath, collectReports, ReportSet, RUNTIMES, type Runtime } from "./harness.ts";
 import { describeKvm, upperMs } from "./kvm.ts";
 import { expectError, expectScenarioRan, expectValue } from "./expect.ts";
 import { adversarialReport, fnv1a, imm64, type AdversarialReport, type Attempt, type Health } from "./scenarios/adversarial.ts";
@@ -74,10 +74,10 @@ const unhex = (s: string) => Uint8Array.from(s.match(/../g) ?? [], (h) => parseI
 /** What the VMM reads from a register holding `v`: the unsigned 64-bit value as a number. */
 const asReg = (v: string) => Number(BigInt.asUintN(64, BigInt(v)));
 
-describeKvm("adversarial IPRE: a malicious caller and a malicious remote, on Node, Bun and Deno", () => {
+for (const path of CALL_PATHS) describeKvm(`adversarial IPRE: a malicious caller and a malicious remote, on Node, Bun and Deno (${path} path)`, () => {
   let set = new ReportSet<AdversarialReport>();
   beforeAll(async () => {
-    set = await collectReports(SCENARIO, (rt) => [String(seedOf(rt))], () => adversarialReport(seedOf("node")), 100_000);
+    set = await collectReports(SCENARIO, (rt) => [String(seedOf(rt))], () => inCallPath(path, () => adversarialReport(seedOf("node"))), 100_000, callPathEnv(path));
     console.log(`adversarial scenario seed ${SEED} (IPRE_TEST_SEED to repeat)`);
   }, upperMs(120_000));
   const report = (rt: Runtime): AdversarialReport => set.report(rt);

@@ -7,6 +7,26 @@ import { constants } from "node:os";
 import { fileURLToPath } from "node:url";
 import { beforeAll, describe } from "vitest";
 import { describeKvm, upperMs } from "./kvm.ts";
+import { Machine } from "../src/mod.ts";
+import type { CallPath } from "../src/mod.ts";
+
+/**
+ * The two paths of IPRE calls (ConnectOptions.path): the IPRE suites run once per path. A
+ * scenario child learns its path from IPRE_TEST_CALL_PATH (test/scenarios/common.ts sets
+ * Machine.callPath from it); the in-process Node report runs under inCallPath().
+ */
+export const CALL_PATHS: readonly CallPath[] = ["fast", "trap"];
+export const callPathEnv = (path: CallPath): Record<string, string> => ({ IPRE_TEST_CALL_PATH: path });
+/** Run `fn` in this process with Machine.callPath = `path`. */
+export function inCallPath<R>(path: CallPath, fn: () => R): R {
+  const old = Machine.callPath;
+  Machine.callPath = path;
+  try {
+    return fn();
+  } finally {
+    Machine.callPath = old;
+  }
+}
 
 export const repoRoot = fileURLToPath(new URL("..", import.meta.url));
 
@@ -31,13 +51,13 @@ export function runScenario(
   runtime: ScenarioRuntime,
   script: string,
   args: string[] = [],
-  options: { timeoutMs?: number } = {},
+  options: { timeoutMs?: number; env?: Record<string, string> } = {},
 ): Promise<ScenarioResult> {
   const [command, argv] = runtimeCommand(runtime, script, args);
   return new Promise((resolve, reject) => {
     const child = spawn(command, argv, {
       cwd: repoRoot,
-      env: { ...process.env, NO_COLOR: "1", DENO_NO_UPDATE_CHECK: "1", DENO_NO_PROMPT: "1" },
+      env: { ...process.env, NO_COLOR: "1", DENO_NO_UPDATE_CHECK: "1", DENO_NO_PROMPT: "1", ...options.env },
       stdio: ["ignore", "pipe", "pipe"],
     });
     let stdout = "";
@@ -101,10 +121,11 @@ export async function collectReports<R>(
   args: (rt: Runtime) => string[],
   inProcess: () => R,
   timeoutMs: number,
+  env: Record<string, string> = {},
 ): Promise<ReportSet<R>> {
   const set = new ReportSet<R>();
   const children = (["bun", "deno"] as const).map(async (rt) => {
-    const res = await runScenario(rt, script, args(rt), { timeoutMs });
+    const res = await runScenario(rt, script, args(rt), { timeoutMs, env });
     set.set(rt, res.code === 0 && res.json ? (res.json as R) : new Error(`${rt} scenario exited ${res.code}:\n${res.stderr}\n${res.stdout.slice(-3000)}`), res.stderr);
   });
   try {

@@ -5,7 +5,7 @@
  * tables the code that made the hostcall runs on (docs/ARCHITECTURE.md §3).
  */
 import { beforeAll, describe, expect, it } from "vitest";
-import { collectReports, type ReportSet, RUNTIMES } from "./harness.ts";
+import { CALL_PATHS, callPathEnv, inCallPath, collectReports, type ReportSet, RUNTIMES } from "./harness.ts";
 import { describeKvm } from "./kvm.ts";
 import { expectError, expectValue } from "./expect.ts";
 import { pointersReport, type Access, type PointersReport } from "./scenarios/pointers.ts";
@@ -45,10 +45,10 @@ function checkAccess(a: Access, rights: Rights, what: string): void {
   if (readable) expect(a.guestRead.value).toBe(4);
 }
 
-describeKvm("guest pointers followed by the host", () => {
+for (const path of CALL_PATHS) describeKvm(`guest pointers followed by the host (${path} path)`, () => {
   let set: ReportSet<PointersReport>;
   beforeAll(async () => {
-    set = await collectReports("test/scenarios/pointers.ts", () => [], pointersReport, 60_000);
+    set = await collectReports("test/scenarios/pointers.ts", () => [], () => inCallPath(path, pointersReport), 60_000, callPathEnv(path));
   }, 120_000);
 
   describe.each(RUNTIMES)("on %s", (rt) => {

@@ -6,7 +6,7 @@
  * Deno. test/scenarios/recovery.ts runs as a child process per runtime with its own time limit.
  */
 import { beforeAll, describe, expect, it } from "vitest";
-import { runScenario, RUNTIMES, type Runtime } from "./harness.ts";
+import { CALL_PATHS, callPathEnv, runScenario, RUNTIMES, type Runtime } from "./harness.ts";
 import { describeKvm, upperMs } from "./kvm.ts";
 import { expectError, expectValue } from "./expect.ts";
 import { APIS, CONNECTED_ONLY, FAULTS, FAULT_CLASS, type Combo, type RecoveryReport } from "./scenarios/recovery.ts";
@@ -67,12 +67,12 @@ function checkCombo(c: Combo): void {
   else expectValue(c.ipreAfter!, 90, `${what}: an IPRE call afterwards`);
 }
 
-describeKvm("recovery after timeouts, faults and crashes", () => {
+for (const path of CALL_PATHS) describeKvm(`recovery after timeouts, faults and crashes (${path} path)`, () => {
   const reports = new Map<Runtime, RecoveryReport | Error>();
   beforeAll(async () => {
     // One runtime at a time: each is timing-sensitive (30 ms timeouts), and a hang in one must not hide the others.
     for (const rt of RUNTIMES) {
-      const res = await runScenario(rt, SCENARIO, [], { timeoutMs: CHILD_LIMIT_MS });
+      const res = await runScenario(rt, SCENARIO, [], { timeoutMs: CHILD_LIMIT_MS, env: callPathEnv(path) });
       const last = res.stderr.trimEnd().split("\n").filter((l) => l.startsWith("recovery: ")).pop();
       reports.set(rt, res.code === 0 && res.json ? (res.json as RecoveryReport) : new Error(`${rt}: scenario exited ${res.code} (last combination started: ${last ?? "none"})\n${res.stderr.slice(-3000)}`));
     }

@@ -5,7 +5,7 @@
  * expected value is recomputed here from the inputs in the report.
  */
 import { beforeAll, describe, expect, it } from "vitest";
-import { collectReports, ReportSet, RUNTIMES, type Runtime } from "./harness.ts";
+import { CALL_PATHS, callPathEnv, collectReports, inCallPath, ReportSet, RUNTIMES, type Runtime } from "./harness.ts";
 import { describeKvm, upperMs } from "./kvm.ts";
 import type { Outcome } from "./scenarios/common.ts";
 import { remoteReport, type RemoteReport } from "./scenarios/remote.ts";
@@ -270,10 +270,10 @@ function checkReentrant(re: RemoteReport["reentrant"], sym: RemoteReport["sym"])
   expectValue(re.next.result, stored(re.next.key, 10));
 }
 
-describeKvm("IPRE remote calls on Node, Bun and Deno", () => {
+for (const path of CALL_PATHS) describeKvm(`IPRE remote calls on Node, Bun and Deno (${path} path)`, () => {
   let set = new ReportSet<RemoteReport>();
   beforeAll(async () => {
-    set = await collectReports(SCENARIO, (rt) => [String(seedOf(rt)), String(SERVE)], () => remoteReport(seedOf("node"), SERVE), 100_000);
+    set = await collectReports(SCENARIO, (rt) => [String(seedOf(rt)), String(SERVE)], () => inCallPath(path, () => remoteReport(seedOf("node"), SERVE)), 100_000, callPathEnv(path));
     console.log(`remote scenario seed ${SEED} (IPRE_TEST_SEED to repeat); ${SERVE} serve() requests: ${set.summary((r) => `${r.serve.elapsedMs.toFixed(0)} ms (${r.serve.misses} remote calls)`)}`);
   }, upperMs(120_000));
   const report = (rt: Runtime): RemoteReport => set.report(rt);

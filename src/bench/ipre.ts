@@ -4,6 +4,7 @@
  */
 import { Machine } from "../machine/machine.ts";
 import { connect, type Connection } from "../ipre/connect.ts";
+import type { CallPath } from "../engine/owners.ts";
 import { exampleElf } from "../examples.ts";
 import { MiB } from "../guest/layout.ts";
 
@@ -14,13 +15,13 @@ export interface Pair {
   close(): void;
 }
 
-/** kvcaller (window 0) connected to kvstore (window 1); caller memory as requested. */
-export function createPair(callerMemory = 32 * MiB): Pair {
+/** kvcaller (window 0) connected to kvstore (window 1); caller memory and call path as requested. */
+export function createPair(callerMemory = 32 * MiB, path: CallPath = "fast"): Pair {
   const remote = Machine.create({ window: 1, program: exampleElf("kvstore"), name: "kvstore", hostcalls: { 1: (a) => a } });
   let caller: Machine | undefined;
   try {
     caller = Machine.create({ window: 0, memory: callerMemory, program: exampleElf("kvcaller"), name: "kvcaller" });
-    const conn = connect(caller, remote);
+    const conn = connect(caller, remote, { path });
     const c = caller;
     return {
       caller: c,
@@ -72,6 +73,45 @@ export function remoteCallSamples(caller: Machine, iterations: number, warmup: n
     }
   } finally {
     caller.onRemoteEntry = undefined;
+  }
+  // Each chunk is one vmcall (one exit for its end) plus the exits of its remote calls.
+  return { samples: samples.subarray(0, taken), exitsPerCall: calls ? (caller.exits - exits0 - chunks) / calls : NaN };
+}
+
+/** Calls per call_remote_stamped chunk (STAMPS in kvcaller.c and libc-bench.c). */
+const STAMPED_CHUNK = 2048;
+
+/**
+ * Remote-call round trips timed by the guest itself: call_remote_stamped(n) (kvcaller.c,
+ * libc-bench.c) reads the TSC before each remote call and after the last, into `call_stamps`.
+ * Calls on the fast path make no exit that the host could time. The TSC rate is calibrated
+ * against performance.now() over each chunk (n calls; the vmcall's own entry and exit add
+ * well under 0.1% at these chunk sizes). Samples in ns.
+ */
+export function remoteCallStampedSamples(caller: Machine, iterations: number, warmup: number, limitMs = Infinity): { samples: Float64Array; exitsPerCall: number } {
+  const samples = new Float64Array(iterations);
+  const stamps = caller.symbol("call_stamps");
+  let taken = 0;
+  let toSkip = warmup;
+  let calls = 0;
+  let chunks = 0;
+  const exits0 = caller.exits;
+  const start = performance.now();
+  while (taken < iterations && performance.now() - start < limitMs) {
+    const want = Math.min(STAMPED_CHUNK, iterations - taken + toSkip);
+    const t0 = performance.now();
+    const n = caller.call("call_remote_stamped", want);
+    const t1 = performance.now();
+    calls += n;
+    chunks++;
+    const raw = caller.read(stamps, (n + 1) * 8);
+    const dv = new DataView(raw.buffer, raw.byteOffset, raw.byteLength);
+    const tsc = (i: number): number => Number(dv.getBigUint64(i * 8, true));
+    const nsPerTick = ((t1 - t0) * 1e6) / (tsc(n) - tsc(0));
+    for (let i = 0; i < n && taken < iterations; i++) {
+      if (toSkip > 0) toSkip--;
+      else samples[taken++] = (tsc(i + 1) - tsc(i)) * nsPerTick;
+    }
   }
   // Each chunk is one vmcall (one exit for its end) plus the exits of its remote calls.
   return { samples: samples.subarray(0, taken), exitsPerCall: calls ? (caller.exits - exits0 - chunks) / calls : NaN };

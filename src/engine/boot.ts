@@ -122,15 +122,17 @@ export function createVm(base: number, size: number, hostAddr: number): { kvm: K
 }
 
 /**
- * GDT, IDT (vector → its stub on IST1; #DF on IST2, so that a broken IST1 still reports), TSS
+ * GDT, IDT (vector → its stub on IST1; #DF on IST2, so that a broken IST1 still reports; #PF on
+ * no IST but TSS.RSP0, which is IST1's top: from ring 3 the same frame, and a fault of the fast
+ * path's ring-0 stack accesses lands below the frame it interrupted, runtime.S `pf_ring0`), TSS
  * and the runtime code.
  */
 export function writeRuntimeArea(memory: GuestMemory, b: number): void {
   const mem = memory.u8;
   mem.set(runtimeBytes(), RT.CODE);
   mem.set(buildGdt(b + RT.TSS), RT.GDT);
-  mem.set(buildTss({ rsp0: b + RT.RSP0_TOP, ist: [0, b + RT.IST1_TOP, b + RT.IST2_TOP] }), RT.TSS);
-  mem.set(buildIdt(VECTORS, (v) => ({ offset: b + RT.CODE + stubOffset(v), ist: v === VECTOR.DF ? 2 : 1 })), RT.IDT);
+  mem.set(buildTss({ rsp0: b + RT.IST1_TOP, ist: [0, b + RT.IST1_TOP, b + RT.IST2_TOP] }), RT.TSS);
+  mem.set(buildIdt(VECTORS, (v) => ({ offset: b + RT.CODE + stubOffset(v), ist: v === VECTOR.DF ? 2 : v === VECTOR.PF ? 0 : 1 })), RT.IDT);
 }
 
 /**

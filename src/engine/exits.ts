@@ -8,6 +8,8 @@
  *   exits.ts     this loop: arms the watchdog (../watchdog.ts), reads each exit, dispatches
  *   owners.ts    the state it changes, through methods: the Cpu that runs (frames, deadline,
  *                broken) and the Spaces involved (busy, must-reset, the hostcall runner)
+ *   fastpath.ts  the tables of the runtime's in-guest path (outermost calls without exits),
+ *                and its frame, which this loop adopts when an exit comes during such a call
  *   frames.ts    IPRE entry, return, callback and abort on the Cpu's frame stack
  *   parked.ts    the runtime's twin: the frame, the mailbox, the continuations the host resumes at
  *   pointers.ts  guest pointers (print, handlers, syscalls) checked against the active tables
@@ -29,6 +31,7 @@ import { crash, crashCause, guestFault, timedOut } from "./faults.ts";
 import { FRAME_AT, resumeFast } from "./parked.ts";
 import { guestRange } from "./pointers.ts";
 import { abortRemoteCall, callback, callerOf, enterRemote, returnFrom, stackU64 } from "./frames.ts";
+import { FAST_LIVE_AT } from "./fastpath.ts";
 
 /** #PF error code: the fault was an instruction fetch (Intel SDM Vol. 3A §4.7). */
 const PF_FETCH = 0x10;
@@ -53,6 +56,9 @@ export function runCall(cpu: Cpu, timeoutMs: number): void {
   try {
     for (;;) {
       const reason = vcpu.runOnce();
+      // A remote call that the runtime made without an exit is still running: from this exit on
+      // the host owns it (src/engine/fastpath.ts).
+      if ((u32[FAST_LIVE_AT] ?? 0) > 1) cpu.adoptFastFrame();
       if (reason !== EXIT.IO) {
         if (reason === -ERRNO.EINTR) {
           if (watchdog === undefined) Watchdog.drainStray();

@@ -20,6 +20,12 @@ import { PageTableQueue } from "./parked.ts";
 import type { SharedState } from "./shared.ts";
 import { type Root, RootPool, SlotPool } from "./pools.ts";
 import { WindowLayout, type WindowShape } from "./window.ts";
+import { FastTable } from "./fastpath.ts";
+
+/** How a connection's calls from caller code are made: in the guest (0 exits) or through the host (2). */
+export type CallPath = "fast" | "trap";
+/** The path of connections whose options choose none (Machine.callPath). */
+export const callPathDefault: { value: CallPath } = { value: "fast" };
 
 /** What a caller's Cpu knows about a connected remote (installed by src/ipre/connect.ts). */
 export interface RemoteLink {
@@ -31,6 +37,8 @@ export interface RemoteLink {
   readonly mergedRoot: number;
   /** Lends the remote's memory read-only outside calls. */
   readonly loan: boolean;
+  /** "fast": the runtime's #PF handler makes the outermost calls without exits (src/engine/fastpath.ts). */
+  readonly path: CallPath;
   /** Undo the connection (called when either end closes). */
   readonly disconnect: () => void;
 }
@@ -86,6 +94,8 @@ export class Space extends WindowLayout {
   #closed = false;
   #shared: SharedState | undefined;
   readonly #callers = new Set<Cpu>();
+  /** The Cpu that runs this space as a Machine (none for an attached Remote). */
+  #runner: Cpu | undefined;
 
   /** `mem` must cover [windowBase(window), + memorySize); `attached`: borrowed from another thread's machine. */
   constructor(options: SpaceOptions, readonly mem: GuestMemory, readonly attached = false) {
@@ -119,6 +129,8 @@ export class Space extends WindowLayout {
   }
   setFsBase(value: number): void {
     this.#fsBase = value;
+    this.#runner?.fast.setFsBase(value);
+    this.#changed();
   }
   /** Where call() starts its stack (0: the top of memory); a Linux program's stays below main's frame. */
   get callStackTop(): number {
@@ -133,9 +145,12 @@ export class Space extends WindowLayout {
   }
   occupy(caller: Cpu): void {
     this.#busyWith = caller;
+    this.#changed();
   }
   release(): void {
+    if (this.#busyWith === undefined) return;
     this.#busyWith = undefined;
+    this.#changed();
   }
   /** While one of this space's hostcall handlers or syscalls runs: the Cpu whose code made it. */
   get hostcallRunner(): Cpu | undefined {
@@ -147,15 +162,31 @@ export class Space extends WindowLayout {
   }
   requireReset(why: string): void {
     this.#mustReset = why;
+    this.#changed();
   }
   clearMustReset(): void {
+    if (this.#mustReset === undefined) return;
     this.#mustReset = undefined;
+    this.#changed();
   }
   get closed(): boolean {
     return this.#closed;
   }
   close(): void {
     this.#closed = true;
+    this.#changed();
+  }
+  /** Free for a call: not busy, not to be reset, not closed (what the fast path's table lists). */
+  get free(): boolean {
+    return this.#busyWith === undefined && this.#mustReset === undefined && !this.#closed;
+  }
+  /** The Machine's Cpu, once (Cpu.create). */
+  bindRunner(cpu: Cpu): void {
+    this.#runner = cpu;
+  }
+  /** Whether this space can take calls changed: every caller's fast-path table follows. */
+  #changed(): void {
+    for (const c of this.#callers) c.remoteChanged(this);
   }
   /** On a shared owner and on each attached Remote: the share's state (src/engine/shared.ts). */
   get shared(): SharedState | undefined {
@@ -215,6 +246,8 @@ export class Cpu {
   /** Memslots and extra roots that connections take (src/ipre/connect.ts). */
   readonly slots: SlotPool = new SlotPool();
   readonly roots: RootPool;
+  /** The fast path's tables and frame in this space's runtime area (src/engine/fastpath.ts). */
+  readonly fast: FastTable;
   #onRemoteEntry: ((entry: number) => void) | undefined;
 
   readonly #frames: FrameSlot[] = [];
@@ -233,6 +266,9 @@ export class Cpu {
     this.ptq = new PageTableQueue(space.mem);
     this.#normalRoot = space.tables.root;
     this.roots = new RootPool(space.base, space.name);
+    this.fast = new FastTable(space.mem, space, this.#normalRoot);
+    this.fast.setFsBase(space.fsBase);
+    space.bindRunner(this);
   }
 
   /** A VM with `space`'s memory as slot 0, and its vCPU (boot.ts); not booted yet. */
@@ -313,6 +349,7 @@ export class Cpu {
   /** The vCPU was rebooted (service.ts recover): no frames, nothing broken. */
   markRecovered(): void {
     this.#frames.length = 0;
+    this.fast.setHostDepth(0);
     this.#broken = undefined;
   }
 
@@ -339,17 +376,32 @@ export class Cpu {
     frame.returnAddress = returnAddress;
     frame.rsp = rsp;
     this.#frames.push(frame);
+    this.fast.setHostDepth(this.#frames.length);
     return frame;
   }
   /** Pop the innermost frame; a called remote no longer on the stack is free again. */
   popFrame(): void {
     const top = this.#frames.pop();
+    this.fast.setHostDepth(this.#frames.length);
     if (top?.kind === "call" && !this.#inFrames(top.link.remote)) top.link.remote.release();
   }
   /** Drop every frame (a call ended with an error), freeing the remotes it occupied. */
   dropFrames(): void {
-    for (const f of this.#frames) if (f.link.remote.busyWith === this) f.link.remote.release();
+    const frames = [...this.#frames];
     this.#frames.length = 0;
+    this.fast.setHostDepth(0);
+    for (const f of frames) if (f.link.remote.busyWith === this) f.link.remote.release();
+  }
+  /**
+   * An exit came while the fast path's frame was live (fp_state `live`): the call becomes a
+   * host-path call, as if enterRemote had made it (src/engine/fastpath.ts).
+   */
+  adoptFastFrame(): void {
+    const f = this.fast.liveFrame();
+    const link = this.#links.get(f.window);
+    if (link === undefined) throw new IpreError(`${this.name}: the fast path entered window ${f.window}, which has no connection`);
+    this.pushFrame("call", link, f.returnAddress, f.rsp);
+    link.remote.occupy(this);
   }
   /** Whether a call into `remote` is still on the frame stack (a loop: no closure on the return path). */
   #inFrames(remote: Space): boolean {
@@ -372,6 +424,7 @@ export class Cpu {
   useRoots(loan: Root | undefined): void {
     this.#loanRoot = loan;
     this.#normalRoot = loan?.pml4 ?? this.space.tables.root;
+    this.fast.setNormalRoot(this.#normalRoot);
   }
   /** The root the vCPU runs on now: the merged root inside a remote call, else the normal root. */
   activeRoot(): number {
@@ -384,15 +437,29 @@ export class Cpu {
   }
   link(link: RemoteLink): void {
     this.#links.set(link.window, link);
+    this.#syncFast(link);
   }
   unlink(window: number): void {
+    this.fast.withdraw(window);
     this.#links.delete(window);
+  }
+  /** `remote` (connected here or not) changed whether it can take calls, or its FSBASE. */
+  remoteChanged(remote: Space): void {
+    const link = this.#links.get(remote.window);
+    if (link?.remote === remote) this.#syncFast(link);
+  }
+  /** List the link's entries in the fast path's table while its remote is free, else none. */
+  #syncFast(link: RemoteLink): void {
+    this.fast.withdraw(link.window);
+    if (link.path === "fast" && this.#onRemoteEntry === undefined && link.remote.free) this.fast.publish(link, link.remote.fsBase);
   }
   /** Called on every IPRE entry from this vCPU (after the checks, before the remote runs). */
   get onRemoteEntry(): ((entry: number) => void) | undefined {
     return this.#onRemoteEntry;
   }
+  /** While a hook is set, every call takes the host's path (the fast path has no exit to report). */
   setOnRemoteEntry(fn: ((entry: number) => void) | undefined): void {
     this.#onRemoteEntry = fn;
+    for (const link of this.#links.values()) this.#syncFast(link);
   }
 }

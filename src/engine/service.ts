@@ -72,7 +72,17 @@ export function recover(cpu: Cpu): void {
   setSpecialRegisters(cpu.vcpu, mem, space.base, cpu.normalRoot);
   clearMailbox(mem);
   cpu.ptq.rebooting();
-  boot(cpu);
+  try {
+    boot(cpu);
+  } catch (e) {
+    // PVM emulates ring-0 code in batches: a vCPU that a signal stopped inside a ring-0 handler
+    // (the fast path's #PF handler, docs/ARCHITECTURE.md §5) may first run that handler on to its
+    // exit, whatever RIP was set. That exit ends this boot run: boot once more. A runtime that
+    // really does not park fails again, as a GuestCrash.
+    if (!(e instanceof GuestCrash)) throw e;
+    setSpecialRegisters(cpu.vcpu, mem, space.base, cpu.normalRoot);
+    boot(cpu);
+  }
   cpu.markRecovered();
   if (space.fsBase !== 0) loadFsBase(mem, space.fsBase);
 }

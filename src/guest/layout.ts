@@ -61,7 +61,9 @@ export const RT = {
   IST1_TOP: 0x24000,
   /** IST2: double fault, NMI, machine check. */
   IST2_TOP: 0x26000,
-  RSP0_TOP: 0x28000,
+  /** The IPRE fast path's tables and frame (src/engine/fastpath.ts; runtime.S `fp_*`). */
+  FAST: 0x30000,
+  FAST_SIZE: 0x3000,
   PML4: 0x100000,
   PDPT: 0x101000,
   PD: 0x102000,

@@ -6,7 +6,7 @@
  * loads.
  */
 import { IpreError, MachineStateError, RemoteAccessError } from "../errors.ts";
-import { type Cpu, type RemoteLink, type Space } from "../engine/owners.ts";
+import { type CallPath, callPathDefault, type Cpu, type RemoteLink, type Space } from "../engine/owners.ts";
 import { cpuOf, spaceOf } from "../engine/facade.ts";
 import { flushPageTables } from "../engine/service.ts";
 import type { Machine } from "../machine/machine.ts";
@@ -23,6 +23,16 @@ export interface ConnectOptions {
   allow?: ReadonlyArray<string | number>;
   /** "read": the caller may read (not write, not execute) remote memory outside calls. Default "none". */
   loan?: LoanMode;
+  /**
+   * How caller code's calls into the remote are made (docs/ARCHITECTURE.md §3). "fast" (default):
+   * the outermost call and its return are handled inside the guest by the runtime, without an
+   * exit; everything else (nested calls, callbacks, a busy remote, a refused entry, faults,
+   * hostcalls of the remote) goes through the host as with "trap". "trap": every call exits to
+   * the host twice (entry and return). Same rules, same errors. Default: Machine.callPath. While
+   * the caller has a Machine.onRemoteEntry hook, its calls take the host's path (so that the hook
+   * sees each).
+   */
+  path?: CallPath;
 }
 
 interface LinkState extends RemoteLink {
@@ -36,9 +46,12 @@ let makeConnection: (caller: Machine, remote: Machine | Remote, cpu: Cpu, link: 
 export class Connection {
   #link: LinkState | undefined;
   readonly #caller: Cpu;
+  /** How caller code's calls are made ("fast" or "trap"; ConnectOptions.path). */
+  readonly path: CallPath;
   private constructor(readonly caller: Machine, readonly remote: Machine | Remote, callerCpu: Cpu, link: LinkState) {
     this.#caller = callerCpu;
     this.#link = link;
+    this.path = link.path;
   }
   static {
     // Only connect() builds connections.
@@ -135,6 +148,8 @@ export function connect(caller: Machine, remote: Machine | Remote, options: Conn
   if (c.frames.length > 0) throw new MachineStateError(`${c.name} is inside a remote call`);
   const loan = options.loan ?? "none";
   if (loan !== "none" && loan !== "read") throw new IpreError(`loan must be "none" or "read"`);
+  const path = options.path ?? callPathDefault.value;
+  if (path !== "fast" && path !== "trap") throw new IpreError(`path must be "fast" or "trap"`);
   const allow = resolveAllow(r, options.allow);
 
   const vm = c.vm;
@@ -151,7 +166,7 @@ export function connect(caller: Machine, remote: Machine | Remote, options: Conn
       [own.window, tableEntry(root.pd)],
       [r.window, r.tables.windowEntry],
     ]));
-    const link: LinkState = { remote: r, window: r.window, allow, mergedRoot: root.pml4, slot, rootIndex: root.index, loan: loan === "read", disconnect: () => connection.disconnect() };
+    const link: LinkState = { remote: r, window: r.window, allow, mergedRoot: root.pml4, slot, rootIndex: root.index, loan: loan === "read", path, disconnect: () => connection.disconnect() };
     const connection = makeConnection(caller, remote, c, link);
     c.link(link);
     r.addCaller(c);

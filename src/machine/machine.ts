@@ -21,7 +21,7 @@ import { IpreError } from "../errors.ts";
 import { flatImage, parseElf, type ElfImage } from "../guest/elf.ts";
 import { ELF_LINK_OFFSET, windowBase } from "../guest/layout.ts";
 import type { PagePerm } from "../x86/paging.ts";
-import { Cpu, Space } from "../engine/owners.ts";
+import { callPathDefault, type CallPath, Cpu, Space } from "../engine/owners.ts";
 import { dispatchTo, handlerTable, registerOwners } from "../engine/facade.ts";
 import { GuestMemory } from "../engine/memory.ts";
 import { flushPageTables, serviceLimit, serviceRun } from "../engine/service.ts";
@@ -138,6 +138,18 @@ export class Machine extends MachineLayout {
   }
   static set serviceRunLimitMs(ms: number) {
     serviceLimit.ms = ms;
+  }
+  /**
+   * The path of IPRE connections whose `connect()` options choose none (ConnectOptions.path):
+   * "fast" (the default: caller code's outermost calls make no exit) or "trap" (every call exits
+   * twice). Process-wide, for connections made afterwards.
+   */
+  static get callPath(): CallPath {
+    return callPathDefault.value;
+  }
+  static set callPath(path: CallPath) {
+    if (path !== "fast" && path !== "trap") throw new IpreError(`callPath must be "fast" or "trap"`);
+    callPathDefault.value = path;
   }
 
   // ---- what changes (the rest of its identity and layout: layout.ts) ----

@@ -15,6 +15,7 @@
  * pseudo-random from `seed` and in the report; test/adversarial.test.ts recomputes the expected
  * values. Run directly it prints one JSON line (`bun test/scenarios/adversarial.ts <seed>`).
  */
+import "./call-path.ts";
 import { libc } from "../../src/ffi/index.ts";
 import { GuestMemoryError, TimeoutError } from "../../src/errors.ts";
 import { Machine, type HostcallFn, type MachineOptions } from "../../src/machine/machine.ts";

@@ -5,7 +5,7 @@ import {
   OsError, RemoteAccessError, RemoteFault, TimeoutError,
 } from "../../src/errors.ts";
 
-function env(name: string): string | undefined {
+export function env(name: string): string | undefined {
   const g = globalThis as { Deno?: { env: { get(n: string): string | undefined } }; process?: { env: Record<string, string | undefined> } };
   return g.process?.env?.[name] ?? g.Deno?.env.get(name);
 }

@@ -8,6 +8,7 @@
  * call (its own gate and the caller's gate), caller code inside a callback, and caller code after
  * a call. Each probe reports what each accessor did with one pointer; the test knows the rights.
  */
+import "./call-path.ts";
 import { libc } from "../../src/ffi/index.ts";
 import { Machine } from "../../src/machine/machine.ts";
 import { connect, type LoanMode } from "../../src/ipre/connect.ts";

@@ -14,6 +14,7 @@
  * Run as a child process on each runtime (`test/recovery.test.ts`), so that a hang is killed by
  * the test's time limit instead of stalling the test runner; progress goes to stderr.
  */
+import "./call-path.ts";
 import { libc } from "../../src/ffi/index.ts";
 import { Machine } from "../../src/machine/machine.ts";
 import { connect, type Connection } from "../../src/ipre/connect.ts";

@@ -8,6 +8,7 @@
  * recomputes every expected value. Run directly under Bun or Deno it prints one JSON line
  * (`bun test/scenarios/remote.ts <seed>`).
  */
+import "./call-path.ts";
 import { libc } from "../../src/ffi/index.ts";
 import { Machine, type HostcallFn } from "../../src/machine/machine.ts";
 import { connect, type Connection } from "../../src/ipre/connect.ts";

@@ -8,6 +8,7 @@ import { Machine } from "../../src/machine/machine.ts";
 import { connect } from "../../src/ipre/connect.ts";
 import { Remote, type SharedRemote } from "../../src/ipre/share.ts";
 import { outcome } from "./common.ts";
+import "./call-path.ts";
 
 interface Job {
   handle: SharedRemote;

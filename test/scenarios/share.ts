@@ -10,6 +10,7 @@ import { Worker } from "node:worker_threads";
 import { Machine } from "../../src/machine/machine.ts";
 import { Remote } from "../../src/ipre/share.ts";
 import { exampleElf, isMain, outcome, scenarioArgs } from "./common.ts";
+import "./call-path.ts";
 
 interface Done {
   type: "done";

@@ -1,0 +1,170 @@
+/**
+ * The IPRE fast path's tables (docs/ARCHITECTURE.md §3, "the fast path"): what the runtime's
+ * ring-0 #PF handler (guests/runtime/runtime.S, `fast_pf`) reads to enter a remote and return
+ * from it without an exit, and the frame it leaves. The host writes the tables while the vCPU is
+ * parked: they are plain supervisor-only data in the caller's runtime area (RT.FAST), not page
+ * tables, so a host write is seen as it is on every flavour.
+ *
+ * The entry table lists, for each connection on the fast path, the allowed entries of its remote
+ * *while that remote is free*: a remote that is busy with a call, must be reset or is closed has
+ * no entry, so the handler's one comparison is the allow-list, the busy rule and the state check
+ * at once, and whatever it does not find goes through the host's path, which gives today's typed
+ * errors. The handler also takes only the outermost call (no IPRE frame yet on this vCPU): nested
+ * calls, callbacks and everything inside a remote that needs the host go through the host.
+ *
+ * When any exit happens while the handler's frame is live (a hostcall or syscall of the remote, a
+ * fault, a timeout), the exit loop first *adopts* it: the frame becomes a host frame, the remote
+ * is occupied, and from there the call is exactly a host-path call (src/engine/frames.ts).
+ */
+import { IpreError } from "../errors.ts";
+import { RT } from "../guest/layout.ts";
+import { runtimeSymbol, type RuntimeSymbol } from "../guest/runtime.ts";
+import type { GuestMemory } from "./memory.ts";
+
+const off = (s: RuntimeSymbol): number => runtimeSymbol(s);
+if (off("fp_area") !== RT.FAST) throw new IpreError(`runtime.S places the fast-path area at 0x${off("fp_area").toString(16)}, layout.ts RT.FAST says 0x${RT.FAST.toString(16)}`);
+
+/** u32 indices (window offset >> 2) of the fast-path area's words. */
+const FP = {
+  rsp: off("fp_rsp") >> 2,
+  ret: off("fp_ret") >> 2,
+  slot: off("fp_slot") >> 2,
+  returnTrap: off("fp_return_trap") >> 2,
+  normalRoot: off("fp_normal_root") >> 2,
+  fsbase: off("fp_fsbase") >> 2,
+  userLo: off("fp_user_lo") >> 2,
+  userHi: off("fp_user_hi") >> 2,
+  table: off("fp_table") >> 2,
+} as const;
+const ENTRIES = off("fp_entries");
+const ENTRY_SIZE = off("fp_entry_size");
+const SLOTS = (off("fp_entries_end") - ENTRIES) / ENTRY_SIZE;
+const SLOT_ROOT = off("fp_entry_root");
+const SLOT_FSBASE = off("fp_entry_fsbase");
+const SLOT_WINDOW = off("fp_entry_window");
+
+/**
+ * u32 index of the low half of fp_rsp, which the exit loop checks after every KVM_RUN (exits.ts):
+ * 0 no IPRE frame and entries listed, 1 nothing for the handler (the host has frames, or no entry
+ * is listed: its #PF stub then exits after two instructions), anything else the RSP of the
+ * handler's live frame (an entry RSP is user memory, at least 2 MiB above a 1 GiB boundary, so
+ * its low half is never 0 or 1).
+ */
+export const FAST_LIVE_AT = FP.rsp;
+/** fp_rsp when the handler has nothing to do: no RSP, so it neither enters nor returns. */
+const IDLE = 1;
+
+/**
+ * The handler's hash of an entry address: bits 32-39 of address × 0xffffffff9e3779b1 (an `imul`
+ * by the sign-extended imm32 0x9e3779b1), which every address bit below 40 moves.
+ */
+export function entrySlot(address: number): number {
+  return Number(((BigInt(address) * 0xffffffff9e3779b1n) >> 32n) & 0xffn);
+}
+if (SLOTS !== 256) throw new IpreError(`runtime.S has ${SLOTS} fast-path entry slots; entrySlot() hashes to 256`);
+
+/** What the table needs to know of one connection. */
+export interface FastLink {
+  readonly window: number;
+  readonly mergedRoot: number;
+  readonly allow: ReadonlySet<number>;
+}
+
+/** The handler's frame, when the host takes it over. */
+export interface FastFrame {
+  readonly window: number;
+  readonly returnAddress: number;
+  readonly rsp: number;
+}
+
+/** Where the caller's own window puts things the handler checks. */
+export interface FastCaller {
+  readonly base: number;
+  readonly userStart: number;
+  readonly memoryEnd: number;
+  readonly returnTrap: number;
+}
+
+/** The fast-path area of one Cpu (owned by it: owners.ts). */
+export class FastTable {
+  /** Entry address of each slot this table filled, and its window (for messages and withdrawal). */
+  readonly #slots = new Map<number, { address: number; window: number }>();
+  /** The host's IPRE frames on this vCPU. */
+  #hostDepth = 0;
+
+  /** Clears the area (a fork's memory holds its parent's) and writes the caller's constants. */
+  constructor(readonly mem: GuestMemory, caller: FastCaller, normalRoot: number) {
+    mem.u8.fill(0, RT.FAST, RT.FAST + RT.FAST_SIZE);
+    mem.setU64At(FP.returnTrap, caller.returnTrap);
+    mem.setU64At(FP.normalRoot, normalRoot);
+    mem.setU64At(FP.userLo, caller.userStart);
+    mem.setU64At(FP.userHi, caller.memoryEnd - 8);
+    mem.setU64At(FP.table, caller.base + ENTRIES);
+    this.#idleOrReady();
+  }
+
+  /** Whether the handler's frame is live (a call the host has not seen). */
+  get live(): boolean {
+    return (this.mem.u32[FP.rsp] ?? 0) > IDLE;
+  }
+  /** The host's frame count changed: the handler takes calls only when there is none. */
+  setHostDepth(depth: number): void {
+    this.#hostDepth = depth;
+    this.#idleOrReady();
+  }
+  /** fp_rsp outside a live frame: ready (0) when entries are listed and the host has no frame. */
+  #idleOrReady(): void {
+    this.mem.setU64At(FP.rsp, this.#hostDepth > 0 || this.#slots.size === 0 ? IDLE : 0);
+  }
+  /** The handler's live frame, for the host to adopt (which then sets its depth). */
+  liveFrame(): FastFrame {
+    const mem = this.mem;
+    const slot = (mem.getU64At(FP.slot) - mem.base - ENTRIES) / ENTRY_SIZE;
+    const window = this.#slots.get(slot)?.window;
+    if (window === undefined) throw new IpreError(`the fast path's frame names entry slot ${slot}, which the host never filled`);
+    return { window, returnAddress: mem.getU64At(FP.ret), rsp: mem.getU64At(FP.rsp) };
+  }
+  setNormalRoot(root: number): void {
+    this.mem.setU64At(FP.normalRoot, root);
+  }
+  /** FSBASE of the caller's code: what the handler loads on the way back. */
+  setFsBase(value: number): void {
+    this.mem.setU64At(FP.fsbase, value);
+  }
+
+  /**
+   * List `link`'s allowed entries (the remote is free and the connection takes the fast path),
+   * with the remote's FSBASE. An entry whose slot another entry holds stays on the host's path.
+   */
+  publish(link: FastLink, fsBase: number): void {
+    for (const address of link.allow) {
+      const slot = entrySlot(address);
+      const held = this.#slots.get(slot);
+      if (held !== undefined && held.address !== address) continue;
+      this.#slots.set(slot, { address, window: link.window });
+      const at = ENTRIES + slot * ENTRY_SIZE;
+      this.#write(at + SLOT_ROOT, link.mergedRoot);
+      this.#write(at + SLOT_FSBASE, fsBase);
+      this.#write(at + SLOT_WINDOW, link.window);
+      this.#write(at, address); // last: a slot is live once its address matches
+    }
+    this.#idleOrReady();
+  }
+  /** Remove every entry of the remote in `window` (busy, to be reset, closed, disconnected, or on the host's path). */
+  withdraw(window: number): void {
+    for (const [slot, held] of this.#slots) {
+      if (held.window !== window) continue;
+      this.#write(ENTRIES + slot * ENTRY_SIZE, 0);
+      this.#slots.delete(slot);
+    }
+    this.#idleOrReady();
+  }
+  /** Whether `address` is listed (tests, doctor). */
+  listed(address: number): boolean {
+    return this.#slots.get(entrySlot(address))?.address === address;
+  }
+
+  #write(offset: number, value: number): void {
+    this.mem.setU64At(offset >> 2, value);
+  }
+}
