@@ -5,6 +5,7 @@
  * anything else is a fault. docs/ARCHITECTURE.md §4 (exit protocol), §3 (IPRE).
  *
  * The engine (src/engine/), file by file as a call meets them:
+ *   calls.ts     how a call from JS starts: arguments, the exit trap, the iret frame
  *   exits.ts     this loop: arms the watchdog (../watchdog.ts), reads each exit, dispatches
  *   owners.ts    the state it changes, through methods: the Cpu that runs (frames, deadline,
  *                broken) and the Spaces involved (busy, must-reset, the hostcall runner)

@@ -4,13 +4,22 @@
  * target. The exit loop (src/engine/exits.ts) runs it from there.
  */
 import { MachineStateError } from "../errors.ts";
-import type { Cpu } from "../engine/owners.ts";
-import { resumeFast, writeFrame } from "../engine/parked.ts";
+import type { Cpu } from "./owners.ts";
+import { resumeFast, writeFrame } from "./parked.ts";
+import { recover } from "./service.ts";
 
 export type CallArg = number | bigint | boolean | Uint8Array | string;
 
 const ARG_REGS = ["rdi", "rsi", "rdx", "rcx", "r8", "r9"] as const;
 const encoder = new TextEncoder();
+
+/** Refuse a machine that must be reset; reboot a vCPU stopped mid-guest. */
+export function requireUsable(cpu: Cpu): void {
+  cpu.requireOpen();
+  const why = cpu.space.mustReset;
+  if (why !== undefined) throw new MachineStateError(`${cpu.name} must be reset before it is used again (${why})`);
+  if (cpu.broken !== undefined) recover(cpu);
+}
 
 /** Whether a usable vCPU may start a call with `argc` arguments now. */
 export function checkCall(cpu: Cpu, argc: number): void {
