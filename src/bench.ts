@@ -20,14 +20,17 @@ subcommands:
       (child process echo) under CPU load (level% x cores busy loops), plus an SVG like Fig. 2;
       ipre_paced: remote calls from a caller that sleeps --pace-us (default 200, 0 = off) between calls
   payload [--max-size 64MiB] [--min-size 64] [--iterations N] [--op checksum|sum64|both]
-      zero-copy ipre over caller memory vs postMessage (copy) to a worker and a Unix socket
+      zero-copy ipre over caller memory (ipre: caller code calls the remote, 1 exit;
+      ipre_direct: conn.call from JS, 1 exit) vs postMessage (copy) to a worker and a Unix socket
       to a child process, sizes in powers of 4; ops: checksum (FNV-1a, compute-bound) and
       sum64 (u64 word sum, memory-bandwidth-bound), default both
   fanin [--workers 1,2,4] [--ops N] [--warmup N] [--keys N]
       N client workers (threads) calling one key-value store concurrently, 50% put / 50% get
-      (default 10000 ops each after 200 warm-up, over 1024 keys each): ops/s and p50/p99 of ipre
-      (one remote shared with every worker), atomics_server (a server thread, Atomics.wait/notify) and
-      unix_socket (a server process), every reply checked, plus SVGs of ops/s and latency
+      (default 10000 ops each after 200 warm-up, over 1024 keys each): ops/s, p50/p99 and exits
+      per op of ipre (one remote shared with every worker, a vmcall into it: 1 exit), ipre_direct
+      (the same remote, conn.call from JS: 1 exit), atomics_server (a server thread,
+      Atomics.wait/notify) and unix_socket (a server process), every reply checked, plus SVGs of
+      ops/s and latency
 
 common options:
   --json        print one JSON document on stdout instead of tables

@@ -110,7 +110,7 @@ describeKvm("ipre bench on Node, Bun and Deno", () => describe.each(RUNTIMES)("%
     const { json, dir } = await runBench(runtime, ["payload", "--max-size", "1MiB", "--iterations", "3"]);
     checkMachine(json, runtime);
     const sizes = [64, 256, 1024, 4096, 16384, 65536, 262144, 1048576];
-    const systems = ["ipre", "worker_postmessage", "unix_socket", "local_js"];
+    const systems = ["ipre", "ipre_direct", "worker_postmessage", "unix_socket", "local_js"];
     expect(json.config.sizes).toEqual(sizes);
     expect(json.config.ops).toEqual(["checksum", "sum64"]);
     expect(json.config.direct_remote_vmcall.ok).toBe(true);
@@ -122,6 +122,8 @@ describeKvm("ipre bench on Node, Bun and Deno", () => describe.each(RUNTIMES)("%
           expect(rows[0].ns_per_op).toBeGreaterThan(0);
           expect(rows[0].throughput_mib_s).toBeGreaterThan(0);
           expect(rows[0].n).toBe(3);
+          // Exact exits per op: kvcaller's vmcall plus its remote call 3, a direct call from JS 1.
+          expect(rows[0].exits_per_op, `${op} ${system} @ ${bytes}`).toBe(system === "ipre" || system === "ipre_direct" ? 1 : null); // via the caller: its fast-path call makes no exit
         }
       }
     }

@@ -3,7 +3,8 @@
  *  - the workload and its checking, in-process (a correct store passes, a wrong one is caught);
  *  - `bench fanin --workers 1,2 --ops 500 --json` on Node (the compiled CLI, bin/ipre.js: its
  *    module workers load dist/bench/fanin-worker.js), Bun and Deno (src/cli.ts): the JSON shape,
- *    every row, both baselines at every worker count, ipre measured wherever /dev/kvm is usable
+ *    every row, both baselines at every worker count, ipre (a vmcall into the remote: 3 exits per
+ *    op) and ipre_direct (Connection.call: 1 exit per op) measured wherever /dev/kvm is usable
  *    (else reported as skipped, with the reason), and the files written.
  */
 import { spawnSync } from "node:child_process";
@@ -74,7 +75,7 @@ describePure("fan-in workload", () => {
 const RUNTIMES = ["node", "bun", "deno"] as const;
 
 describeKvmOptional("ipre bench fanin", () => describe.each(RUNTIMES)("%s", (rt) => {
-  it("--workers 1,2 --ops 500 --json: both baselines at both counts, every row sane, ipre measured where KVM is usable", () => {
+  it("--workers 1,2 --ops 500 --json: both baselines at both counts, every row sane, ipre and ipre_direct measured where KVM is usable", () => {
     if (rt === "node") ensureDist(["cli.js", "mod.js", "bench/fanin-worker.js"]);
     const dir = join(outRoot, rt);
     const [cmd, argv] = cliCommand(rt, ["bench", "fanin", "--workers", "1,2", "--ops", "500", "--warmup", "50", "--json", "--quiet", "--out", dir]);
@@ -85,7 +86,7 @@ describeKvmOptional("ipre bench fanin", () => describe.each(RUNTIMES)("%s", (rt)
     expect(json.machine.runtime).toBe(rt);
     expect(json.config).toMatchObject({ workers: [1, 2], ops: 500, warmup: 50 });
     for (const row of json.results) {
-      expect(["ipre", "atomics_server", "unix_socket"]).toContain(row.system);
+      expect(["ipre", "ipre_direct", "atomics_server", "unix_socket"]).toContain(row.system);
       expect([1, 2]).toContain(row.workers);
       expect(row.ops_per_s, `${row.system} x${row.workers}`).toBeGreaterThan(0);
       expect(row.p50_ns).toBeGreaterThan(0);
@@ -100,10 +101,18 @@ describeKvmOptional("ipre bench fanin", () => describe.each(RUNTIMES)("%s", (rt)
     }
     // Same workload on every system: the store ends with the same number of keys.
     for (const workers of [1, 2]) expect(new Set(json.results.filter((x: any) => x.workers === workers).map((x: any) => x.keys_stored)).size).toBe(1);
-    const ipreRows = json.results.filter((x: any) => x.system === "ipre");
+    // Exits per op are exact: a vmcall into the caller, whose code calls the remote on the fast
+    // path, takes 1 (the exit trap); a direct call 1 (the exit trap); the baselines have none.
+    const exits = { ipre: 1, ipre_direct: 1, atomics_server: null, unix_socket: null } as Record<string, number | null>;
+    for (const row of json.results) expect(row.exits_per_op, `${row.system} x${row.workers}`).toBe(exits[row.system]);
     // Where KVM is required (CI) the ipre rows must be there, never "skipped".
-    if (HAVE_KVM || process.env.IPRE_REQUIRE_KVM === "1") expect(ipreRows, JSON.stringify(json.skipped)).toHaveLength(2);
-    else expect(json.skipped).toEqual([{ system: "ipre", reason: expect.stringMatching(/\/dev\/kvm/) }]);
+    if (HAVE_KVM || process.env.IPRE_REQUIRE_KVM === "1") {
+      for (const system of ["ipre", "ipre_direct"]) expect(json.results.filter((x: any) => x.system === system), `${system} ${JSON.stringify(json.skipped)}`).toHaveLength(2);
+      expect(readFileSync(join(dir, "summary.txt"), "utf8")).toMatch(/^ipre_direct\s+1\s+\d+ .* 1$/m);
+      expect(readFileSync(join(dir, "summary.txt"), "utf8")).toMatch(/^ipre_direct \/ ipre ops\/s \(same run\): 1 worker [\d.]+x, 2 workers [\d.]+x$/m);
+    } else {
+      expect(json.skipped).toEqual(["ipre", "ipre_direct"].map((system) => ({ system, reason: expect.stringMatching(/\/dev\/kvm/) })));
+    }
     for (const f of ["results.json", "machine.json", "summary.txt", "fanin.svg", "fanin-latency.svg"]) expect(existsSync(join(dir, f)), f).toBe(true);
     expect(readFileSync(join(dir, "fanin.svg"), "utf8")).toMatch(/^<svg [\s\S]*<polyline/);
     expect(readFileSync(join(dir, "summary.txt"), "utf8")).toMatch(/atomics_server\s+2\s+\d+/);

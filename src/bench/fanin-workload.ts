@@ -26,6 +26,8 @@ export interface FaninClient {
   put(key: number, value: number): number | Promise<number>;
   /** The value of key, or KV_MISSING (kvshared.c's kv_get). */
   get(key: number): number | Promise<number>;
+  /** KVM exits of this client so far (the ipre systems: exits per operation are exact). */
+  exits?(): number;
   close?(): void | Promise<void>;
 }
 
@@ -136,6 +138,8 @@ export interface WorkloadResult {
   errors: number;
   /** The first wrong reply, for the error message. */
   firstError?: string;
+  /** KVM exits of the timed operations, when the client counts them (FaninClient.exits). */
+  exits?: number;
 }
 
 /**
@@ -151,13 +155,17 @@ export async function runWorkload(client: FaninClient, plan: WorkloadPlan, ready
   let errors = 0;
   let firstError: string | undefined;
   let puts = 0;
+  let exits0 = 0;
   const check = (what: string, got: number, want: number) => {
     if (got === want) return;
     errors++;
     firstError ??= `worker ${plan.index}: ${what} replied ${got}, expected ${want}`;
   };
   for (let i = -plan.warmup; i < plan.ops; i++) {
-    if (i === 0) await ready();
+    if (i === 0) {
+      await ready();
+      exits0 = client.exits?.() ?? 0;
+    }
     const r = next();
     const key = base + ((r >>> 1) % plan.keys);
     const put = (r & 1) === 1;
@@ -173,10 +181,11 @@ export async function runWorkload(client: FaninClient, plan: WorkloadPlan, ready
       if (i >= 0) puts++;
     } else check(`get(${key})`, got, model.get(key) ?? KV_MISSING);
   }
+  const exits = client.exits === undefined ? undefined : client.exits() - exits0;
   for (let k = 0; k < plan.keys; k++) {
     const pending = client.get(base + k);
     const got = typeof pending === "number" ? pending : await pending;
     check(`final get(${base + k})`, got, model.get(base + k) ?? KV_MISSING);
   }
-  return { samples, puts, keysStored: model.size, errors, firstError };
+  return { samples, puts, keysStored: model.size, errors, firstError, ...(exits !== undefined ? { exits } : {}) };
 }

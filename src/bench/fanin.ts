@@ -4,7 +4,10 @@
  * deterministic mix of puts and gets (fanin-workload.ts) against one shared key-value store:
  *
  *   ipre            one remote kvshared machine, shared with the workers (machine.share,
- *                   Remote.attach), entered by every worker's own caller machine (fanin-ipre.ts)
+ *                   Remote.attach), entered by every worker's own caller machine: a vmcall at
+ *                   the remote's function (the fast path: 1 exit per op, fanin-ipre.ts)
+ *   ipre_direct     the same remote, called directly from JS on each worker's connection
+ *                   (Connection.call: 1 exit per op)
  *   atomics_server  one server thread, a request slot per client, Atomics.wait/notify
  *                   (the paper's thread-pool + futex baseline, Table III)
  *   unix_socket     one server process, a Unix-socket connection per client
@@ -25,7 +28,7 @@ import type { Flags } from "../flags.ts";
 import { intOption, listOption, UsageError } from "../flags.ts";
 import { reporter, writeResults } from "./common.ts";
 import { openSocket, SLOT_WORDS, socketServerCode, stopAtomics, type AtomicsInit } from "./fanin-baselines.ts";
-import { ipreSystem } from "./fanin-ipre.ts";
+import { ipreDirectSystem, ipreSystem } from "./fanin-ipre.ts";
 import type { ThreadReply, ThreadStart } from "./fanin-worker.ts";
 import { ABORT, GO, MAX_KEYS_PER_WORKER, MAX_WORKERS, OP_COUNT, siblingModule, type FaninServer, type FaninSystem, type WorkloadResult } from "./fanin-workload.ts";
 import { workerApi } from "./ipc.ts";
@@ -34,7 +37,7 @@ import { coreCount, describeMachine, machineLine, plotSubtitle } from "./machine
 import { fmtNs, summarize, table } from "./stats.ts";
 import { formatNsAxis, linePlot } from "./svg.ts";
 
-export const FANIN_SYSTEMS = ["ipre", "atomics_server", "unix_socket"] as const;
+export const FANIN_SYSTEMS = ["ipre", "ipre_direct", "atomics_server", "unix_socket"] as const;
 export type FaninSystemName = (typeof FANIN_SYSTEMS)[number];
 
 export interface FaninRow {
@@ -52,6 +55,8 @@ export interface FaninRow {
   wall_ms: number;
   /** Keys the store holds at the end (= the workers' models together). */
   keys_stored: number;
+  /** KVM exits per timed op of all workers (the ipre systems; null for the baselines). */
+  exits_per_op: number | null;
 }
 
 // ---------------------------------------------------------------- threads
@@ -209,7 +214,7 @@ const unixSocket: FaninSystem = {
 };
 
 /** Every system, in output order; ipre says itself whether it can run here. */
-export const SYSTEMS: Record<FaninSystemName, FaninSystem> = { ipre: ipreSystem, atomics_server: atomicsServer, unix_socket: unixSocket };
+export const SYSTEMS: Record<FaninSystemName, FaninSystem> = { ipre: ipreSystem, ipre_direct: ipreDirectSystem, atomics_server: atomicsServer, unix_socket: unixSocket };
 
 // ---------------------------------------------------------------- one run
 
@@ -257,6 +262,7 @@ export async function runFanin(system: FaninSystem, workers: number, o: FaninOpt
     results.forEach((r, i) => all.set(r.samples, i * o.ops));
     const s = summarize(all);
     const wallMs = t1 - t0;
+    const exits = results.every((r) => r.exits !== undefined) ? results.reduce((a, r) => a + r.exits!, 0) : undefined;
     return {
       system: name as FaninSystemName,
       workers,
@@ -269,6 +275,7 @@ export async function runFanin(system: FaninSystem, workers: number, o: FaninOpt
       n: s.n,
       wall_ms: Math.round(wallMs * 1000) / 1000,
       keys_stored: stored,
+      exits_per_op: exits === undefined ? null : exits / (workers * o.ops),
     };
   } finally {
     // After a failure, wake the workers still at the barrier so that they end (Deno cannot
@@ -281,7 +288,7 @@ export async function runFanin(system: FaninSystem, workers: number, o: FaninOpt
 
 // ---------------------------------------------------------------- the command
 
-const COLORS: Record<FaninSystemName, string> = { ipre: "#d62728", atomics_server: "#1f77b4", unix_socket: "#2ca02c" };
+const COLORS: Record<FaninSystemName, string> = { ipre: "#d62728", ipre_direct: "#9467bd", atomics_server: "#1f77b4", unix_socket: "#2ca02c" };
 
 function faninSvgs(rows: FaninRow[], counts: number[], subtitle: string): { throughput: string; latency: string } {
   const systems = FANIN_SYSTEMS.filter((sys) => rows.some((r) => r.system === sys));
@@ -347,10 +354,17 @@ export async function faninCommand(flags: Flags): Promise<number> {
   lines.push(`ipre bench fanin: N client workers x ${ops} ops (50% put, 50% get over ${keys} keys each) against one store`);
   lines.push(machineLine(machine));
   lines.push("");
-  const tableRows = [["system", "workers", "ops/s", "p50", "p90", "p99", "max"]];
-  for (const r of rows) tableRows.push([r.system, String(r.workers), String(r.ops_per_s), fmtNs(r.p50_ns), fmtNs(r.p90_ns), fmtNs(r.p99_ns), fmtNs(r.max_ns)]);
+  const tableRows = [["system", "workers", "ops/s", "p50", "p90", "p99", "max", "exits/op"]];
+  for (const r of rows) tableRows.push([r.system, String(r.workers), String(r.ops_per_s), fmtNs(r.p50_ns), fmtNs(r.p90_ns), fmtNs(r.p99_ns), fmtNs(r.max_ns), r.exits_per_op === null ? "-" : String(Math.round(r.exits_per_op * 100) / 100)]);
   lines.push(table(tableRows));
+  const ratios = counts.flatMap((n) => {
+    const via = rows.find((r) => r.system === "ipre" && r.workers === n);
+    const direct = rows.find((r) => r.system === "ipre_direct" && r.workers === n);
+    return via && direct ? [`${n} worker${n === 1 ? "" : "s"} ${(direct.ops_per_s / via.ops_per_s).toFixed(2)}x`] : [];
+  });
+  if (ratios.length) lines.push(`ipre_direct / ipre ops/s (same run): ${ratios.join(", ")}`);
   for (const s of skipped) lines.push(`${s.system}: ${s.reason}`);
+  lines.push("ipre: a vmcall at the remote's function, entered through the caller VM (IPRE entry, return trap, exit trap); ipre_direct: Connection.call from JS (the exit trap only)");
   lines.push(`clients: ${workerApi()} threads; atomics_server: one more thread (Atomics.wait/notify); unix_socket: a ${machine.runtime} server process; ${cores} cores`);
   lines.push("every reply was checked against the worker's model, and the store's final contents against all the models");
   const text = lines.join("\n") + "\n";

@@ -3,7 +3,10 @@
  *
  *   ipre                the caller guest calls the remote's function on a buffer in caller
  *                       memory; the remote reads it in place (zero copy). Timed from JS around
- *                       the vmcall, so it includes a vmcall and one remote call (3 exits).
+ *                       the vmcall, so it includes a vmcall and one remote call (on the
+ *                       fast path: 1 exit, the vmcall's).
+ *   ipre_direct         the same function on the same buffer, called directly from JS on the
+ *                       connection (Connection.call: the remote runs on the caller's vCPU, 1 exit)
  *   worker_postmessage  postMessage of the bytes to a worker thread (structured clone: a copy,
  *                       not a transfer), the operation there in JS, reply
  *   unix_socket         the bytes over a Unix domain socket to a child process, the operation
@@ -27,7 +30,7 @@ import { fnv1a, PAYLOAD_OPS, sum64, type OpResult, type PayloadOp } from "./payl
 import { fmtBytes, fmtNs, percentile, table } from "./stats.ts";
 import { formatBytesAxis, formatNsAxis, linePlot } from "./svg.ts";
 
-export const PAYLOAD_SYSTEMS = ["ipre", "worker_postmessage", "unix_socket", "local_js"] as const;
+export const PAYLOAD_SYSTEMS = ["ipre", "ipre_direct", "worker_postmessage", "unix_socket", "local_js"] as const;
 export type PayloadSystem = (typeof PAYLOAD_SYSTEMS)[number];
 
 export interface PayloadRow {
@@ -42,6 +45,8 @@ export interface PayloadRow {
   p90_ns: number;
   /** bytes / ns_per_op in MiB/s. */
   throughput_mib_s: number;
+  /** KVM exits per operation (the ipre systems; null for the others). */
+  exits_per_op: number | null;
 }
 
 /** Per (op, system, size): at most this many bytes are processed, so that big sizes take a few iterations. */
@@ -61,6 +66,8 @@ interface OpSpec {
   local(p: Uint8Array): OpResult;
   /** kvcaller calls the remote's function over caller memory (zero copy). */
   ipre(caller: Pair["caller"], address: number, length: number): OpResult;
+  /** The remote's function over caller memory, called directly from JS on the connection. */
+  direct(conn: Pair["conn"], address: number, length: number): OpResult;
   /** The plots' file names (checksum keeps the names it had before sum64 existed). */
   files: { time: string; throughput: string };
 }
@@ -70,12 +77,14 @@ const OPS: Record<PayloadOp, OpSpec> = {
     title: "FNV-1a checksum",
     local: fnv1a,
     ipre: (caller, address, length) => caller.call("remote_checksum", address, length),
+    direct: (conn, address, length) => conn.call("checksum", address, length),
     files: { time: "payload-time.svg", throughput: "payload-throughput.svg" },
   },
   sum64: {
     title: "u64 sum",
     local: sum64,
     ipre: (caller, address, length) => BigInt.asUintN(64, caller.callBigInt("remote_sum64", address, length)),
+    direct: (conn, address, length) => BigInt.asUintN(64, conn.callBigInt("sum64", address, length)),
     files: { time: "payload-sum64-time.svg", throughput: "payload-sum64-throughput.svg" },
   },
 };
@@ -117,7 +126,14 @@ function syncTimeOps(count: number, warmup: number, op: () => OpResult, expect: 
   return s;
 }
 
-function toRow(system: PayloadSystem, op: PayloadOp, bytes: number, samples: Float64Array): PayloadRow {
+/** syncTimeOps with the caller's exits counted: the samples and the exits per operation. */
+function countedTimeOps(caller: Pair["caller"], count: number, warmup: number, op: () => OpResult, expect: OpResult, what: string): { samples: Float64Array; exits: number } {
+  const e0 = caller.exits;
+  const samples = syncTimeOps(count, warmup, op, expect, what);
+  return { samples, exits: (caller.exits - e0) / (count + warmup) };
+}
+
+function toRow(system: PayloadSystem, op: PayloadOp, bytes: number, samples: Float64Array, exits: number | null = null): PayloadRow {
   samples.sort();
   let sum = 0;
   for (const v of samples) sum += v;
@@ -133,10 +149,11 @@ function toRow(system: PayloadSystem, op: PayloadOp, bytes: number, samples: Flo
     p90_ns: Math.round(percentile(samples, 90) * 10) / 10,
     // Four significant digits, not two decimals: 64 B in 13 ms (a slow machine) is 0.0047 MiB/s, not 0.
     throughput_mib_s: Number((bytes / MiB / (med / 1e9)).toPrecision(4)),
+    exits_per_op: exits,
   };
 }
 
-const COLORS: Record<PayloadSystem, string> = { ipre: "#d62728", worker_postmessage: "#1f77b4", unix_socket: "#2ca02c", local_js: "#7f7f7f" };
+const COLORS: Record<PayloadSystem, string> = { ipre: "#d62728", ipre_direct: "#9467bd", worker_postmessage: "#1f77b4", unix_socket: "#2ca02c", local_js: "#7f7f7f" };
 
 /** The two plots of one op (`rows` are that op's). */
 function payloadSvgs(rows: PayloadRow[], sizes: number[], title: string, subtitle: string): { time: string; throughput: string } {
@@ -177,7 +194,7 @@ export async function payloadCommand(flags: Flags): Promise<number> {
   let worker: PayloadWorker | undefined;
   let sock: SocketChild | undefined;
   try {
-    const { caller, remote } = pair;
+    const { caller, remote, conn } = pair;
     const bufAddr = Math.ceil(caller.program!.highest / (2 * MiB)) * 2 * MiB;
     if (bufAddr + maxSize > caller.stackGuard) throw new IpreError(`caller buffer 0x${bufAddr.toString(16)}+${maxSize} overlaps the stack`);
     const buf = caller.bytes(bufAddr, maxSize);
@@ -213,7 +230,10 @@ export async function payloadCommand(flags: Flags): Promise<number> {
         const copy = buf.slice(0, size); // a JS-heap buffer of exactly `size` bytes for the baselines
         const expect = spec.local(copy); // (on JS-heap bytes only: keeps local_js's JIT code monomorphic)
         rep.step(`${op} ${fmtBytes(size)}: ${count} operations per system`);
-        rows.push(toRow("ipre", op, size, syncTimeOps(count, w, () => spec.ipre(caller, bufAddr, size), expect, `ipre ${op} ${size}`)));
+        const via = countedTimeOps(caller, count, w, () => spec.ipre(caller, bufAddr, size), expect, `ipre ${op} ${size}`);
+        rows.push(toRow("ipre", op, size, via.samples, via.exits));
+        const direct = countedTimeOps(caller, count, w, () => spec.direct(conn, bufAddr, size), expect, `ipre_direct ${op} ${size}`);
+        rows.push(toRow("ipre_direct", op, size, direct.samples, direct.exits));
         const wk = worker;
         rows.push(toRow("worker_postmessage", op, size, await timeOps(count, w, () => wk.run(copy), expect, `worker ${op} ${size}`)));
         const sk = sock;
@@ -247,22 +267,25 @@ export async function payloadCommand(flags: Flags): Promise<number> {
     lines.push(`${op}: ${OPS[op].title}`);
     lines.push(
       table([
-        ["bytes", ...PAYLOAD_SYSTEMS.map((s) => s), "ipre MiB/s", "postMessage MiB/s", "socket MiB/s", "postMessage/ipre", "socket/ipre"],
+        ["bytes", ...PAYLOAD_SYSTEMS.map((s) => s), "ipre MiB/s", "direct MiB/s", "postMessage MiB/s", "socket MiB/s", "postMessage/ipre", "socket/ipre", "best copy/direct"],
         ...sizes.map((size) => [
           fmtBytes(size),
           ...PAYLOAD_SYSTEMS.map((s) => fmtNs(get(s, size).ns_per_op)),
           get("ipre", size).throughput_mib_s.toFixed(1),
+          get("ipre_direct", size).throughput_mib_s.toFixed(1),
           get("worker_postmessage", size).throughput_mib_s.toFixed(1),
           get("unix_socket", size).throughput_mib_s.toFixed(1),
           (get("worker_postmessage", size).ns_per_op / get("ipre", size).ns_per_op).toFixed(2),
           (get("unix_socket", size).ns_per_op / get("ipre", size).ns_per_op).toFixed(2),
+          (Math.min(get("worker_postmessage", size).ns_per_op, get("unix_socket", size).ns_per_op) / get("ipre_direct", size).ns_per_op).toFixed(2),
         ]),
       ]),
     );
   }
   lines.push("");
   lines.push("checksum = FNV-1a, a multiply per byte (compute-bound); sum64 = wrapping sum of u64 words (memory-bandwidth-bound).");
-  lines.push("ipre includes a vmcall into the caller plus one remote call (3 KVM exits); the remote reads caller memory in place.");
+  const exitsOf = (sys: PayloadSystem) => [...new Set(rows.filter((r) => r.system === sys).map((r) => r.exits_per_op))].join("/");
+  lines.push(`ipre includes a vmcall into the caller plus one remote call (${exitsOf("ipre")} KVM exits per op); ipre_direct is conn.call from JS into the remote (${exitsOf("ipre_direct")}); the remote reads caller memory in place.`);
   lines.push(`worker_postmessage (${workerApi()}) copies the bytes (structured clone); unix_socket copies them through the kernel; local_js = compute only.`);
   lines.push(`direct vmcall into the remote's checksum address: ${directEntry.ok ? "works" : "FAILED (" + directEntry.detail + ")"}`);
   const text = lines.join("\n") + "\n";

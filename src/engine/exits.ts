@@ -5,6 +5,8 @@
  * anything else is a fault. docs/ARCHITECTURE.md §4 (exit protocol), §3 (IPRE).
  *
  * The engine (src/engine/), file by file as a call meets them:
+ *   calls.ts     how a call from JS starts: arguments, the exit trap, the iret frame (a
+ *                vmcall; a direct call into a remote with its IPRE frame pushed)
  *   exits.ts     this loop: arms the watchdog (../watchdog.ts), reads each exit, dispatches
  *   owners.ts    the state it changes, through methods: the Cpu that runs (frames, deadline,
  *                broken) and the Spaces involved (busy, must-reset, the hostcall runner)
@@ -30,7 +32,7 @@ import { type Cpu, NO_HANDLER, type Space } from "./owners.ts";
 import { crash, crashCause, guestFault, timedOut } from "./faults.ts";
 import { FRAME_AT, resumeFast } from "./parked.ts";
 import { guestRange } from "./pointers.ts";
-import { abortRemoteCall, callback, callerOf, enterRemote, returnFrom, stackU64 } from "./frames.ts";
+import { abortRemoteCall, callback, callerOf, enterRemote, returnDirect, returnFrom, stackU64 } from "./frames.ts";
 import { FAST_LIVE_AT } from "./fastpath.ts";
 
 /** #PF error code: the fault was an instruction fetch (Intel SDM Vol. 3A §4.7). */
@@ -44,15 +46,18 @@ const PF_USER_FETCH_PROTECTION = 0x15;
 const USER_RFLAGS = 0x240dd5;
 const GATES_END = HOSTCALL_GATE_OFFSET + HOSTCALL_GATE_COUNT * HOSTCALL_GATE_STRIDE;
 
-/** Run the prepared call until it returns to the exit trap; typed errors for everything else. */
-export function runCall(cpu: Cpu, timeoutMs: number): void {
+/**
+ * Run the prepared call until it returns to the exit trap; typed errors for everything else.
+ * `direct`: a direct call into a remote (engine/calls.ts directCall), whose frame is pushed.
+ */
+export function runCall(cpu: Cpu, timeoutMs: number, direct = false): void {
   const vcpu = cpu.vcpu;
   const u32 = cpu.mem.u32;
   const { lstar, exitTrap } = cpu.space;
   // Read the clock before arming: a pause in between must not make the real signal look early.
   const start = timeoutMs > 0 ? performance.now() : 0;
   const watchdog = timeoutMs > 0 ? armWatchdog(vcpu, timeoutMs) : undefined;
-  cpu.beginCall(start, timeoutMs);
+  cpu.beginCall(start, timeoutMs, direct);
   try {
     for (;;) {
       const reason = vcpu.runOnce();
@@ -92,7 +97,7 @@ export function runCall(cpu: Cpu, timeoutMs: number): void {
       // error; its RIP lies in a never-mapped page, so CR2 = RIP (the stub need not save CR2).
       if (vector === VECTOR.PF && ((u32[FRAME_AT.error] ?? 0) & PF_FETCH) !== 0) {
         const rip = getU64(u32, FRAME_AT.rip);
-        if (rip === exitTrap && cpu.frames.length === 0) return;
+        if (rip === exitTrap && (cpu.frames.length === 0 || returnDirect(cpu, getU64(u32, FRAME_AT.rsp)))) return;
         if (fetchFault(cpu, rip, getU64(u32, FRAME_AT.rsp))) continue;
       }
       if (vector < 0 || vector > 31) {
@@ -162,7 +167,8 @@ function fetchFault(cpu: Cpu, cr2: number, rsp: number): boolean {
     return true;
   }
   // The remote returned from a call, or caller code returned from a callback.
-  if ((cr2 === space.returnTrap && inRemote) || (cr2 === space.callbackTrap && top?.kind === "callback")) return returnFrom(cpu, top, rsp);
+  // (A direct call's frame has no return trap: its remote returns to the exit trap.)
+  if ((cr2 === space.returnTrap && inRemote && !cpu.atDirectBase()) || (cr2 === space.callbackTrap && top?.kind === "callback")) return returnFrom(cpu, top, rsp);
   // Remote code jumped into caller code (a function pointer): run it unmerged.
   if (inRemote && window === space.window && cr2 >= space.userStart && cr2 < space.memoryEnd) {
     callback(cpu, top.link, rsp);

@@ -1,7 +1,8 @@
 /**
  * The IPRE frame stack of one vCPU: entering an allowed remote function (merge: CR3 := merged
  * root), the return trap (unmerge), callbacks from remote code into caller code and their
- * return, and aborting all of it when a call ends with an error. Frames come from the Cpu's
+ * return, a direct call from JS and its end at the exit trap, and aborting all of it when a
+ * call ends with an error. Frames come from the Cpu's
  * preallocated pool: a call or return allocates nothing. docs/ARCHITECTURE.md §3.
  */
 import { GuestFault, GuestMemoryError, MachineStateError, RemoteAccessError, RemoteFault, type FaultInfo } from "../errors.ts";
@@ -56,8 +57,12 @@ function switchTo(cpu: Cpu, frame: IpreFrame | undefined): void {
   resumeWithCr3(cpu.mem, cpu.vcpu, cpu.space.base, call ? frame.link.mergedRoot : cpu.normalRoot, call ? frame.link.remote.fsBase : cpu.space.fsBase);
 }
 
-/** Caller code jumped to `entry` in a connected remote: check it, install the return trap, merge. */
-export function enterRemote(cpu: Cpu, link: RemoteLink, entry: number, rsp: number, from: RemoteLink | undefined): void {
+/**
+ * Whether `entry` of the remote behind `link` may be entered now from `cpu` (a guest-made call,
+ * `from` the remote link whose code made it if any, or a direct call from JS): not from remote
+ * code, the depth limit, the allow-list, the busy rule, an open remote that needs no reset.
+ */
+export function checkEntry(cpu: Cpu, link: RemoteLink, entry: number, from: RemoteLink | undefined): void {
   const remote = link.remote;
   if (from !== undefined) {
     throw new RemoteAccessError(entry, `${from.remote.name}: call to 0x${entry.toString(16)} in ${remote.name} from remote code: nested remote calls are not supported from inside a remote (call it from a callback into the caller instead)`);
@@ -72,12 +77,44 @@ export function enterRemote(cpu: Cpu, link: RemoteLink, entry: number, rsp: numb
   if (busyWith !== undefined && busyWith !== cpu) throw new RemoteAccessError(entry, `${remote.name} is busy with a call from ${busyWith.name}`);
   if (remote.closed) throw new MachineStateError(`${remote.name} is closed`);
   if (remote.mustReset !== undefined) throw new MachineStateError(`${remote.name} must be reset before it serves calls again (${remote.mustReset})`);
+}
+
+/** Caller code jumped to `entry` in a connected remote: check it, install the return trap, merge. */
+export function enterRemote(cpu: Cpu, link: RemoteLink, entry: number, rsp: number, from: RemoteLink | undefined): void {
+  checkEntry(cpu, link, entry, from);
   const returnAddress = stackU64(cpu, rsp);
   checkTrapSlot(cpu, rsp, undefined);
   setTrap(cpu, rsp, cpu.space.returnTrap);
-  remote.occupy(cpu);
+  link.remote.occupy(cpu);
   switchTo(cpu, cpu.pushFrame("call", link, returnAddress, rsp));
   cpu.onRemoteEntry?.(entry);
+}
+
+/**
+ * A direct call from JS (checkEntry passed; the frame at the entry with [rsp] = the exit trap is
+ * written): occupy the remote, push the call's frame, whose return address is the exit trap (no
+ * return trap: the remote's `ret` ends the call, see returnDirect), and merge.
+ */
+export function enterDirect(cpu: Cpu, link: RemoteLink, entry: number, rsp: number): void {
+  link.remote.occupy(cpu);
+  switchTo(cpu, cpu.pushFrame("call", link, cpu.space.exitTrap, rsp));
+  cpu.onRemoteEntry?.(entry);
+}
+
+/**
+ * The exit trap with frames open: the end of a direct call when its remote returned (only the
+ * direct frame left, RSP = entry RSP + 8). The vCPU stays parked with the merged root loaded, so
+ * the mailbox gets the normal root and the caller's FSBASE: whatever runs next on this vCPU
+ * loads them first (`resume`), or replaces them with its own switch (resumeWithCr3). False when
+ * it is not that (a genuine fault).
+ */
+export function returnDirect(cpu: Cpu, rsp: number): boolean {
+  const top = cpu.top();
+  if (!cpu.atDirectBase() || top === undefined || rsp !== top.rsp + 8) return false;
+  cpu.popFrame(); // frees the remote
+  setMailbox(cpu.mem, MB.cr3, cpu.normalRoot);
+  loadFsBase(cpu.mem, cpu.space.fsBase);
+  return true;
 }
 
 /**

@@ -257,6 +257,7 @@ export class Cpu {
   #loanRoot: Root | undefined;
   #broken: string | undefined;
   #inCall = false;
+  #direct = false;
   #callDeadline = 0;
   #callTimeoutMs = 0;
   #exits = 0;
@@ -308,13 +309,23 @@ export class Cpu {
   get callTimeoutMs(): number {
     return this.#callTimeoutMs;
   }
-  beginCall(start: number, timeoutMs: number): void {
+  /** `direct`: a direct call from JS into a remote (its frame, the first, was pushed before the run). */
+  beginCall(start: number, timeoutMs: number, direct: boolean): void {
     this.#callDeadline = timeoutMs > 0 ? start + timeoutMs : 0;
     this.#callTimeoutMs = timeoutMs;
     this.#inCall = true;
+    this.#direct = direct;
   }
   endCall(): void {
     this.#inCall = false;
+    this.#direct = false;
+  }
+  /**
+   * Whether the only frame is a direct call's (docs/ARCHITECTURE.md §3, "Direct calls"): its
+   * remote returns to the exit trap, and the return trap is none of its.
+   */
+  atDirectBase(): boolean {
+    return this.#direct && this.#frames.length === 1;
   }
   /** Exits handled by calls since creation. */
   get exits(): number {

@@ -100,9 +100,16 @@ export function resumeFast(mem: GuestMemory, vcpu: Vcpu, base: number): void {
  */
 export function resumeWithCr3(mem: GuestMemory, vcpu: Vcpu, base: number, root: number, fsBase: number): void {
   if (mem.u32[MB.pending] !== 0) {
-    setMailbox(mem, MB.cr3, root); // other mailbox work is queued: the general path does all
-    loadFsBase(mem, fsBase);
-    return;
+    if (mem.getU64At(MB.ptCount) !== 0 || mem.getU64At(MB.service) !== 0) {
+      setMailbox(mem, MB.cr3, root); // other mailbox work is queued: the general path does all
+      loadFsBase(mem, fsBase);
+      return;
+    }
+    // Only a CR3 and/or FSBASE load is queued (e.g. the unmerge after a direct call), which this
+    // switch replaces with its own: drop it and take the fast continuation.
+    mem.setU64At(MB.cr3, 0);
+    mem.setU64At(MB.fsbaseSet, 0);
+    mem.setU64At(MB.pending, 0);
   }
   mem.setU64At(MB.fsbase, fsBase); // resume_cr3 loads it (mb_fsbase_set stays 0)
   vcpu.setReg("r11", root);

@@ -9,6 +9,7 @@ import { IpreError, MachineStateError, RemoteAccessError } from "../errors.ts";
 import { type CallPath, callPathDefault, type Cpu, type RemoteLink, type Space } from "../engine/owners.ts";
 import { cpuOf, spaceOf } from "../engine/facade.ts";
 import { flushPageTables } from "../engine/service.ts";
+import { directCall, type CallArg } from "../engine/calls.ts";
 import type { Machine } from "../machine/machine.ts";
 import type { Remote } from "./share.ts";
 import { loanEntry, tableEntry, writeRoot } from "../x86/paging.ts";
@@ -42,7 +43,16 @@ interface LinkState extends RemoteLink {
 
 let makeConnection: (caller: Machine, remote: Machine | Remote, cpu: Cpu, link: LinkState) => Connection;
 
-/** An IPRE connection from a caller to a remote. `disconnect()` (or dispose) undoes it. */
+/** Options of a direct call ({@link Connection.invoke}). */
+export interface DirectCallOptions {
+  /** Time limit in ms (0: none); default the caller Machine's `timeoutMs`. */
+  timeoutMs?: number;
+}
+
+/**
+ * An IPRE connection from a caller to a remote. `disconnect()` (or dispose) undoes it.
+ * `call()` runs an allowed function of the remote directly from JS on the caller's vCPU.
+ */
 export class Connection {
   #link: LinkState | undefined;
   readonly #caller: Cpu;
@@ -67,6 +77,48 @@ export class Connection {
   }
   get loan(): LoanMode {
     return this.#link?.loan ? "read" : "none";
+  }
+
+  /**
+   * A direct call: run the remote's allowed function `fn` (a symbol of its program or an
+   * address) from JS on the caller machine's vCPU, with no caller code in between, and return
+   * its result (RAX) as a signed number. Arguments as Machine.call's (integers in registers;
+   * Uint8Array and string args copied to the *caller's* stack and passed as pointers, which the
+   * remote reads in place). One exit per call: the remote returns to the caller's exit trap.
+   * Everything else is a guest-made remote call's: the allow-list (RemoteAccessError), one call
+   * at a time per remote (a busy remote: RemoteAccessError), RemoteFault, hostcalls and syscalls
+   * of the remote, callbacks into caller code, the caller's `timeoutMs` (docs/ARCHITECTURE.md
+   * §3, "Direct calls"). Works the same on a connection to an attached Remote in a Worker.
+   */
+  call(fn: string | number, ...args: CallArg[]): number {
+    this.#direct(fn, args, this.caller.timeoutMs);
+    return this.#caller.vcpu.regSigned("rax");
+  }
+  /** Like call(), with the full 64-bit result as a bigint. */
+  callBigInt(fn: string | number, ...args: CallArg[]): bigint {
+    this.#direct(fn, args, this.caller.timeoutMs);
+    return BigInt.asIntN(64, this.#caller.vcpu.regBigInt("rax"));
+  }
+  /** call() with options, e.g. `invoke("spin", [], { timeoutMs: 50 })`. */
+  invoke(fn: string | number, args: CallArg[] = [], options: DirectCallOptions = {}): number {
+    this.#direct(fn, args, options.timeoutMs ?? this.caller.timeoutMs);
+    return this.#caller.vcpu.regSigned("rax");
+  }
+  /** invoke() with the full 64-bit result as a bigint. */
+  invokeBigInt(fn: string | number, args: CallArg[] = [], options: DirectCallOptions = {}): bigint {
+    this.#direct(fn, args, options.timeoutMs ?? this.caller.timeoutMs);
+    return BigInt.asIntN(64, this.#caller.vcpu.regBigInt("rax"));
+  }
+  #direct(fn: string | number, args: readonly CallArg[], timeoutMs: number): void {
+    const link = this.#link;
+    if (link === undefined) throw new MachineStateError(`${this.#caller.name}: the connection to ${this.remote.name} is disconnected`);
+    let entry = fn;
+    if (typeof fn === "string") {
+      const sym = link.remote.program?.symbols.get(fn);
+      if (sym === undefined) throw new IpreError(`${link.remote.name}: no symbol "${fn}" in the remote's program`);
+      entry = sym.value;
+    }
+    directCall(this.#caller, link, entry as number, args, timeoutMs);
   }
 
   /** Remove the mapping, the roots and the memslot. Idempotent. */

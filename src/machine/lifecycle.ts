@@ -11,6 +11,7 @@ import { PERM, type PagePerm } from "../x86/paging.ts";
 import { setSpecialRegisters, writeRuntimeArea } from "../engine/boot.ts";
 import { disconnectCallers } from "../engine/facade.ts";
 import { abortRemoteCall } from "../engine/frames.ts";
+import { requireUsable } from "../engine/calls.ts";
 import type { Cpu } from "../engine/owners.ts";
 import { boot, flushPageTables, recover } from "../engine/service.ts";
 import { clearMailbox } from "../engine/parked.ts";
@@ -29,14 +30,6 @@ export function bootCpu(cpu: Cpu, fresh: boolean): void {
   } else clearMailbox(mem); // a fork's copy may hold its parent's pending work
   setSpecialRegisters(vcpu, mem, space.base, cpu.normalRoot);
   boot(cpu);
-}
-
-/** Refuse a machine that must be reset; reboot a vCPU stopped mid-guest. */
-export function requireUsable(cpu: Cpu): void {
-  cpu.requireOpen();
-  const why = cpu.space.mustReset;
-  if (why !== undefined) throw new MachineStateError(`${cpu.name} must be reset before it is used again (${why})`);
-  if (cpu.broken !== undefined) recover(cpu);
 }
 
 /** `M`: the facade (Machine) that user syscall handlers receive. */

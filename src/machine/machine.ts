@@ -32,9 +32,9 @@ import { shareSpace, type SharedRemote } from "../ipre/share.ts";
 import { isLinuxProgram } from "../linux/loader.ts";
 import type { LinuxOptions, LinuxPhase, LinuxProcess } from "../linux/syscalls.ts";
 import { compile } from "../guest/compile.ts";
-import { bootCpu, Lifecycle, requireUsable } from "./lifecycle.ts";
+import { bootCpu, Lifecycle } from "./lifecycle.ts";
 import { hostCString, hostView, rightsOf } from "./access.ts";
-import { checkCall, prepareCall, type CallArg } from "./calls.ts";
+import { checkCall, prepareCall, requireUsable, type CallArg } from "../engine/calls.ts";
 import { sourceName, spaceOptions, type CallOptions, type MachineOptionsOf } from "./options.ts";
 import type { Snapshot } from "./snapshot.ts";
 import { MachineLayout } from "./layout.ts";
@@ -48,7 +48,7 @@ export type HostcallFn = (a0: number, a1: number, a2: number, a3: number, a4: nu
 
 /** The options of {@link Machine.create} (options.ts). */
 export type MachineOptions = MachineOptionsOf<Machine>;
-export type { CallArg } from "./calls.ts";
+export type { CallArg } from "../engine/calls.ts";
 export type { CallOptions } from "./options.ts";
 
 /** Options of {@link Machine.exec}: argv, env, output sinks, syscall handlers (src/linux/syscalls.ts). */

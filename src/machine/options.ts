@@ -8,7 +8,7 @@ import { defaultPrint, type Handler } from "../engine/facade.ts";
 import type { SpaceOptions } from "../engine/owners.ts";
 import type { LinuxOptions } from "../linux/syscalls.ts";
 
-export type { CallArg } from "./calls.ts";
+export type { CallArg } from "../engine/calls.ts";
 
 /**
  * The options of Machine.create; `M` is the Machine (machine.ts names it: `MachineOptions`), which
