@@ -85,7 +85,9 @@ describeKvm("ipre bench on Node, Bun and Deno", () => describe.each(RUNTIMES)("%
     expect(json.ratios.remote_call_libc_over_remote_call).toBeGreaterThan(0);
     expect(json.ratios.remote_call_over_remote_call_trap).toBeGreaterThan(0);
     expect(json.ratios.remote_call_over_hostcall).toBeGreaterThan(0);
-    expect(json.ratios.remote_call_over_kvm_run).toBeGreaterThan(1);
+    // No bound against the floor: on hardware KVM a fast-path call (no exit) can beat one KVM_RUN.
+    expect(json.ratios.remote_call_over_kvm_run).toBeGreaterThan(0);
+    expect(json.ratios.remote_call_trap_over_kvm_run).toBeGreaterThan(0);
     for (const f of ["results.json", "machine.json", "summary.txt", "latency.svg"]) expect(existsSync(join(dir, f)), f).toBe(true);
     expect(readFileSync(join(dir, "latency.svg"), "utf8")).toMatch(/^<svg /);
   });
