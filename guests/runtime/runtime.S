@@ -22,6 +22,7 @@
 #define PORT_BOOT 0xd0
 #define PORT_SERVICE 0xd1
 #define PORT_SYSCALL 0xd2
+#define PORT_HOSTCALL 0xd3            /* the only port the TSS I/O bitmap lets ring 3 use */
 #define IST1_TOP 0x24000              /* RT.IST1_TOP: the frame's top (window offset) */
 #define RUNTIME_CODE 0x10000          /* RT.CODE: where runtime_start lies (window offset) */
 #define USER_CODE 0x23                /* SELECTOR.USER_CODE (src/x86/descriptors.ts) */
@@ -228,5 +229,24 @@ mb_pt_count:    .quad 0     /* number of (address, value) pairs in mb_pt_writes 
 mb_pt_writes:   .fill MAILBOX_PT_WRITES * 2, 8, 0
 	.globl mb_pt_writes_end
 mb_pt_writes_end:
+
+/*
+ * Hostcall gates, run in ring 3 (docs/ARCHITECTURE.md §4). The host maps this page, user
+ * read-only and executable, at every page of the window's gate range (gate n = trap region +
+ * 16 n): all 4096 gates share these 256. A guest `call`s gate n; its ring-3 `out` is allowed by
+ * the TSS I/O bitmap and exits; the host finds n from RIP, puts the handler's result in RAX, and
+ * the guest runs on to the `ret` itself. Nothing else lives on the page (guest code can read
+ * it); the padding traps (`int3`).
+ */
+	.balign 4096
+	.globl hostcall_gates
+hostcall_gates:
+	.rept 256
+	out PORT_HOSTCALL, al
+	ret
+	.balign 16, 0xcc
+	.endr
+	.globl hostcall_gates_end
+hostcall_gates_end:
 	.globl runtime_end
 runtime_end:
