@@ -64,11 +64,11 @@ function checkMachine(json: any, runtime: Runtime): void {
 const RUNTIMES: Runtime[] = ["node", "bun", "deno"];
 
 describeKvm("ipre bench on Node, Bun and Deno", () => describe.each(RUNTIMES)("%s", (runtime) => {
-  it("latency: six rows with percentiles, histogram and ratios", async () => {
+  it("latency: seven rows with percentiles, histogram and ratios", async () => {
     const { json, dir } = await runBench(runtime, ["latency", "--iterations", "50", "--warmup", "5"]);
     checkMachine(json, runtime);
     const names = json.results.map((r: any) => r.name);
-    expect(names).toEqual(["kvm_run", "hostcall", "vmcall", "remote_call", "syscall", "remote_call_libc"]);
+    expect(names).toEqual(["kvm_run", "hostcall", "hostcall_fault", "vmcall", "remote_call", "syscall", "remote_call_libc"]);
     for (const r of json.results) {
       checkPercentiles(r, `${runtime} ${r.name}`);
       expect(r.n).toBe(50);
@@ -77,11 +77,15 @@ describeKvm("ipre bench on Node, Bun and Deno", () => describe.each(RUNTIMES)("%
     }
     const byName = Object.fromEntries(json.results.map((r: any) => [r.name, r]));
     expect(byName.remote_call.exits_per_op).toBeCloseTo(2, 1);
-    expect(byName.hostcall.exits_per_op).toBeCloseTo(1, 1);
+    expect(byName.kvm_run.exits_per_op).toBe(1);
+    expect(byName.hostcall.exits_per_op).toBe(1); // the ring-3 gate
+    expect(byName.hostcall_fault.exits_per_op).toBe(1); // the fetch-fault gate
+    expect(byName.vmcall.exits_per_op).toBe(1);
     expect(byName.syscall.exits_per_op).toBeCloseTo(1, 1); // one exit per syscall, on either route
     expect(byName.remote_call_libc.exits_per_op).toBeCloseTo(2, 1); // the libc adds no exit
     expect(json.ratios.remote_call_libc_over_remote_call).toBeGreaterThan(0);
     expect(json.ratios.remote_call_over_hostcall).toBeGreaterThan(0);
+    expect(json.ratios.hostcall_over_hostcall_fault).toBeGreaterThan(0);
     expect(json.ratios.remote_call_over_kvm_run).toBeGreaterThan(1);
     for (const f of ["results.json", "machine.json", "summary.txt", "latency.svg"]) expect(existsSync(join(dir, f)), f).toBe(true);
     expect(readFileSync(join(dir, "latency.svg"), "utf8")).toMatch(/^<svg /);

@@ -2,18 +2,23 @@
  * ipre guest runtime: the ring-0 side of every machine.
  *
  * Linked at offset 0 and copied to window base + RT.CODE (src/guest/layout.ts); position
- * independent (RIP-relative data). Guest programs run in ring 3 and reach the host only by
- * faulting: every exception vector 0-31 enters a stub here on the IST1 stack, and the stub
- * exits to the VMM with `out PORT_VECTOR_BASE+vector` (ring-3 `out`, `int n` and
- * `syscall` do not enter ring 0 on PVM, docs/ARCHITECTURE.md §5). On hardware KVM a Linux
- * program's `syscall` enters `syscall_entry`, which leaves the same frame and exits on
- * PORT_SYSCALL; on PVM it faults fetching `syscall_entry` and exits through the #PF stub (§4).
+ * independent (RIP-relative data). Guest programs run in ring 3 and reach the host by faulting:
+ * every exception vector 0-31 enters a stub here on the IST1 stack, and the stub exits to the
+ * VMM with `out PORT_VECTOR_BASE+vector` (`int n` and `syscall` do not enter ring 0 on PVM,
+ * docs/ARCHITECTURE.md §5). On hardware KVM a Linux program's `syscall` enters
+ * `syscall_entry`, which leaves the same frame and exits on PORT_SYSCALL; on PVM it faults
+ * fetching `syscall_entry` and exits through the #PF stub (§4). The one exit that needs no ring
+ * 0: a hostcall gate (`hostcall_gates`, the last page) runs in ring 3 and its `out PORT_HOSTCALL`
+ * exits directly, allowed by the TSS I/O bitmap for that port alone (IOPL stays 0); the host
+ * takes it only at a gate, and the guest then runs on to the gate's `ret` itself, never parked.
  * The host reads registers through KVM_CAP_SYNC_REGS and the frame from IST1, edits them, and resumes the vCPU, which then runs
  * `resume`: apply the page-table writes and the CR3/FSBASE loads the host left in the mailbox
  * (so a shadow-paging hypervisor sees them), then `iretq`.
  *
- * Invariant: whenever the vCPU is parked (stopped after an `out`), RSP = IST1_TOP - 48 and the
- * frame there is [error, rip, cs, rflags, rsp, ss]; all general registers hold guest values.
+ * Invariant: whenever the vCPU is parked (stopped after a ring-0 `out`), RSP = IST1_TOP - 48 and
+ * the frame there is [error, rip, cs, rflags, rsp, ss]; all general registers hold guest values.
+ * Stopped at a gate's ring-3 `out` it is not parked: the host parks it first (a fetch of the
+ * exit trap faults into the #PF stub) before any service run, and when the call ends with an error.
  */
 	.intel_syntax noprefix
 	.code64
