@@ -118,13 +118,14 @@ describeKvm("adversarial IPRE: a malicious caller and a malicious remote, on Nod
       const expected = [A.returnTrap, A.callbackTrap, K.returnTrap, K.callbackTrap, K.exitTrap, gate(1, 1), gate(1, 4095), gate(2, 1), E.exitTrap, gate(5, 1), gate(0, 1) + 8];
       expect(f.targets.map((t) => t.address)).toEqual(expected);
       for (const t of f.targets.slice(0, -1)) expectPf(t.result, "caller", t.address, EC.fetch, t.address);
-      // Its own gate pages are mapped (ring-3 gates, docs/ARCHITECTURE.md §4): mid-gate is the int3
-      // padding, a #BP trap whose RIP is the next byte, not a hostcall.
+      // Its own gate pages are mapped (ring-3 gates, docs/ARCHITECTURE.md §4): mid-gate is the hlt
+      // padding, a #GP (error code 0) at that byte, not a hostcall.
       const mid = f.targets[f.targets.length - 1]!.result;
       expectError(mid, "GuestFault", `${mid.message}`);
       expect(mid.classes).not.toContain("RemoteFault");
-      expect(mid.vector).toBe(3);
-      expect(mid.rip).toBe(gate(0, 1) + 9);
+      expect(mid.vector).toBe(13);
+      expect(mid.errorCode).toBe(0);
+      expect(mid.rip).toBe(gate(0, 1) + 8);
       expect(f.kvHandler).toBe(0); // kvstore's and evil's handlers never ran
       expect(f.evilHandler).toBe(0);
       expectHealthy(f.health, r);
@@ -147,13 +148,13 @@ describeKvm("adversarial IPRE: a malicious caller and a malicious remote, on Nod
       expectError(p.otherPort, "GuestFault");
       expect(p.otherPort.vector).toBe(13);
       expect(p.otherPort.rip).toBe(sym.a_out_other);
-      // The gate's `ret` alone just returns; its second byte runs into the int3 padding.
+      // The gate's `ret` alone just returns; its second byte (rol ebx, cl) runs into the hlt padding.
       expectValue(p.gateRet, gate(0, 1) + 2);
       expectError(p.gateMid, "GuestFault");
-      expect(p.gateMid.vector).toBe(3);
-      expect(p.gateMid.rip).toBe(gate(0, 1) + 4);
+      expect(p.gateMid.vector).toBe(13);
+      expect(p.gateMid.rip).toBe(gate(0, 1) + 3);
       expectPf(p.gateWrite, "caller", gate(0, 1), EC.writeProt, sym.a_write);
-      expectValue(p.gateRead, `${BigInt.asIntN(64, 0xccccccccccc3d3e6n)}n`); // out 0xd3, al; ret; int3...
+      expectValue(p.gateRead, `${BigInt.asIntN(64, 0xf4f4f4f4f4c3d3e6n)}n`); // out 0xd3, al; ret; hlt...
       expect(p.handlers).toBe(0); // none of them ran a handler; the real gate below does
       expectValue(p.hostcall, 42);
       expectHealthy(p.health, r);

@@ -64,12 +64,12 @@ describe("descriptors", () => {
 });
 
 describe("hostcall gates", () => {
-  it("the runtime's gate page: 256 gates of `out PORT.HOSTCALL, al; ret`, int3 padding, nothing else", () => {
+  it("the runtime's gate page: 256 gates of `out PORT.HOSTCALL, al; ret`, hlt padding, nothing else", () => {
     const start = runtimeSymbol("hostcall_gates");
     expect(start % 4096).toBe(0);
     expect(runtimeSymbol("hostcall_gates_end") - start).toBe(4096);
     const page = runtimeBytes().subarray(start, start + 4096);
-    for (let g = 0; g < 256; g++) expect([...page.subarray(g * 16, g * 16 + 16)]).toEqual([0xe6, PORT.HOSTCALL, 0xc3, ...Array(13).fill(0xcc)]);
+    for (let g = 0; g < 256; g++) expect([...page.subarray(g * 16, g * 16 + 16)]).toEqual([0xe6, PORT.HOSTCALL, 0xc3, ...Array(13).fill(0xf4)]);
   });
   it("maps the gate pages user read-only and executable through their own PT; the no-exec PD copy and setGates(false) leave them out", () => {
     const spec = { base: 1 << 30, memory: 8 << 20, pml4: (1 << 30) + 0x100000, pdpt: (1 << 30) + 0x101000, pd: (1 << 30) + 0x102000, ptBase: (1 << 30) + 0x110000 };

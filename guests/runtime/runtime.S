@@ -241,7 +241,8 @@ mb_pt_writes_end:
  * 16 n): all 4096 gates share these 256. A guest `call`s gate n; its ring-3 `out` is allowed by
  * the TSS I/O bitmap and exits; the host finds n from RIP, puts the handler's result in RAX, and
  * the guest runs on to the `ret` itself. Nothing else lives on the page (guest code can read
- * it); the padding traps (`int3`).
+ * it); the padding traps: `hlt` is a #GP in ring 3 on every flavour, whichever byte a wild jump
+ * lands on (`int3` would be a #BP on PVM and, through a DPL-0 IDT gate, a #GP elsewhere).
  */
 	.balign 4096
 	.globl hostcall_gates
@@ -249,7 +250,7 @@ hostcall_gates:
 	.rept 256
 	out PORT_HOSTCALL, al
 	ret
-	.balign 16, 0xcc
+	.balign 16, 0xf4             /* hlt */
 	.endr
 	.globl hostcall_gates_end
 hostcall_gates_end:
