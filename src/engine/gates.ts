@@ -1,6 +1,6 @@
 /**
  * Hostcalls: guest code calls gate n (window base + HOSTCALL_GATE_OFFSET + 16 n, guests/ipre.h)
- * and the JS handler n of the machine whose gate it is runs. Two paths, docs/ARCHITECTURE.md §4:
+ * and the JS handler n of the machine whose gate it is runs. Three paths, docs/ARCHITECTURE.md §4:
  *
  *   ring-3 gate   the gate pages are mapped for the code that runs (its own window's, or inside a
  *                 remote call the remote's): the gate's `out PORT.HOSTCALL, al` (allowed by the
