@@ -10,8 +10,9 @@ export const BENCH_USAGE = `usage: ipre bench <subcommand> [options]
 
 subcommands:
   latency [--iterations N] [--warmup N]
-      kvm_run, hostcall, vmcall, remote_call (the fast path, in the guest) and remote_call_trap
-      (the host's path), a Linux program's syscall and a remote call between two glibc programs
+      kvm_run, hostcall (the ring-3 gate), hostcall_fault (the fetch-fault gate), vmcall,
+      remote_call (the fast path, in the guest) and remote_call_trap (the host's path), a Linux
+      program's syscall and a remote call between two glibc programs
       (default 10000 after 100 warm-up), with p50/p90/p99/max, exits per operation, and the
       ratios to the kvm_run floor
   load [--iterations N] [--warmup N] [--levels 0,50,100,200] [--duration-limit SECONDS]

@@ -141,7 +141,7 @@ export class RemoteFault extends GuestFault {
   override name = "RemoteFault";
   readonly signal: number | undefined;
   readonly output: string | undefined;
-  constructor(info: FaultInfo, readonly remoteName: string, abort?: { signal: number; output: string; message: string }) {
+  constructor(info: FaultInfo, readonly remoteName: string, abort?: { signal?: number; output?: string; message: string }) {
     super(info, `remote ${remoteName}`, abort?.message);
     this.signal = abort?.signal;
     this.output = abort?.output;

@@ -117,10 +117,47 @@ for (const path of CALL_PATHS) describeKvm(`adversarial IPRE: a malicious caller
       const f = r.caller.forged;
       const expected = [A.returnTrap, A.callbackTrap, K.returnTrap, K.callbackTrap, K.exitTrap, gate(1, 1), gate(1, 4095), gate(2, 1), E.exitTrap, gate(5, 1), gate(0, 1) + 8];
       expect(f.targets.map((t) => t.address)).toEqual(expected);
-      for (const t of f.targets) expectPf(t.result, "caller", t.address, EC.fetch, t.address);
+      for (const t of f.targets.slice(0, -1)) expectPf(t.result, "caller", t.address, EC.fetch, t.address);
+      // Its own gate pages are mapped (ring-3 gates, docs/ARCHITECTURE.md §4): mid-gate is the hlt
+      // padding, a #GP (error code 0) at that byte, not a hostcall.
+      const mid = f.targets[f.targets.length - 1]!.result;
+      expectError(mid, "GuestFault", `${mid.message}`);
+      expect(mid.classes).not.toContain("RemoteFault");
+      expect(mid.vector).toBe(13);
+      expect(mid.errorCode).toBe(0);
+      expect(mid.rip).toBe(gate(0, 1) + 8);
       expect(f.kvHandler).toBe(0); // kvstore's and evil's handlers never ran
       expect(f.evilHandler).toBe(0);
       expectHealthy(f.health, r);
+    });
+
+    it("caller: an `out` to the hostcall port outside a gate is a #GP GuestFault, never a hostcall; the gate page is read-only gates", () => {
+      const r = report(rt);
+      const p = r.caller.ports;
+      const sym = r.sym;
+      // Where KVM stops: at the `out` (hardware), after it (PVM emulates it) (docs/ARCHITECTURE.md §4).
+      const after = (at: number, size: number) => (p.flavour === "pvm" ? at + size : at);
+      for (const [o, rip] of [[p.out, after(sym.a_out!, 2)], [p.outDx, after(sym.a_out_dx! + 5, 1)]] as const) {
+        expectError(o, "GuestFault", `${o.message}`);
+        expect(o.classes).not.toContain("RemoteFault");
+        expect(o.vector).toBe(13);
+        expect(o.rip, o.message).toBe(rip);
+        expect(o.message).toMatch(/hostcall port 0xd3 that is not a hostcall gate's/);
+      }
+      // Another port: the bitmap refuses it, the CPU raises the #GP at the `out`.
+      expectError(p.otherPort, "GuestFault");
+      expect(p.otherPort.vector).toBe(13);
+      expect(p.otherPort.rip).toBe(sym.a_out_other);
+      // The gate's `ret` alone just returns; its second byte (rol ebx, cl) runs into the hlt padding.
+      expectValue(p.gateRet, gate(0, 1) + 2);
+      expectError(p.gateMid, "GuestFault");
+      expect(p.gateMid.vector).toBe(13);
+      expect(p.gateMid.rip).toBe(gate(0, 1) + 3);
+      expectPf(p.gateWrite, "caller", gate(0, 1), EC.writeProt, sym.a_write);
+      expectValue(p.gateRead, `${BigInt.asIntN(64, 0xf4f4f4f4f4c3d3e6n)}n`); // out 0xd3, al; ret; hlt...
+      expect(p.handlers).toBe(0); // none of them ran a handler; the real gate below does
+      expectValue(p.hostcall, 42);
+      expectHealthy(p.health, r);
     });
 
     it("caller: without a loan, remote memory is not mapped outside calls (read, write, runtime area, guard page, print, guestRead); executing it is an entry attempt", () => {
@@ -303,6 +340,17 @@ for (const path of CALL_PATHS) describeKvm(`adversarial IPRE: a malicious caller
       const r = report(rt);
       expectPf(r.remote.plant.result, "caller", r.win.A.returnTrap, EC.fetch, r.win.A.returnTrap);
       expectHealthy(r.remote.plant.health, r);
+    });
+
+    it("remote: an `out` to the hostcall port from its own code is a #GP RemoteFault, never a hostcall; the caller is unmerged", () => {
+      const r = report(rt);
+      const o = r.remote.port.out;
+      expectError(o, "RemoteFault", `${o.message}`);
+      expect(o.remoteName).toBe("evil");
+      expect(o.vector).toBe(13);
+      expect(o.rip, o.message).toBe(r.caller.ports.flavour === "pvm" ? r.sym.e_out! + 2 : r.sym.e_out);
+      expect(r.remote.port.handlers).toBe(0);
+      expectHealthy(r.remote.port.health, r);
     });
 
     it("remote: skipping the return trap to the caller's exit trap faults; the vmcall does not end merged", () => {

@@ -68,7 +68,7 @@ describeKvm("ipre bench on Node, Bun and Deno", () => describe.each(RUNTIMES)("%
     const { json, dir } = await runBench(runtime, ["latency", "--iterations", "50", "--warmup", "5"]);
     checkMachine(json, runtime);
     const names = json.results.map((r: any) => r.name);
-    expect(names).toEqual(["kvm_run", "hostcall", "vmcall", "remote_call", "remote_call_trap", "syscall", "remote_call_libc"]);
+    expect(names).toEqual(["kvm_run", "hostcall", "hostcall_fault", "vmcall", "remote_call", "remote_call_trap", "syscall", "remote_call_libc"]);
     for (const r of json.results) {
       checkPercentiles(r, `${runtime} ${r.name}`);
       expect(r.n).toBe(50);
@@ -82,12 +82,15 @@ describeKvm("ipre bench on Node, Bun and Deno", () => describe.each(RUNTIMES)("%
     expect(byName.vmcall.exits_per_op).toBe(1);
     expect(byName.syscall.exits_per_op).toBe(1); // one exit per syscall, on either route
     expect(byName.remote_call_libc.exits_per_op).toBe(0); // the libc adds no exit
+    expect(byName.kvm_run.exits_per_op).toBe(1);
+    expect(byName.hostcall_fault.exits_per_op).toBe(1); // the fetch-fault gate
     expect(json.ratios.remote_call_libc_over_remote_call).toBeGreaterThan(0);
     expect(json.ratios.remote_call_over_remote_call_trap).toBeGreaterThan(0);
     expect(json.ratios.remote_call_over_hostcall).toBeGreaterThan(0);
     // No bound against the floor: on hardware KVM a fast-path call (no exit) can beat one KVM_RUN.
     expect(json.ratios.remote_call_over_kvm_run).toBeGreaterThan(0);
     expect(json.ratios.remote_call_trap_over_kvm_run).toBeGreaterThan(0);
+    expect(json.ratios.hostcall_over_hostcall_fault).toBeGreaterThan(0);
     for (const f of ["results.json", "machine.json", "summary.txt", "latency.svg"]) expect(existsSync(join(dir, f)), f).toBe(true);
     expect(readFileSync(join(dir, "latency.svg"), "utf8")).toMatch(/^<svg /);
   });

@@ -1,7 +1,9 @@
 import { describe, expect, it } from "vitest";
 import { buildGdt, buildIdt, buildTss, idtGate, segmentDescriptor, SELECTOR, starMsr } from "../src/x86/descriptors.ts";
-import { indices, loanEntry, PERM, PTE, type PtMemory, userPte, WindowTables, writeRoot } from "../src/x86/paging.ts";
+import { ADDR_MASK, indices, loanEntry, PERM, PTE, type PtMemory, userPte, WindowTables, writeRoot } from "../src/x86/paging.ts";
 import { KVM, ioc, SIZEOF } from "../src/kvm/abi.ts";
+import { HOSTCALL_GATE_OFFSET, PORT } from "../src/guest/layout.ts";
+import { runtimeBytes, runtimeSymbol } from "../src/guest/runtime.ts";
 
 describe("descriptors", () => {
   it("encodes the flat 64-bit code segment like every kernel does (0x00af9b000000ffff)", () => {
@@ -45,6 +47,52 @@ describe("descriptors", () => {
     expect(t.getUint32(36, true)).toBe(0x7000);
     expect(t.getUint32(44, true)).toBe(0x8000);
     expect(t.getUint16(102, true)).toBe(104);
+  });
+  it("builds an I/O permission bitmap that allows exactly the given ports, and a GDT whose TSS limit covers it", () => {
+    const tss = buildTss({ rsp0: 0x5000, ist: [0], ioPorts: [0xd3] });
+    // SDM Vol. 1 §19.5.2: bitmap at the map base, one bit per port (0 = allowed), then a 0xff byte.
+    expect(new DataView(tss.buffer).getUint16(102, true)).toBe(104);
+    expect(tss.length).toBe(104 + (0xd3 >> 3) + 2);
+    const allowed = (port: number) => 104 + (port >> 3) + 1 < tss.length && ((tss[104 + (port >> 3)]! >> (port & 7)) & 1) === 0;
+    for (let port = 0; port < 0x10000; port++) expect(allowed(port), `port 0x${port.toString(16)}`).toBe(port === 0xd3);
+    expect(tss[tss.length - 1]).toBe(0xff);
+    const gdt = new DataView(buildGdt(0x2000, tss.length).buffer);
+    expect(gdt.getUint16(SELECTOR.TSS, true)).toBe(tss.length - 1);
+    expect(() => buildTss({ rsp0: 0, ist: [0], ioPorts: [0x10000] })).toThrow(RangeError);
+    expect(() => buildGdt(0x2000, 50)).toThrow(RangeError);
+  });
+});
+
+describe("hostcall gates", () => {
+  it("the runtime's gate page: 256 gates of `out PORT.HOSTCALL, al; ret`, hlt padding, nothing else", () => {
+    const start = runtimeSymbol("hostcall_gates");
+    expect(start % 4096).toBe(0);
+    expect(runtimeSymbol("hostcall_gates_end") - start).toBe(4096);
+    const page = runtimeBytes().subarray(start, start + 4096);
+    for (let g = 0; g < 256; g++) expect([...page.subarray(g * 16, g * 16 + 16)]).toEqual([0xe6, PORT.HOSTCALL, 0xc3, ...Array(13).fill(0xf4)]);
+  });
+  it("maps the gate pages user read-only and executable through their own PT; the no-exec PD copy and setGates(false) leave them out", () => {
+    const spec = { base: 1 << 30, memory: 8 << 20, pml4: (1 << 30) + 0x100000, pdpt: (1 << 30) + 0x101000, pd: (1 << 30) + 0x102000, ptBase: (1 << 30) + 0x110000 };
+    const gates = { va: spec.base + HOSTCALL_GATE_OFFSET, pages: 16, pt: spec.base + 0xf000, page: spec.base + 0x12000 };
+    const mem = mapMemory();
+    const t = new WindowTables({ ...spec, gates });
+    t.init(mem);
+    const pde = mem.read64(spec.pd + 511 * 8);
+    expect(pde & (PTE.P | PTE.US | PTE.RW)).toBe(PTE.P | PTE.US);
+    expect(pde & ADDR_MASK).toBe(BigInt(gates.pt));
+    for (let i = 0; i < 512; i++) {
+      const pte = mem.read64(gates.pt + i * 8);
+      if (i >= 16) expect(pte, `PT[${i}]`).toBe(0n); // the return and exit traps stay unmapped
+      else expect(pte & (PTE.P | PTE.US | PTE.RW | PTE.NX | ADDR_MASK)).toBe(PTE.P | PTE.US | BigInt(gates.page));
+    }
+    t.writeNoExecPd(mem, 0x70000);
+    expect(mem.read64(0x70000 + 511 * 8)).toBe(0n);
+    t.setGates(mem, false);
+    expect(mem.read64(spec.pd + 511 * 8)).toBe(0n);
+    t.setGates(mem, true);
+    expect(mem.read64(spec.pd + 511 * 8)).toBe(pde);
+    expect(() => new WindowTables({ ...spec, gates: { ...gates, va: spec.base + (4 << 20) } })).toThrow(/above its memory/);
+    expect(() => new WindowTables(spec).setGates(mem, true)).toThrow(/no gate pages/);
   });
 });
 

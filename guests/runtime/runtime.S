@@ -2,18 +2,23 @@
  * ipre guest runtime: the ring-0 side of every machine.
  *
  * Linked at offset 0 and copied to window base + RT.CODE (src/guest/layout.ts); position
- * independent (RIP-relative data). Guest programs run in ring 3 and reach the host only by
- * faulting: every exception vector 0-31 enters a stub here on the IST1 stack, and the stub
- * exits to the VMM with `out PORT_VECTOR_BASE+vector` (ring-3 `out`, `int n` and
- * `syscall` do not enter ring 0 on PVM, docs/ARCHITECTURE.md §5). On hardware KVM a Linux
- * program's `syscall` enters `syscall_entry`, which leaves the same frame and exits on
- * PORT_SYSCALL; on PVM it faults fetching `syscall_entry` and exits through the #PF stub (§4).
+ * independent (RIP-relative data). Guest programs run in ring 3 and reach the host by faulting:
+ * every exception vector 0-31 enters a stub here on the IST1 stack, and the stub exits to the
+ * VMM with `out PORT_VECTOR_BASE+vector` (`int n` and `syscall` do not enter ring 0 on PVM,
+ * docs/ARCHITECTURE.md §5). On hardware KVM a Linux program's `syscall` enters
+ * `syscall_entry`, which leaves the same frame and exits on PORT_SYSCALL; on PVM it faults
+ * fetching `syscall_entry` and exits through the #PF stub (§4). The one exit that needs no ring
+ * 0: a hostcall gate (`hostcall_gates`, the last page) runs in ring 3 and its `out PORT_HOSTCALL`
+ * exits directly, allowed by the TSS I/O bitmap for that port alone (IOPL stays 0); the host
+ * takes it only at a gate, and the guest then runs on to the gate's `ret` itself, never parked.
  * The host reads registers through KVM_CAP_SYNC_REGS and the frame from IST1, edits them, and resumes the vCPU, which then runs
  * `resume`: apply the page-table writes and the CR3/FSBASE loads the host left in the mailbox
  * (so a shadow-paging hypervisor sees them), then `iretq`.
  *
- * Invariant: whenever the vCPU is parked (stopped after an `out`), RSP = IST1_TOP - 48 and the
- * frame there is [error, rip, cs, rflags, rsp, ss]; all general registers hold guest values.
+ * Invariant: whenever the vCPU is parked (stopped after a ring-0 `out`), RSP = IST1_TOP - 48 and
+ * the frame there is [error, rip, cs, rflags, rsp, ss]; all general registers hold guest values.
+ * Stopped at a gate's ring-3 `out` it is not parked: the host parks it first (a fetch of the
+ * exit trap faults into the #PF stub) before any service run, and when the call ends with an error.
  */
 	.intel_syntax noprefix
 	.code64
@@ -22,6 +27,7 @@
 #define PORT_BOOT 0xd0
 #define PORT_SERVICE 0xd1
 #define PORT_SYSCALL 0xd2
+#define PORT_HOSTCALL 0xd3            /* the only port the TSS I/O bitmap lets ring 3 use */
 #define IST1_TOP 0x24000              /* RT.IST1_TOP: the frame's top (window offset) */
 #define RUNTIME_CODE 0x10000          /* RT.CODE: where runtime_start lies (window offset) */
 #define USER_CODE 0x23                /* SELECTOR.USER_CODE (src/x86/descriptors.ts) */
@@ -378,5 +384,25 @@ mb_pt_count:    .quad 0     /* number of (address, value) pairs in mb_pt_writes 
 mb_pt_writes:   .fill MAILBOX_PT_WRITES * 2, 8, 0
 	.globl mb_pt_writes_end
 mb_pt_writes_end:
+
+/*
+ * Hostcall gates, run in ring 3 (docs/ARCHITECTURE.md §4). The host maps this page, user
+ * read-only and executable, at every page of the window's gate range (gate n = trap region +
+ * 16 n): all 4096 gates share these 256. A guest `call`s gate n; its ring-3 `out` is allowed by
+ * the TSS I/O bitmap and exits; the host finds n from RIP, puts the handler's result in RAX, and
+ * the guest runs on to the `ret` itself. Nothing else lives on the page (guest code can read
+ * it); the padding traps: `hlt` is a #GP in ring 3 on every flavour, whichever byte a wild jump
+ * lands on (`int3` would be a #BP on PVM and, through a DPL-0 IDT gate, a #GP elsewhere).
+ */
+	.balign 4096
+	.globl hostcall_gates
+hostcall_gates:
+	.rept 256
+	out PORT_HOSTCALL, al
+	ret
+	.balign 16, 0xf4             /* hlt */
+	.endr
+	.globl hostcall_gates_end
+hostcall_gates_end:
 	.globl runtime_end
 runtime_end:

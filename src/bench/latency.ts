@@ -3,7 +3,10 @@
  * warm-up) for the four round trips ipre is built from:
  *
  *   kvm_run      one raw KVM_RUN of the parked runtime (ring-0 `out` loop): the exit floor
- *   hostcall     guest -> JS handler -> guest (bench.elf hostcall_loop; time between handler calls)
+ *   hostcall     guest -> JS handler -> guest (bench.elf hostcall_loop; time between handler calls),
+ *                through the ring-3 gate: its `out` exits (docs/ARCHITECTURE.md §4)
+ *   hostcall_fault  the same loop through the fetch-fault gate (the machine's gate pages unmapped:
+ *                the path remote code calling its caller's gates takes), measured in the same run
  *   vmcall       JS -> guest `nop` -> JS (time around Machine.call)
  *   remote_call  caller guest -> remote guest -> caller guest on the fast path (the runtime's
  *                #PF handler merges and unmerges, no exit: timed by the guest's TSC)
@@ -20,6 +23,8 @@ import type { Flags } from "../flags.ts";
 import { Machine } from "../machine/machine.ts";
 import { exampleElf, linuxElf } from "../examples.ts";
 import { connect } from "../ipre/connect.ts";
+import { cpuOf } from "../engine/facade.ts";
+import { setGatePages } from "../engine/gates.ts";
 import { reporter, writeResults } from "./common.ts";
 import { intOption } from "../flags.ts";
 import { describeMachine, machineLine, plotSubtitle } from "./machine-info.ts";
@@ -28,7 +33,7 @@ import { fmtNs, summarize, table, type Summary } from "./stats.ts";
 import { formatNsAxis, linePlot } from "./svg.ts";
 
 export interface LatencyRow extends Summary {
-  name: "kvm_run" | "hostcall" | "vmcall" | "remote_call" | "remote_call_trap" | "syscall" | "remote_call_libc";
+  name: "kvm_run" | "hostcall" | "hostcall_fault" | "vmcall" | "remote_call" | "remote_call_trap" | "syscall" | "remote_call_libc";
   /** KVM exits per operation (measured from Machine.exits). */
   exits_per_op: number;
   p99_over_p50: number;
@@ -111,6 +116,15 @@ export function measureLatency(iterations: number, warmup: number, progress: (s:
     m.call("hostcall_loop", stamps.total);
     rows.push(row("hostcall", stamps.gaps(), (m.exits - e0 - 1) / stamps.total));
 
+    progress(`hostcall_fault: ${iterations} + ${warmup} warm-up hostcalls through the fetch-fault gate`);
+    const faults = new Stamps(iterations, warmup);
+    m.hostcalls.set(0, faults.take);
+    setGatePages(cpuOf(m), false);
+    e0 = m.exits;
+    m.call("hostcall_loop", faults.total);
+    rows.push(row("hostcall_fault", faults.gaps(), (m.exits - e0 - 1) / faults.total));
+    setGatePages(cpuOf(m), true);
+
     progress(`vmcall: ${iterations} + ${warmup} warm-up calls of nop()`);
     e0 = m.exits;
     rows.push(row("vmcall", timeJs(iterations, warmup, () => m.call("nop")), (m.exits - e0) / (iterations + warmup)));
@@ -171,6 +185,8 @@ export function latencyRatios(rows: LatencyRow[]): Record<string, number> {
     remote_call_over_kvm_run: r2(p50("remote_call") / p50("kvm_run")),
     remote_call_over_vmcall: r2(p50("remote_call") / p50("vmcall")),
     hostcall_over_kvm_run: r2(p50("hostcall") / p50("kvm_run")),
+    hostcall_fault_over_kvm_run: r2(p50("hostcall_fault") / p50("kvm_run")),
+    hostcall_over_hostcall_fault: r2(p50("hostcall") / p50("hostcall_fault")),
     vmcall_over_kvm_run: r2(p50("vmcall") / p50("kvm_run")),
     syscall_over_hostcall: r2(p50("syscall") / p50("hostcall")),
     syscall_over_kvm_run: r2(p50("syscall") / p50("kvm_run")),
@@ -220,6 +236,7 @@ export async function latencyCommand(flags: Flags): Promise<number> {
   lines.push(`remote_call / kvm_run  = ${fixed2(ratios.remote_call_over_kvm_run)}, remote_call_trap / kvm_run = ${fixed2(ratios.remote_call_trap_over_kvm_run)} (p50; cost over the raw KVM_RUN floor)`);
   lines.push(`remote_call / hostcall = ${fixed2(ratios.remote_call_over_hostcall)} (p50)`);
   lines.push(`remote_call / vmcall   = ${fixed2(ratios.remote_call_over_vmcall)}, hostcall / kvm_run = ${fixed2(ratios.hostcall_over_kvm_run)}, vmcall / kvm_run = ${fixed2(ratios.vmcall_over_kvm_run)}`);
+  lines.push(`hostcall / hostcall_fault = ${fixed2(ratios.hostcall_over_hostcall_fault)}, hostcall_fault / kvm_run = ${fixed2(ratios.hostcall_fault_over_kvm_run)} (p50; the ring-3 gate against the fetch-fault gate, one exit each)`);
   lines.push(`syscall / hostcall = ${fixed2(ratios.syscall_over_hostcall)}, syscall / kvm_run = ${fixed2(ratios.syscall_over_kvm_run)}, remote_call_libc / remote_call = ${fixed2(ratios.remote_call_libc_over_remote_call)} (p50; the libc must add no exit)`);
   const text = lines.join("\n") + "\n";
 

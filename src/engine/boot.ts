@@ -11,7 +11,7 @@ import { Kvm, kvmFlavour, type KvmFlavour } from "../kvm/system.ts";
 import { Vm } from "../kvm/vm.ts";
 import type { Vcpu } from "../kvm/vcpu.ts";
 import { segmentFromGdt } from "../kvm/sregs.ts";
-import { RT, WINDOW_SIZE } from "../guest/layout.ts";
+import { PORT, RT, WINDOW_SIZE } from "../guest/layout.ts";
 import { runtimeBytes, stubOffset } from "../guest/runtime.ts";
 import { buildGdt, buildIdt, buildTss, GDT_LIMIT, SELECTOR, starMsr, VECTOR } from "../x86/descriptors.ts";
 import { CR0, CR4, EFER, MSR, RFLAGS_RESERVED } from "../x86/registers.ts";
@@ -32,12 +32,29 @@ export const VMX_TSS_GPA = 3 * WINDOW_SIZE + WINDOW_SIZE - 0x100000;
 
 let kvmShared: Kvm | undefined;
 let kvmUsers = 0;
+/** TR's type in KVM_SET_SREGS for this process's KVM (taskRegisterType), decided when it opens. */
+let trType = 0xb;
 
 /** The process-wide /dev/kvm handle, opened on first use and closed with its last user. */
 function acquireKvm(): Kvm {
-  if (!kvmShared) kvmShared = Kvm.open();
+  if (!kvmShared) {
+    kvmShared = Kvm.open();
+    trType = taskRegisterType(kvmShared);
+  }
   kvmUsers++;
   return kvmShared;
+}
+
+/**
+ * The type of the task register: 0xB, a busy 64-bit TSS, as `ltr` leaves it and as Intel VM
+ * entry requires (SDM Vol. 3C §27.3.1.2); PVM takes it too. On AMD SVM 0x9 (available): the VMCB
+ * does not keep TR's busy bit (KVM's svm_get_segment sets it back when reading), and QEMU's SVM,
+ * the nested harness (§8), checks the TSS I/O bitmap of a ring-3 `out` only against an available
+ * TSS, so with 0xB every hostcall gate's `out` would be a #GP there (§4, §5).
+ */
+function taskRegisterType(kvm: Kvm): number {
+  const vendor = cpuidVendor(kvm.cpuid.view);
+  return kvmFlavour() === "hardware" && (vendor === "AuthenticAMD" || vendor === "HygonGenuine") ? 0x9 : 0xb;
 }
 export function releaseKvm(): void {
   if (--kvmUsers === 0 && kvmShared) {
@@ -84,6 +101,20 @@ function describeKvm(kvm: Kvm, device?: string): KvmInfo {
   };
 }
 
+/** The vendor string of CPUID leaf 0 (EBX, EDX, ECX) in a struct kvm_cpuid2, "" without that leaf. */
+function cpuidVendor(view: DataView): string {
+  const n = view.getUint32(0, true);
+  for (let i = 0; i < n; i++) {
+    const e = 8 + i * 40;
+    if (view.getUint32(e, true) !== 0) continue;
+    const bytes = new Uint8Array(12);
+    const out = new DataView(bytes.buffer);
+    [16, 24, 20].forEach((reg, k) => out.setUint32(k * 4, view.getUint32(e + reg, true), true));
+    return String.fromCharCode(...bytes);
+  }
+  return "";
+}
+
 /** Leaf 1, ECX bit 17 (PCID) in a struct kvm_cpuid2 (8-byte header, 40-byte entries: function, index, flags, eax, ebx, ecx, edx). */
 function cpuidHasPcid(view: DataView): boolean {
   const n = view.getUint32(0, true);
@@ -125,13 +156,15 @@ export function createVm(base: number, size: number, hostAddr: number): { kvm: K
  * GDT, IDT (vector → its stub on IST1; #DF on IST2, so that a broken IST1 still reports; #PF on
  * no IST but TSS.RSP0, which is IST1's top: from ring 3 the same frame, and a fault of the fast
  * path's ring-0 stack accesses lands below the frame it interrupted, runtime.S `pf_ring0`), TSS
- * and the runtime code.
+ * (with the I/O bitmap of the hostcall gates) and the runtime code, hostcall gate page included.
  */
 export function writeRuntimeArea(memory: GuestMemory, b: number): void {
   const mem = memory.u8;
   mem.set(runtimeBytes(), RT.CODE);
-  mem.set(buildGdt(b + RT.TSS), RT.GDT);
-  mem.set(buildTss({ rsp0: b + RT.IST1_TOP, ist: [0, b + RT.IST1_TOP, b + RT.IST2_TOP] }), RT.TSS);
+  // Ring 3 may use one port, a hostcall gate's (IOPL stays 0): the host accepts that exit only at a gate (§4).
+  const tss = buildTss({ rsp0: b + RT.IST1_TOP, ist: [0, b + RT.IST1_TOP, b + RT.IST2_TOP], ioPorts: [PORT.HOSTCALL] });
+  mem.set(buildGdt(b + RT.TSS, tss.length), RT.GDT);
+  mem.set(tss, RT.TSS);
   mem.set(buildIdt(VECTORS, (v) => ({ offset: b + RT.CODE + stubOffset(v), ist: v === VECTOR.DF ? 2 : v === VECTOR.PF ? 0 : 1 })), RT.IDT);
 }
 
@@ -144,8 +177,8 @@ export function setSpecialRegisters(vcpu: Vcpu, mem: GuestMemory, base: number, 
   const gdt = mem.u8.subarray(RT.GDT, RT.GDT + GDT_LIMIT + 1);
   s.cs = segmentFromGdt(gdt, SELECTOR.KERNEL_CODE);
   s.ds = s.es = s.fs = s.gs = s.ss = segmentFromGdt(gdt, SELECTOR.KERNEL_DATA);
-  // KVM wants the task register busy (type 0xB); the GDT keeps it available (0x9) as `ltr` would expect.
-  s.tr = { ...segmentFromGdt(gdt, SELECTOR.TSS), type: 0xb };
+  // The GDT keeps the TSS available (0x9) as `ltr` would expect; TR is busy except on AMD (taskRegisterType).
+  s.tr = { ...segmentFromGdt(gdt, SELECTOR.TSS), type: trType };
   s.ldt = { ...s.ldt, unusable: 1 };
   s.gdt = { base: base + RT.GDT, limit: GDT_LIMIT };
   s.idt = { base: base + RT.IDT, limit: VECTORS * 16 - 1 };

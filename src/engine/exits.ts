@@ -1,8 +1,9 @@
 /**
  * The exit loop of a call: one KVM_RUN per exit and no allocation on the hostcall/IPRE paths.
- * Every exit is a stub's `out` on PORT.VECTOR_BASE + vector. An instruction fetch from a trap
- * address is a request (the call returned, a hostcall gate, an IPRE entry, return or callback);
- * anything else is a fault. docs/ARCHITECTURE.md §4 (exit protocol), §3 (IPRE).
+ * Every exit is a stub's `out` on PORT.VECTOR_BASE + vector, or a ring-3 hostcall gate's on
+ * PORT.HOSTCALL (gates.ts). An instruction fetch from a trap address is a request (the call
+ * returned, a hostcall gate not mapped for the code that calls it, an IPRE entry, return or
+ * callback); anything else is a fault. docs/ARCHITECTURE.md §4 (exit protocol), §3 (IPRE).
  *
  * The engine (src/engine/), file by file as a call meets them:
  *   calls.ts     how a call from JS starts: arguments, the exit trap, the iret frame (a
@@ -10,29 +11,32 @@
  *   exits.ts     this loop: arms the watchdog (../watchdog.ts), reads each exit, dispatches
  *   owners.ts    the state it changes, through methods: the Cpu that runs (frames, deadline,
  *                broken) and the Spaces involved (busy, must-reset, the hostcall runner)
+ *   gates.ts     hostcalls: the ring-3 gate's exit, the fetch-fault gate, the JS handler
  *   fastpath.ts  the tables of the runtime's in-guest path (outermost calls without exits),
  *                and its frame, which this loop adopts when an exit comes during such a call
  *   frames.ts    IPRE entry, return, callback and abort on the Cpu's frame stack
  *   parked.ts    the runtime's twin: the frame, the mailbox, the continuations the host resumes at
  *   pointers.ts  guest pointers (print, handlers, syscalls) checked against the active tables
  *   faults.ts    the typed error of an exit that is no request (it only builds the error)
- *   service.ts   KVM_RUNs outside a call: boot, reboot after a crash, page-table flushes
+ *   service.ts   KVM_RUNs outside the loop: boot, reboot after a crash, page-table flushes,
+ *                parking a vCPU that a hostcall handler left at a ring-3 gate
  *   boot.ts, memory.ts, window.ts, pools.ts, shared.ts, facade.ts: what a Space and Cpu are made of
  * A syscall goes to the syscall layer of the Space whose code runs (src/linux/, set as a callback).
  */
 import { IpreError } from "../errors.ts";
 import { ERRNO } from "../errno.ts";
 import { EXIT } from "../kvm/abi.ts";
-import { HOSTCALL_GATE_COUNT, HOSTCALL_GATE_OFFSET, HOSTCALL_GATE_STRIDE, HOSTCALL_PRINT, PORT, WINDOW_SIZE } from "../guest/layout.ts";
+import { HOSTCALL_GATE_COUNT, HOSTCALL_GATE_OFFSET, HOSTCALL_GATE_STRIDE, PORT, WINDOW_SIZE } from "../guest/layout.ts";
 import { armWatchdog, Watchdog } from "../watchdog.ts";
 import { getU64 } from "../u64.ts";
 import { VECTOR } from "../x86/descriptors.ts";
 import { RFLAGS_RESERVED } from "../x86/registers.ts";
-import { type Cpu, NO_HANDLER, type Space } from "./owners.ts";
+import type { Cpu } from "./owners.ts";
 import { crash, crashCause, guestFault, timedOut } from "./faults.ts";
-import { FRAME_AT, resumeFast } from "./parked.ts";
-import { guestRange } from "./pointers.ts";
-import { abortRemoteCall, callback, callerOf, enterRemote, returnDirect, returnFrom, stackU64 } from "./frames.ts";
+import { atGate, FRAME_AT, resumeFast } from "./parked.ts";
+import { abortRemoteCall, callback, enterRemote, returnDirect, returnFrom } from "./frames.ts";
+import { faultHostcall, gateExit, refusedGate } from "./gates.ts";
+import { parkFromGate } from "./service.ts";
 import { FAST_LIVE_AT } from "./fastpath.ts";
 
 /** #PF error code: the fault was an instruction fetch (Intel SDM Vol. 3A §4.7). */
@@ -81,11 +85,16 @@ export function runCall(cpu: Cpu, timeoutMs: number, direct = false): void {
         throw crash(cpu, reason, "while running a call");
       }
       cpu.countExit();
-      if (vcpu.ioPort === PORT.SYSCALL) {
+      const port = vcpu.ioPort;
+      if (port === PORT.HOSTCALL) {
+        gateExit(cpu); // a ring-3 hostcall gate (gates.ts)
+        continue;
+      }
+      if (port === PORT.SYSCALL) {
         if (syscallExit(cpu)) continue;
         return; // the program exited: the call ends
       }
-      const vector = vcpu.ioPort - PORT.VECTOR_BASE;
+      const vector = port - PORT.VECTOR_BASE;
       // The PVM route of `syscall` (docs/ARCHITECTURE.md §4): PVM jumps to LSTAR still in ring 3,
       // so the fetch of the supervisor-only syscall_entry faults with RIP == LSTAR.
       if (vector === VECTOR.PF && u32[FRAME_AT.error] === PF_USER_FETCH_PROTECTION && getU64(u32, FRAME_AT.rip) === lstar) {
@@ -104,10 +113,12 @@ export function runCall(cpu: Cpu, timeoutMs: number, direct = false): void {
         cpu.markBroken(crashCause(reason));
         throw crash(cpu, reason, `unexpected exit on port 0x${vcpu.ioPort.toString(16)}`);
       }
+      if (vector === VECTOR.GP && refusedGate(cpu)) continue; // a gate's `out` this KVM refused (gates.ts)
       if (vector === VECTOR.DF) cpu.markBroken("double fault");
       throw guestFault(cpu, vector);
     }
   } catch (e) {
+    if (atGate(vcpu)) leaveGate(cpu);
     abortRemoteCall(cpu);
     throw e;
   } finally {
@@ -163,7 +174,7 @@ function fetchFault(cpu: Cpu, cr2: number, rsp: number): boolean {
   if (offset >= HOSTCALL_GATE_OFFSET && offset < GATES_END) {
     const owner = window === space.window ? space : inRemote && top.link.window === window ? top.link.remote : undefined;
     if (!owner || (offset - HOSTCALL_GATE_OFFSET) % HOSTCALL_GATE_STRIDE !== 0) return false;
-    hostcall(cpu, owner, (offset - HOSTCALL_GATE_OFFSET) / HOSTCALL_GATE_STRIDE, rsp);
+    faultHostcall(cpu, owner, (offset - HOSTCALL_GATE_OFFSET) / HOSTCALL_GATE_STRIDE, rsp);
     return true;
   }
   // The remote returned from a call, or caller code returned from a callback.
@@ -184,23 +195,11 @@ function fetchFault(cpu: Cpu, cr2: number, rsp: number): boolean {
   return false;
 }
 
-/**
- * Hostcall `gate` of `owner` (this machine's space, or the remote whose code runs), made by code
- * on `cpu`: run its JS handler with the argument registers (guest pointers resolve with the
- * rights of that code), emulate the guest's `ret`.
- */
-function hostcall(cpu: Cpu, owner: Space, gate: number, rsp: number): void {
-  const vcpu = cpu.vcpu;
-  let result = owner.runHostcall(cpu, gate, vcpu.regSigned("rdi"), vcpu.regSigned("rsi"), vcpu.regSigned("rdx"), vcpu.regSigned("rcx"), vcpu.regSigned("r8"), vcpu.regSigned("r9"));
-  if (result === NO_HANDLER) {
-    if (gate !== HOSTCALL_PRINT) throw new IpreError(`${owner.name}: hostcall ${gate} called at 0x${callerOf(cpu, rsp).toString(16)} has no handler`);
-    owner.print(new TextDecoder().decode(guestRange(cpu, vcpu.reg("rdi"), vcpu.reg("rsi"), false)));
-    result = vcpu.reg("rsi");
+/** A call that ends with an error while its vCPU is at a ring-3 gate: park it for the next call, or reboot it then. */
+function leaveGate(cpu: Cpu): void {
+  try {
+    parkFromGate(cpu);
+  } catch {
+    cpu.markBroken("stopped at a hostcall gate");
   }
-  if (typeof result === "bigint") vcpu.setRegBigInt("rax", result);
-  else vcpu.setReg("rax", result ?? 0);
-  // Emulate `ret`: pop the return address the guest's call pushed.
-  cpu.mem.setU64At(FRAME_AT.rip, stackU64(cpu, rsp));
-  cpu.mem.setU64At(FRAME_AT.rsp, rsp + 8);
-  resumeFast(cpu.mem, vcpu, cpu.space.base);
 }

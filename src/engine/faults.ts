@@ -4,7 +4,7 @@
  * a timeout. These only build the error; what it does to the state (a vCPU that must reboot, a
  * space that must be reset) is the caller's, through the Cpu's methods. docs/ARCHITECTURE.md §4, §7.
  */
-import { GuestCrash, GuestFault, IpreError, KvmError, RemoteFault, TimeoutError, VECTOR_NAMES, type FaultInfo } from "../errors.ts";
+import { GuestCrash, GuestFault, hex, IpreError, KvmError, RemoteFault, TimeoutError, VECTOR_NAMES, type FaultInfo } from "../errors.ts";
 import { EXIT, EXIT_NAMES } from "../kvm/abi.ts";
 import { PORT, RT, WINDOW_SIZE } from "../guest/layout.ts";
 import { runtimeBytes } from "../guest/runtime.ts";
@@ -12,7 +12,7 @@ import type { Cpu } from "./owners.ts";
 import { VECTOR } from "../x86/descriptors.ts";
 import { FRAME_AT } from "./parked.ts";
 
-const { PF, DF } = VECTOR;
+const { PF, DF, GP } = VECTOR;
 
 /** The fault the guest raised (the frame its stub left on IST1). */
 export function guestFault(cpu: Cpu, vector: number): GuestFault {
@@ -29,6 +29,21 @@ export function guestFault(cpu: Cpu, vector: number): GuestFault {
   const top = cpu.top();
   if (top?.kind === "call" && info.rip >= top.link.remote.base && info.rip < top.link.remote.base + WINDOW_SIZE) return new RemoteFault(info, top.link.remote.name);
   return new GuestFault(info, cpu.name);
+}
+
+/**
+ * A ring-3 `out` to PORT.HOSTCALL that is not a gate's own (the TSS I/O bitmap lets every ring-3
+ * instruction use the port; the host takes it only at a gate, docs/ARCHITECTURE.md §4): the #GP
+ * the port would raise if the bitmap refused it, never a hostcall. `rip` is where KVM stopped: the
+ * `out` on hardware KVM, the instruction after it on PVM.
+ */
+export function forgedHostcall(cpu: Cpu, rip: number): GuestFault {
+  const info: FaultInfo = { vector: GP, rip, cr2: 0, errorCode: 0, rsp: cpu.vcpu.reg("rsp") };
+  const top = cpu.top();
+  const remote = top?.kind === "call" && rip >= top.link.remote.base && rip < top.link.remote.base + WINDOW_SIZE ? top.link.remote : undefined;
+  const context = remote !== undefined ? `remote ${remote.name}` : cpu.name;
+  const message = `${context} fault ${VECTOR_NAMES[GP]} at rip=${hex(rip)}: an \`out\` to the hostcall port 0x${PORT.HOSTCALL.toString(16)} that is not a hostcall gate's (call the gate instead)`;
+  return remote !== undefined ? new RemoteFault(info, remote.name, { message }) : new GuestFault(info, cpu.name, message);
 }
 
 /** Why the vCPU must reboot after crash(): what Cpu.markBroken records. */

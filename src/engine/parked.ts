@@ -7,8 +7,9 @@
  * Invariant: while parked (stopped after a stub's `out`), RSP = IST1_TOP - FRAME_SIZE and the
  * frame there is [error, rip, cs, rflags, rsp, ss]; all general registers hold guest values.
  */
+import { EXIT } from "../kvm/abi.ts";
 import type { Vcpu } from "../kvm/vcpu.ts";
-import { FRAME, FRAME_SIZE, RT } from "../guest/layout.ts";
+import { FRAME, FRAME_SIZE, HOSTCALL_GATE_STRIDE, PORT, RT } from "../guest/layout.ts";
 import { MAILBOX_PT_WRITES, runtimeSymbol, type RuntimeSymbol } from "../guest/runtime.ts";
 import { SELECTOR } from "../x86/descriptors.ts";
 import { RFLAGS_RESERVED } from "../x86/registers.ts";
@@ -48,6 +49,8 @@ export const ENTRY = {
   resumeCr3: RT.CODE + runtimeSymbol("resume_cr3"),
   park: RT.CODE + runtimeSymbol("park"),
   parkAlt: RT.CODE + runtimeSymbol("park_alt"),
+  /** The page of hostcall gates (ring 3: `out PORT.HOSTCALL, al; ret` every 16 bytes), mapped at every gate page. */
+  gates: RT.CODE + runtimeSymbol("hostcall_gates"),
   /** MSR_LSTAR's target: a ring-3 `syscall` builds the parked frame and exits on PORT.SYSCALL. */
   syscall: RT.CODE + runtimeSymbol("syscall_entry"),
   /** RSP of the parked vCPU (the frame), and of a continuation that starts at the frame's RIP slot. */
@@ -115,6 +118,27 @@ export function resumeWithCr3(mem: GuestMemory, vcpu: Vcpu, base: number, root: 
   vcpu.setReg("r11", root);
   vcpu.setReg("rsp", base + ENTRY.ripSlot);
   vcpu.setReg("rip", base + ENTRY.resumeCr3);
+}
+
+/** Bytes of a gate's `out PORT.HOSTCALL, al` (runtime.S, `hostcall_gates`); its `ret` follows. */
+export const GATE_OUT_SIZE = 2;
+
+/**
+ * Whether the vCPU stopped at a ring-3 `out` on PORT.HOSTCALL (a hostcall gate's, or a forged
+ * one) and has not run since: not parked (ring 3, no frame on IST1), and on hardware KVM the
+ * next KVM_RUN completes the `out` by skipping it unless RIP changed (docs/ARCHITECTURE.md §4).
+ */
+export function atGate(vcpu: Vcpu): boolean {
+  return vcpu.exitReason === EXIT.IO && vcpu.ioPort === PORT.HOSTCALL;
+}
+
+/**
+ * The `ret` of the gate whose `out` exited at `rip`: hardware KVM reports the `out` itself (it
+ * skips it on the next KVM_RUN), PVM the instruction after it (it emulated the `out`). Gates
+ * are HOSTCALL_GATE_STRIDE-aligned, so both give the same gate.
+ */
+export function gateReturn(rip: number): number {
+  return rip - (rip % HOSTCALL_GATE_STRIDE) + GATE_OUT_SIZE;
 }
 
 /**

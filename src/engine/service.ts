@@ -12,7 +12,8 @@ import { PORT } from "../guest/layout.ts";
 import { armWatchdog, Watchdog } from "../watchdog.ts";
 import type { Cpu } from "./owners.ts";
 import { crash, crashCause } from "./faults.ts";
-import { clearMailbox, MB, parkEntry, loadFsBase, setMailbox } from "./parked.ts";
+import { VECTOR } from "../x86/descriptors.ts";
+import { atGate, clearMailbox, FRAME_AT, gateReturn, MB, parkEntry, loadFsBase, setMailbox } from "./parked.ts";
 import { setBootRegisters, setSpecialRegisters, writeRuntimeArea } from "./boot.ts";
 
 /** Upper bound of a boot or service run in ms (0 = none); Machine.serviceRunLimitMs sets it. */
@@ -21,13 +22,15 @@ export const serviceLimit = { ms: 5000 };
 /**
  * Run the parked (or booting) vCPU until the runtime exits on `port`. Inside a call (a hostcall
  * handler that changes page tables) the call's timer is re-armed for the rest of its deadline
- * afterwards.
+ * afterwards. Without a limit (`ipre bench latency`'s kvm_run floor) nothing is read but the
+ * exit: no clock, no deadline.
  */
 function expectPark(cpu: Cpu, port: number, what: string): void {
   const vcpu = cpu.vcpu;
   const limit = serviceLimit.ms;
-  const start = performance.now();
-  const callDeadline = cpu.inCall ? cpu.callDeadline : 0;
+  // Read the clock before arming: a pause in between must not make the real signal look early.
+  const start = limit > 0 ? performance.now() : 0;
+  const callDeadline = limit > 0 && cpu.inCall ? cpu.callDeadline : 0;
   const watchdog = limit > 0 ? armWatchdog(vcpu, limit) : undefined;
   try {
     for (;;) {
@@ -87,10 +90,32 @@ export function recover(cpu: Cpu): void {
   if (space.fsBase !== 0) loadFsBase(mem, space.fsBase);
 }
 
-/** Reboot the vCPU first if it was stopped mid-guest: the guest never runs in a service run. */
+/**
+ * Reboot the vCPU first if it was stopped mid-guest, park it if a hostcall handler runs at a
+ * ring-3 gate: the guest never runs in a service run.
+ */
 function readyForService(cpu: Cpu): void {
   cpu.requireOpen();
   if (cpu.broken !== undefined) recover(cpu);
+  else if (cpu.inCall && atGate(cpu.vcpu)) parkFromGate(cpu); // only a call's handler leaves it there
+}
+
+/**
+ * Park a vCPU stopped at a ring-3 `out` on PORT.HOSTCALL (docs/ARCHITECTURE.md §4), for a service
+ * run inside a hostcall handler or when the call ends with an error: RIP := the exit trap, whose
+ * ring-3 fetch faults into the #PF stub (no guest instruction runs; the `out` is not completed on
+ * hardware KVM, since RIP moved), then the frame resumes at the gate's `ret`. One more exit.
+ */
+export function parkFromGate(cpu: Cpu): void {
+  const { vcpu, mem, space } = cpu;
+  const ret = gateReturn(vcpu.reg("rip"));
+  vcpu.setReg("rip", space.exitTrap);
+  expectPark(cpu, PORT.VECTOR_BASE + VECTOR.PF, "parking from a hostcall gate");
+  if (mem.getU64At(FRAME_AT.rip) !== space.exitTrap) {
+    cpu.markBroken("parking from a hostcall gate");
+    throw new GuestCrash(`${cpu.name}: parking from a hostcall gate faulted at rip=${hex(mem.getU64At(FRAME_AT.rip))}, not at the exit trap; the machine reboots its vCPU on the next use`);
+  }
+  mem.setU64At(FRAME_AT.rip, ret);
 }
 
 /**

@@ -3,9 +3,12 @@
  * runtime entry lie, and its page tables. A Space (owners.ts) is a WindowLayout with the state
  * that changes.
  */
-import { EXIT_TRAP_OFFSET, HOSTCALL_GATE_OFFSET, HOSTCALL_GATE_STRIDE, PAGE_SIZE, RETURN_TRAP_OFFSET, RT, USER_OFFSET, windowBase } from "../guest/layout.ts";
+import { EXIT_TRAP_OFFSET, HOSTCALL_GATE_COUNT, HOSTCALL_GATE_OFFSET, HOSTCALL_GATE_STRIDE, PAGE_SIZE, RETURN_TRAP_OFFSET, RT, USER_OFFSET, windowBase } from "../guest/layout.ts";
 import { WindowTables } from "../x86/paging.ts";
 import { ENTRY } from "./parked.ts";
+
+/** The gate range's pages (16), each mapping the runtime's one page of 256 gates (docs/ARCHITECTURE.md §4). */
+const GATE_PAGES = (HOSTCALL_GATE_COUNT * HOSTCALL_GATE_STRIDE) / PAGE_SIZE;
 
 export interface WindowShape {
   readonly name: string;
@@ -43,7 +46,8 @@ export class WindowLayout {
     this.memorySize = shape.memorySize;
     this.stackSize = shape.stackSize;
     this.base = base;
-    this.tables = new WindowTables({ base, memory: shape.memorySize, pml4: base + RT.PML4, pdpt: base + RT.PDPT, pd: base + RT.PD, ptBase: base + RT.PT_BASE });
+    const gates = { va: base + HOSTCALL_GATE_OFFSET, pages: GATE_PAGES, pt: base + RT.GATE_PT, page: base + ENTRY.gates };
+    this.tables = new WindowTables({ base, memory: shape.memorySize, pml4: base + RT.PML4, pdpt: base + RT.PDPT, pd: base + RT.PD, ptBase: base + RT.PT_BASE, gates });
     this.exitTrap = base + EXIT_TRAP_OFFSET;
     this.returnTrap = base + RETURN_TRAP_OFFSET;
     this.callbackTrap = this.returnTrap + HOSTCALL_GATE_STRIDE;

@@ -55,6 +55,8 @@ export const RT = {
   GDT: 0x0000,
   IDT: 0x1000,
   TSS: 0x2000,
+  /** The PT of the trap region's 2 MiB (PD[511]): maps the hostcall gate pages (docs/ARCHITECTURE.md §4). */
+  GATE_PT: 0xf000,
   /** The assembled runtime (guests/runtime/runtime.S): stubs and the host mailbox. */
   CODE: 0x10000,
   /** IST1: every exception vector; the parked vCPU's frame lives at its top. */
@@ -83,6 +85,8 @@ export const FRAME_SIZE = 48;
 
 /**
  * I/O ports of the runtime's exits: vector v exits on PORT.VECTOR_BASE + v; a ring-3 `syscall`
- * on PORT.SYSCALL on hardware KVM, with the same frame on IST1 (on PVM it is a #PF at LSTAR).
+ * on PORT.SYSCALL on hardware KVM, with the same frame on IST1 (on PVM it is a #PF at LSTAR);
+ * a hostcall gate's ring-3 `out` on PORT.HOSTCALL, the one port the TSS I/O bitmap allows
+ * (docs/ARCHITECTURE.md §4).
  */
-export const PORT = { BOOT: 0xd0, SERVICE: 0xd1, SYSCALL: 0xd2, VECTOR_BASE: 0xe0 } as const;
+export const PORT = { BOOT: 0xd0, SERVICE: 0xd1, SYSCALL: 0xd2, HOSTCALL: 0xd3, VECTOR_BASE: 0xe0 } as const;

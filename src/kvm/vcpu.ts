@@ -59,6 +59,10 @@ export class Vcpu {
     return u32[RUN.exit_reason >> 2]!;
   }
 
+  /** The last exit's reason (EXIT.*), until the next KVM_RUN. */
+  get exitReason(): number {
+    return this.#u32[RUN.exit_reason >> 2]!;
+  }
   /** Port of the last KVM_EXIT_IO. */
   get ioPort(): number {
     return this.run.getUint16(RUN.io_port, true);

@@ -4,8 +4,8 @@
  */
 
 /** Selectors of the fixed GDT. User data sits before user code as SYSRET/MSR_STAR require. */
-/** The exception vectors ipre names (Intel SDM Vol. 3A §6.15): #DF, #PF. */
-export const VECTOR = { DF: 8, PF: 14 } as const;
+/** The exception vectors ipre names (Intel SDM Vol. 3A §6.15): #DF, #GP, #PF. */
+export const VECTOR = { DF: 8, GP: 13, PF: 14 } as const;
 
 export const SELECTOR = {
   KERNEL_CODE: 0x08,
@@ -71,11 +71,16 @@ export function segmentDescriptor(spec: SegmentSpec): [number, number] {
   return [low >>> 0, high >>> 0];
 }
 
+/** The 64-bit TSS without an I/O permission bitmap. */
 export const TSS_SIZE = 104;
+/** Bytes of the largest I/O permission bitmap: one bit per port 0..0xffff, plus the final 0xff byte. */
+const IO_BITMAP_MAX = 0x10000 / 8 + 1;
 
-/** The GDT of every ipre machine, with the TSS at `tssBase`. */
-export function buildGdt(tssBase: number): Uint8Array {
+
+/** The GDT of every ipre machine, with the TSS at `tssBase`, `tssSize` bytes long (buildTss's length). */
+export function buildGdt(tssBase: number, tssSize = TSS_SIZE): Uint8Array {
   address("TSS base", tssBase);
+  if (!(Number.isInteger(tssSize) && tssSize >= TSS_SIZE && tssSize <= TSS_SIZE + IO_BITMAP_MAX)) throw new RangeError(`TSS size ${tssSize} is not ${TSS_SIZE}..${TSS_SIZE + IO_BITMAP_MAX}`);
   const gdt = new Uint8Array(GDT_ENTRIES * 8);
   const dv = new DataView(gdt.buffer);
   const put = (index: number, [lo, hi]: [number, number]) => {
@@ -87,7 +92,7 @@ export function buildGdt(tssBase: number): Uint8Array {
   put(SELECTOR.USER_DATA >> 3, segmentDescriptor({ type: 0x3, s: 1, dpl: 3, db: 1 }));
   put(SELECTOR.USER_CODE >> 3, segmentDescriptor({ type: 0xb, s: 1, dpl: 3, l: 1 }));
   // 64-bit TSS descriptor: 16 bytes, type 9 (available), byte granularity.
-  put(SELECTOR.TSS >> 3, segmentDescriptor({ base: tssBase % 2 ** 32, limit: TSS_SIZE - 1, type: 0x9, s: 0, dpl: 0, g: 0 }));
+  put(SELECTOR.TSS >> 3, segmentDescriptor({ base: tssBase % 2 ** 32, limit: tssSize - 1, type: 0x9, s: 0, dpl: 0, g: 0 }));
   dv.setUint32((SELECTOR.TSS >> 3) * 8 + 8, Math.floor(tssBase / 2 ** 32), true);
   return gdt;
 }
@@ -105,12 +110,30 @@ export interface TssSpec {
   rsp0: number;
   /** ist[1..7]; index 0 unused. */
   ist: number[];
+  /**
+   * Ports that ring-3 code may use with IOPL 0 (Intel SDM Vol. 1 §19.5.2, the I/O permission
+   * bitmap); every other port raises #GP. Default none (no bitmap).
+   */
+  ioPorts?: readonly number[];
 }
 
-/** 64-bit TSS: RSP0 at 4, IST1..7 at 36.., I/O map base past the end (no I/O bitmap). */
+/**
+ * 64-bit TSS: RSP0 at 4, IST1..7 at 36.., and the I/O map base at 102. Without `ioPorts` the map
+ * base lies past the limit (no bitmap: every port is refused to ring 3); with them, a bitmap at
+ * 104 up to the byte of the highest port, every bit set but theirs, then a 0xff byte (the CPU
+ * reads two bytes per check). The TSS descriptor's limit must be the result's length - 1.
+ */
 export function buildTss(spec: TssSpec): Uint8Array {
   if (spec.ist.length > 8 || (spec.ist[0] ?? 0) !== 0) throw new RangeError("ist holds IST1..7 at indices 1..7; index 0 is unused");
-  const tss = new Uint8Array(TSS_SIZE);
+  const ports = spec.ioPorts ?? [];
+  for (const p of ports) field("I/O port", p, 16);
+  const bitmap = ports.length === 0 ? 0 : Math.floor(Math.max(...ports) / 8) + 2;
+  const tss = new Uint8Array(TSS_SIZE + bitmap);
+  tss.fill(0xff, TSS_SIZE);
+  for (const p of ports) {
+    const i = TSS_SIZE + (p >> 3);
+    tss[i] = (tss[i] ?? 0xff) & ~(1 << (p & 7));
+  }
   const dv = new DataView(tss.buffer);
   const put64 = (off: number, v: number) => {
     dv.setUint32(off, v % 2 ** 32, true);

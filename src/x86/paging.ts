@@ -97,6 +97,12 @@ export interface WindowTablesSpec {
   pdpt: number;
   pd: number;
   ptBase: number;
+  /**
+   * Hostcall gate pages: `pages` 4 KiB pages from `va` (in a 2 MiB region above user memory),
+   * each mapping the one page at GPA `page` user read-only and executable, through the PT at
+   * GPA `pt`. The runtime's gates run in ring 3 (docs/ARCHITECTURE.md §4).
+   */
+  gates?: { va: number; pages: number; pt: number; page: number };
 }
 
 /**
@@ -108,6 +114,13 @@ export class WindowTables {
   constructor(spec: WindowTablesSpec) {
     if (spec.base % SPAN.PDPT !== 0) throw new RangeError("window base must be 1 GiB aligned");
     if (spec.memory % SPAN.PD !== 0 || spec.memory < 2 * SPAN.PD) throw new RangeError("memory must be a multiple of 2 MiB and at least 4 MiB");
+    const g = spec.gates;
+    if (g !== undefined) {
+      const first = g.va - spec.base;
+      if (!(first % PAGE === 0 && first >= spec.memory && first + g.pages * PAGE <= SPAN.PDPT && Math.floor(first / SPAN.PD) === Math.floor((first + g.pages * PAGE - 1) / SPAN.PD))) {
+        throw new RangeError("gate pages must lie in one 2 MiB region of the window above its memory");
+      }
+    }
     this.spec = spec;
   }
 
@@ -123,9 +136,9 @@ export class WindowTables {
     return tableEntry(this.spec.pd);
   }
 
-  /** Write the whole hierarchy, every user page mapped with `perm` (tables must be zeroed). */
+  /** Write the whole hierarchy, every user page mapped with `perm`, and the gate pages (tables must be zeroed). */
   init(mem: PtMemory, perm: PagePerm | null = PERM.RW): void {
-    const { base, pml4, pdpt, pd, ptBase } = this.spec;
+    const { base, pml4, pdpt, pd, ptBase, gates } = this.spec;
     const ix = indices(base);
     mem.write64(pml4 + ix.pml4 * 8, tableEntry(pdpt));
     mem.write64(pdpt + ix.pdpt * 8, this.windowEntry);
@@ -139,6 +152,17 @@ export class WindowTables {
         else for (let j = 0; j < ENTRIES; j++) mem.write64(pt + j * 8, userPte(va0 + j * PAGE, perm));
       }
     }
+    if (gates !== undefined) {
+      for (let i = 0; i < gates.pages; i++) mem.write64(gates.pt + (indices(gates.va).pt + i) * 8, userPte(gates.page, PERM.RX));
+      this.setGates(mem, true);
+    }
+  }
+
+  /** Map the gate pages (the PD entry of their PT, user and read-only) or unmap them; the PT stays. */
+  setGates(mem: PtMemory, mapped: boolean): void {
+    const { pd, gates } = this.spec;
+    if (gates === undefined) throw new RangeError("this window has no gate pages");
+    mem.write64(pd + indices(gates.va).pd * 8, mapped ? tableEntry(gates.pt, PTE.P | PTE.US | PTE.A) : 0n);
   }
 
   /** GPA of the PTE that maps user address `va`. */
@@ -166,8 +190,9 @@ export class WindowTables {
 
   /**
    * Copy this window's PD to the page `pd` with NX set on every user entry (the runtime area
-   * stays executable). A caller's merged root maps its own window through such a copy: while a
-   * remote runs, caller code is data only, so a jump into it faults and the VMM sees a callback.
+   * stays executable) and without the gate pages. A caller's merged root maps its own window
+   * through such a copy: while a remote runs, caller code is data only, so a jump into it faults
+   * and the VMM sees a callback, and a call of a caller's gate faults as before gates were mapped.
    */
   writeNoExecPd(mem: PtMemory, pd: number): void {
     mem.write64(pd, mem.read64(this.spec.pd));

@@ -20,7 +20,8 @@ import { libc } from "../../src/ffi/index.ts";
 import { GuestMemoryError, TimeoutError } from "../../src/errors.ts";
 import { Machine, type HostcallFn, type MachineOptions } from "../../src/machine/machine.ts";
 import { connect, type Connection } from "../../src/ipre/connect.ts";
-import { ELF_LINK_OFFSET, HOSTCALL_GATE_OFFSET, HOSTCALL_GATE_STRIDE, MiB, RT, windowBase } from "../../src/guest/layout.ts";
+import { ELF_LINK_OFFSET, HOSTCALL_GATE_OFFSET, HOSTCALL_GATE_STRIDE, MiB, PORT, RT, windowBase } from "../../src/guest/layout.ts";
+import { kvmFlavour } from "../../src/kvm/system.ts";
 import { runtimeSymbol } from "../../src/guest/runtime.ts";
 import { exampleElf, isMain, outcome, randInt, rng, scenarioArgs, upperMs, type Outcome } from "./common.ts";
 import { busyWith } from "./internals.ts";
@@ -145,9 +146,11 @@ function evilProgram() {
     // mov rbx, rsp; mov rsp, rsi; jmp rdi. e_ret_home (not exported) restores the stack.
     ["e_cb_stack", () => [...mov(RBX, RSP), ...mov(RSP, RSI), ...jmpReg(RDI)]],
     ["e_ret_home", () => [...mov(RSP, RBX), 0xb8, ...imm64(E_HOME_VALUE).slice(0, 4), ...RET]],
+    // The hostcall port written from its own code, not from a gate: out PORT.HOSTCALL, al; ret.
+    ["e_out", () => [0xe6, PORT.HOSTCALL, ...RET]],
   ]);
 }
-const EVIL_EXPORTS = ["e_add1", "e_read", "e_write", "e_jmp", "e_jmp2", "e_call", "e_print", "e_hostcall", "e_ret_low", "e_ret_high", "e_plant", "e_skip_trap", "e_fs", "e_rdfs", "e_spin", "e_recurse", "e_cb_stack"] as const;
+const EVIL_EXPORTS = ["e_add1", "e_read", "e_write", "e_jmp", "e_jmp2", "e_call", "e_print", "e_hostcall", "e_ret_low", "e_ret_high", "e_plant", "e_skip_trap", "e_fs", "e_rdfs", "e_spin", "e_recurse", "e_cb_stack", "e_out"] as const;
 
 /** The malicious caller, window 0. `kv` and `evil` are the remotes' addresses it links against. */
 function attackerProgram(kv: { kv_count: number; call_back: number }, evil: Record<string, number>, traps: { callbackTrap: number }) {
@@ -187,6 +190,11 @@ function attackerProgram(kv: { kv_count: number; call_back: number }, evil: Reco
     ["a_rdfs", () => [...RDFSBASE_RAX, ...RET]],
     // wrfsbase rsi; jmp rdi: enter a remote with an FSBASE the caller's code chose.
     ["a_fs_into", () => [...wrfsbase(RSI), ...jmpReg(RDI)]],
+    // The hostcall port from its own code (out imm8, al; and mov edx, port; out dx, al), and the
+    // port above it, which the TSS I/O bitmap refuses.
+    ["a_out", () => [0xe6, PORT.HOSTCALL, ...RET]],
+    ["a_out_dx", () => [0xba, PORT.HOSTCALL, 0, 0, 0, 0xee, ...RET]],
+    ["a_out_other", () => [0xe6, PORT.HOSTCALL + 1, ...RET]],
   ]);
 }
 
@@ -333,6 +341,22 @@ export function adversarialReport(seed: number) {
       evilHandler: gateCalls.length - gateCallsBefore,
       health: health(),
     };
+
+    // The hostcall port: the TSS I/O bitmap lets every ring-3 instruction use it, the host takes
+    // only a gate's own `out`. The gate page itself: read-only, executable, nothing but gates.
+    aAction = (x) => x + 1;
+    const portCallsBefore = gateCalls.length;
+    const portAttempts = {
+      out: attempt(() => A.call("a_out")),
+      outDx: attempt(() => A.call("a_out_dx")),
+      otherPort: attempt(() => A.call("a_out_other")),
+      gateRet: attempt(() => A.call("a_jmp", gate(CALLER_WINDOW, 1) + 2)),
+      gateMid: attempt(() => A.call("a_jmp", gate(CALLER_WINDOW, 1) + 1)),
+      gateWrite: attempt(() => A.call("a_write", gate(CALLER_WINDOW, 1), 0x90)),
+      gateRead: attempt(() => A.callBigInt("a_read", gate(CALLER_WINDOW, 1))),
+    };
+    const ports = { flavour: kvmFlavour(), ...portAttempts, handlers: gateCalls.length - portCallsBefore, hostcall: attempt(() => A.call("a_hostcall", 41)), health: health() };
+    aAction = () => 0;
 
     // Remote memory outside a call, without a loan: not mapped. A string in kvstore's memory
     // (unused user memory below its stack) for print and the hostcall helpers.
@@ -535,6 +559,8 @@ export function adversarialReport(seed: number) {
 
     const wrongRsp = { low: attempt(() => call(e.e_ret_low)), high: attempt(() => call(e.e_ret_high)), health: health() };
     const plant = { result: attempt(() => call(e.e_plant)), health: health() };
+    const portBefore = gateCalls.length;
+    const port = { out: attempt(() => call(e.e_out)), handlers: gateCalls.length - portBefore, health: health() };
     const skipTrap = { result: attempt(() => call(e.e_skip_trap)), health: health() };
 
     const kvHandlerBeforeNested = kvHandlerCalls;
@@ -744,6 +770,7 @@ export function adversarialReport(seed: number) {
       caller: {
         nonExported,
         forged,
+        ports,
         noLoan,
         loan,
         afterLoan,
@@ -758,7 +785,7 @@ export function adversarialReport(seed: number) {
         deputy,
         allowList,
       },
-      remote: { wrongRsp, plant, skipTrap, nested, gates, print, callerCode, callback, cbStack, fsbase, execOwnData, faultInCallback },
+      remote: { wrongRsp, plant, port, skipTrap, nested, gates, print, callerCode, callback, cbStack, fsbase, execOwnData, faultInCallback },
       timeout: { evil: evilTimeout, callback: callbackTimeout },
     };
   } finally {
