@@ -36,6 +36,8 @@ export interface LatencyRow extends Summary {
   name: "kvm_run" | "hostcall" | "hostcall_fault" | "vmcall" | "remote_call" | "remote_call_trap" | "syscall" | "remote_call_libc";
   /** KVM exits per operation (measured from Machine.exits). */
   exits_per_op: number;
+  /** Rows timed by the guest's TSC: the cost of one stamp, subtracted from every sample (ns). */
+  tsc_stamp_ns?: number;
   p99_over_p50: number;
 }
 
@@ -133,8 +135,8 @@ export function measureLatency(iterations: number, warmup: number, progress: (s:
     const pair = createPair();
     try {
       progress(`remote_call: ${iterations} + ${warmup} warm-up remote calls on the fast path (kvcaller -> kvstore.kv_count)`);
-      const { samples, exitsPerCall } = remoteCallStampedSamples(pair.caller, iterations, warmup);
-      rows.push(row("remote_call", samples, exitsPerCall));
+      const { samples, exitsPerCall, stampNs } = remoteCallStampedSamples(pair.caller, iterations, warmup);
+      rows.push({ ...row("remote_call", samples, exitsPerCall), tsc_stamp_ns: Math.round(stampNs) });
     } finally {
       pair.close();
     }
@@ -170,8 +172,8 @@ function measureLinux(iterations: number, warmup: number, progress: (s: string) 
   caller.call("syscall_loop", stamps.total);
   rows.push(row("syscall", stamps.gaps(), (caller.exits - e0 - 1) / stamps.total));
   progress(`remote_call_libc: ${iterations} + ${warmup} warm-up remote calls between glibc programs (libc-bench -> counter.counter_calls)`);
-  const { samples, exitsPerCall } = remoteCallStampedSamples(caller, iterations, warmup);
-  rows.push(row("remote_call_libc", samples, exitsPerCall));
+  const { samples, exitsPerCall, stampNs } = remoteCallStampedSamples(caller, iterations, warmup);
+  rows.push({ ...row("remote_call_libc", samples, exitsPerCall), tsc_stamp_ns: Math.round(stampNs) });
   return rows;
 }
 
@@ -233,6 +235,8 @@ export async function latencyCommand(flags: Flags): Promise<number> {
   );
   lines.push("");
   lines.push(`remote_call / remote_call_trap = ${fixed2(ratios.remote_call_over_remote_call_trap)} (p50; the fast path, no exit, over the host's path, two exits)`);
+  const stamp = rows.find((r) => r.name === "remote_call")?.tsc_stamp_ns;
+  if (stamp !== undefined) lines.push(`remote_call and remote_call_libc are timed by the guest's TSC; one rdtsc stamp (${fmtNs(stamp)}, measured in the same run) is subtracted from each sample`);
   lines.push(`remote_call / kvm_run  = ${fixed2(ratios.remote_call_over_kvm_run)}, remote_call_trap / kvm_run = ${fixed2(ratios.remote_call_trap_over_kvm_run)} (p50; cost over the raw KVM_RUN floor)`);
   lines.push(`remote_call / hostcall = ${fixed2(ratios.remote_call_over_hostcall)} (p50)`);
   lines.push(`remote_call / vmcall   = ${fixed2(ratios.remote_call_over_vmcall)}, hostcall / kvm_run = ${fixed2(ratios.hostcall_over_kvm_run)}, vmcall / kvm_run = ${fixed2(ratios.vmcall_over_kvm_run)}`);
