@@ -108,7 +108,7 @@ long call_remote_stamped(long n) {
   return n;
 }
 
-/* The same loop without the call: what the stamps themselves cost (rdtsc traps on PVM). */
+/* The same loop without the call: what the stamps themselves cost (rdtsc may trap in a VM). */
 long stamped_empty(long n) {
   if (n > STAMPS) n = STAMPS;
   unsigned lo, hi;

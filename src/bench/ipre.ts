@@ -101,7 +101,7 @@ function stampedGaps(caller: Machine, fn: string, want: number): Float64Array {
  * Calls on the fast path make no exit that the host could time. The TSC rate is calibrated
  * against performance.now() over each chunk (n calls; the vmcall's own entry and exit add
  * well under 0.1% at these chunk sizes). What one stamp costs (the median gap of
- * stamped_empty, the same loop without the call, measured first: `rdtsc` traps on PVM, ~6 µs)
+ * stamped_empty, the same loop without the call, measured first: `rdtsc` may trap)
  * is subtracted from every sample. Samples in ns.
  */
 export function remoteCallStampedSamples(caller: Machine, iterations: number, warmup: number, limitMs = Infinity): { samples: Float64Array; exitsPerCall: number; stampNs: number } {
