@@ -5,7 +5,7 @@
  * that does not park is a GuestCrash, not a hang. A vCPU that a timeout or crash stopped
  * mid-guest is rebooted first. docs/ARCHITECTURE.md §4, §7.
  */
-import { GuestCrash, hex } from "../errors.ts";
+import { GuestCrash, hex, type IpreError } from "../errors.ts";
 import { ERRNO } from "../errno.ts";
 import { EXIT } from "../kvm/abi.ts";
 import { PORT } from "../guest/layout.ts";
@@ -22,41 +22,57 @@ export const serviceLimit = { ms: 5000 };
 /**
  * Run the parked (or booting) vCPU until the runtime exits on `port`. Inside a call (a hostcall
  * handler that changes page tables) the call's timer is re-armed for the rest of its deadline
- * afterwards.
+ * afterwards. Without a limit (`ipre bench latency`'s kvm_run floor) nothing is read but the
+ * exit: no clock, no deadline. The rare branches are functions of their own, so that this one
+ * stays under V8's inlining limit (460 bytes of bytecode) and the floor's `serviceRun` compiles
+ * with it inlined, as before the engine split (issue 21: over the limit, the kvm_run p50 of a
+ * 5,000-sample run rose by ~0.2 µs while a second optimising compile was pending).
  */
 function expectPark(cpu: Cpu, port: number, what: string): void {
   const vcpu = cpu.vcpu;
   const limit = serviceLimit.ms;
-  const start = performance.now();
-  const callDeadline = cpu.inCall ? cpu.callDeadline : 0;
+  // Read the clock before arming: a pause in between must not make the real signal look early.
+  const start = limit > 0 ? performance.now() : 0;
+  const callDeadline = limit > 0 && cpu.inCall ? cpu.callDeadline : 0;
   const watchdog = limit > 0 ? armWatchdog(vcpu, limit) : undefined;
   try {
     for (;;) {
       const reason = vcpu.runOnce();
-      if (reason !== -ERRNO.EINTR) {
-        if (reason !== EXIT.IO || vcpu.ioPort !== port) {
-          cpu.markBroken(crashCause(reason));
-          throw crash(cpu, reason, `during ${what}`);
-        }
-        return;
-      }
-      if (watchdog === undefined) Watchdog.drainStray();
-      else if (watchdog.drain()) {
-        const elapsed = performance.now() - start;
-        if (elapsed >= limit * 0.999) {
-          cpu.markBroken("a service run that did not park");
-          throw new GuestCrash(`${cpu.name}: the runtime did not park within ${limit} ms during ${what} (rip=${hex(vcpu.reg("rip"))}); the machine reboots its vCPU on the next use`);
-        }
-        watchdog.arm(limit - elapsed); // early (a stale signal): keep the deadline
-      }
+      if (reason === EXIT.IO && vcpu.ioPort === port) return;
+      if (reason !== -ERRNO.EINTR) throw notParked(cpu, reason, what);
+      interrupted(cpu, watchdog, start, limit, what);
     }
   } finally {
-    if (watchdog) {
-      watchdog.disarm();
-      watchdog.drain();
-      if (callDeadline > 0) watchdog.arm(Math.max(0.001, callDeadline - performance.now()));
-    }
+    if (watchdog) rearm(watchdog, callDeadline);
   }
+}
+
+/** A service run that exited otherwise than parking: the vCPU must reboot. */
+function notParked(cpu: Cpu, reason: number, what: string): IpreError {
+  cpu.markBroken(crashCause(reason));
+  return crash(cpu, reason, `during ${what}`);
+}
+
+/** KVM_RUN of a service run returned EINTR: a stray signal, an early one, or the run's limit (a GuestCrash). */
+function interrupted(cpu: Cpu, watchdog: Watchdog | undefined, start: number, limit: number, what: string): void {
+  if (watchdog === undefined) {
+    Watchdog.drainStray();
+    return;
+  }
+  if (!watchdog.drain()) return;
+  const elapsed = performance.now() - start;
+  if (elapsed >= limit * 0.999) {
+    cpu.markBroken("a service run that did not park");
+    throw new GuestCrash(`${cpu.name}: the runtime did not park within ${limit} ms during ${what} (rip=${hex(cpu.vcpu.reg("rip"))}); the machine reboots its vCPU on the next use`);
+  }
+  watchdog.arm(limit - elapsed); // early (a stale signal): keep the deadline
+}
+
+/** After a service run: its timer off, and inside a call the call's timer back for the rest of its deadline. */
+function rearm(watchdog: Watchdog, callDeadline: number): void {
+  watchdog.disarm();
+  watchdog.drain();
+  if (callDeadline > 0) watchdog.arm(Math.max(0.001, callDeadline - performance.now()));
 }
 
 /** Run the runtime's boot entry until it parks (first `out`); from then on page-table writes are queued. */
@@ -85,7 +101,7 @@ export function recover(cpu: Cpu): void {
 function readyForService(cpu: Cpu): void {
   cpu.requireOpen();
   if (cpu.broken !== undefined) recover(cpu);
-  else if (atGate(cpu.vcpu)) parkFromGate(cpu);
+  else if (cpu.inCall && atGate(cpu.vcpu)) parkFromGate(cpu); // only a call's handler leaves it there
 }
 
 /**
