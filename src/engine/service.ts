@@ -24,9 +24,9 @@ export const serviceLimit = { ms: 5000 };
  * handler that changes page tables) the call's timer is re-armed for the rest of its deadline
  * afterwards. Without a limit (`ipre bench latency`'s kvm_run floor) nothing is read but the
  * exit: no clock, no deadline. The rare branches are functions of their own, so that this one
- * stays under V8's inlining limit (460 bytes of bytecode) and the floor's `serviceRun` compiles
- * with it inlined, as before the engine split (issue 21: over the limit, the kvm_run p50 of a
- * 5,000-sample run rose by ~0.2 µs while a second optimising compile was pending).
+ * stays under V8's inlining limit (460 bytes of bytecode; 226 now) and the floor's `serviceRun`
+ * compiles with it inlined. *Measured* on PVM (Node 20): at 465 bytes it was compiled on its own,
+ * later, and the kvm_run p50 of `ipre bench latency --iterations 5000` rose by ~0.2 µs.
  */
 function expectPark(cpu: Cpu, port: number, what: string): void {
   const vcpu = cpu.vcpu;
