@@ -15,10 +15,12 @@
  * A split CI run (.ci/run, IPRE_TEST_PART) installs once: its native part installs into
  * IPRE_INSTALL_APP and keeps the app there; its KVM part, in the nested harness, runs the demo and
  * the snippets from that app instead of packing and installing again under TCG, where npm is
- * ~40x slower (the installed bytes are the same). The app is used only if it is newer than every
- * file of src/, dist/, bin/ and guests/.
+ * ~40x slower (the installed bytes are the same). The app is used only if what it was packed from
+ * is still there byte for byte: a digest of src/, dist/, bin/, guests/ and package.json, kept
+ * beside it (not modification times: `npm run test:nested` rebuilds dist/ with the same bytes).
  */
 import { spawn } from "node:child_process";
+import { createHash } from "node:crypto";
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -122,6 +124,21 @@ function sh(line: string, cwd = app, limitMs = 60_000): Promise<Run> {
   });
 }
 
+/** A digest of what the tarball is packed from: every file of src/, dist/, bin/, guests/ and package.json, by path and content. */
+function packedDigest(): string {
+  const hash = createHash("sha256");
+  const add = (rel: string) => {
+    const p = `${repoRoot}${rel}`;
+    if (statSync(p).isDirectory()) {
+      for (const e of readdirSync(p).sort()) add(`${rel}/${e}`);
+    } else {
+      hash.update(`${rel}\0`).update(readFileSync(p)).update("\0");
+    }
+  };
+  for (const d of ["src", "dist", "bin", "guests", "package.json"]) add(d);
+  return hash.digest("hex");
+}
+
 /** Bytes under a directory (recursive, symlinks not followed). */
 function size(dir: string): number {
   let n = 0;
@@ -134,8 +151,7 @@ function size(dir: string): number {
 
 beforeAll(async () => {
   if (SHARED_APP && TEST_PART === "kvm" && existsSync(`${SHARED_APP}/${INSTALLED}`)) {
-    const installed = statSync(`${SHARED_APP}/${INSTALLED}`).mtimeMs;
-    if (["src", "dist", "bin", "guests"].every((d) => newest(`${repoRoot}${d}`) <= installed)) {
+    if (readFileSync(`${SHARED_APP}/${INSTALLED}`, "utf8") === packedDigest()) {
       app = SHARED_APP;
       return;
     }
@@ -155,6 +171,7 @@ beforeAll(async () => {
   app = SHARED_APP ?? mkdtempSync(join(tmpdir().startsWith("/dev/") ? "/tmp" : tmpdir(), "ipre-install-"));
   // What `npm init -y` writes: a CommonJS package.
   writeFileSync(`${app}/package.json`, JSON.stringify({ name: "scratch-app", version: "1.0.0", private: true }, null, 2));
+  const digest = packedDigest();
   const pack = await sh(`npm pack --ignore-scripts --pack-destination "${app}"`, repoRoot);
   if (pack.code !== 0) throw new Error(`npm pack failed:\n${pack.stderr}`);
   expect(pack.last).toBe(`ipre-${VERSION}.tgz`);
@@ -168,7 +185,7 @@ beforeAll(async () => {
   writeFileSync(`${app}/app.mjs`, snippet("install-esm"));
   writeFileSync(`${app}/app.cjs`, snippet("install-cjs"));
   writeFileSync(`${app}/main.ts`, snippet("install-deno"));
-  if (SHARED_APP) writeFileSync(`${app}/${INSTALLED}`, "");
+  if (SHARED_APP) writeFileSync(`${app}/${INSTALLED}`, digest);
 }, upperMs(300_000));
 
 afterAll(() => {
