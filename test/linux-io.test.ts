@@ -10,8 +10,8 @@ import { spawnSync } from "node:child_process";
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { runCli, type CliResult } from "./cli-run.ts";
-import { collectReports, repoRoot, ReportSet, RUNTIMES, type Runtime } from "./harness.ts";
+import { ensureDist, runCli, type CliResult } from "./cli-run.ts";
+import { collectReports, ReportSet, RUNTIMES, type Runtime } from "./harness.ts";
 import { describeKvm, upperMs } from "./kvm.ts";
 import { binaryInput, findBusybox, linuxIoReport, MiB, sha256, textInput, type IoReport, type IoRun } from "./scenarios/linux-io.ts";
 
@@ -163,8 +163,7 @@ describeKvm("ipre exec: stdin, --mount and --allow-read on Node, Bun and Deno", 
   beforeAll(async () => {
     if (BUSYBOX === undefined) return;
     fixture = makeFixture();
-    const built = spawnSync(process.execPath, [`${repoRoot}node_modules/typescript/bin/tsc`, "-p", "tsconfig.json"], { cwd: repoRoot, encoding: "utf8" });
-    if (built.status !== 0) throw new Error(`tsc failed:\n${built.stdout}${built.stderr}`);
+    ensureDist();
     const none = async () => {};
     const cases: Record<string, [string[], (w: (b: Uint8Array) => Promise<void>) => Promise<void>]> = {
       sha: [[BUSYBOX, "sha256sum"], (w) => w(binary)],
