@@ -8,6 +8,7 @@
  * Calling a remote address is a plain `call`: it faults, and the host merges the remote in.
  */
 #include "../ipre.h"
+#include "../bench_stamps.h"
 
 /* kvstore.c */
 extern long kv_insert(long key, long value);
@@ -87,37 +88,8 @@ long call_remote_n(long n) {
   return acc;
 }
 
-/** TSC stamps of call_remote_stamped (bench latency): before each call and after the last. */
-#define STAMPS 2048
-unsigned long call_stamps[STAMPS + 1];
-
-/**
- * min(n, STAMPS) remote calls with the TSC read before each and after the last: per-call times
- * where the calls make no exit for the host to time (the fast path). Returns the calls made.
- */
-long call_remote_stamped(long n) {
-  if (n > STAMPS) n = STAMPS;
-  unsigned lo, hi;
-  for (long i = 0; i < n; i++) {
-    __asm__ volatile("rdtsc" : "=a"(lo), "=d"(hi));
-    call_stamps[i] = ((unsigned long)hi << 32) | lo;
-    kv_count();
-  }
-  __asm__ volatile("rdtsc" : "=a"(lo), "=d"(hi));
-  call_stamps[n] = ((unsigned long)hi << 32) | lo;
-  return n;
-}
-
-/* The same loop without the call: what the stamps themselves cost (rdtsc may trap in a VM). */
-long stamped_empty(long n) {
-  if (n > STAMPS) n = STAMPS;
-  unsigned lo, hi;
-  for (long i = 0; i <= n; i++) {
-    __asm__ volatile("rdtsc" : "=a"(lo), "=d"(hi));
-    call_stamps[i] = ((unsigned long)hi << 32) | lo;
-  }
-  return n;
-}
+/* call_remote_stamped(n) and stamped_empty(n), TSC-stamped (bench latency). */
+IPRE_STAMPED_LOOPS(kv_count())
 
 /** Calls the remote's NON-exported kv_secret: the host must refuse (RemoteAccessError). */
 long call_secret(void) { return kv_secret(); }

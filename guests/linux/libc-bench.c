@@ -7,6 +7,7 @@
  */
 #include <stdio.h>
 #include "ipre_linux.h"
+#include "../bench_stamps.h"
 
 static long (*remote_calls)(void);
 
@@ -26,34 +27,8 @@ long call_remote_n(long n) {
   return acc;
 }
 
-/* TSC stamps of call_remote_stamped (bench latency): before each call and after the last. */
-#define STAMPS 2048
-unsigned long call_stamps[STAMPS + 1];
-
-/* min(n, STAMPS) remote calls, TSC read before each and after the last; returns the calls made. */
-long call_remote_stamped(long n) {
-  if (n > STAMPS) n = STAMPS;
-  unsigned lo, hi;
-  for (long i = 0; i < n; i++) {
-    __asm__ volatile("rdtsc" : "=a"(lo), "=d"(hi));
-    call_stamps[i] = ((unsigned long)hi << 32) | lo;
-    remote_calls();
-  }
-  __asm__ volatile("rdtsc" : "=a"(lo), "=d"(hi));
-  call_stamps[n] = ((unsigned long)hi << 32) | lo;
-  return n;
-}
-
-/* The same loop without the call: what the stamps themselves cost (rdtsc may trap in a VM). */
-long stamped_empty(long n) {
-  if (n > STAMPS) n = STAMPS;
-  unsigned lo, hi;
-  for (long i = 0; i <= n; i++) {
-    __asm__ volatile("rdtsc" : "=a"(lo), "=d"(hi));
-    call_stamps[i] = ((unsigned long)hi << 32) | lo;
-  }
-  return n;
-}
+/* call_remote_stamped(n) and stamped_empty(n), TSC-stamped (bench latency). */
+IPRE_STAMPED_LOOPS(remote_calls())
 
 int main(void) {
   remote_calls = (long (*)(void))ipre_remote("counter_calls");
