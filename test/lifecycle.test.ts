@@ -200,6 +200,7 @@ function checkSignals(r: LifecycleReport, runtime: Runtime): void {
   expect(x.messages, "errors while unrelated signals arrived").toEqual([]);
   expect(x.failures).toBe(0);
   expect(x.timedOk).toBe(x.cycles);
+  expect(x.remoteLoops).toBe(x.cycles / 2); // 300 fast-path remote calls per cycle, each loop's sum right
 }
 
 function checkHygiene(r: LifecycleReport, runtime: Runtime): void {

@@ -65,15 +65,17 @@ export function runCall(cpu: Cpu, timeoutMs: number, direct = false): void {
   try {
     for (;;) {
       const reason = vcpu.runOnce();
-      // A remote call that the runtime made without an exit is still running: from this exit on
-      // the host owns it (src/engine/fastpath.ts).
-      if ((u32[FAST_LIVE_AT] ?? 0) > 1) cpu.adoptFastFrame();
       if (reason !== EXIT.IO) {
+        // Not at an `out`: the vCPU may be inside the fast path's handler (a signal stops it at
+        // any instruction). Its frame is adopted only when the call ends here (a timeout, a
+        // crash): resuming a handler whose frame the host took would let it finish a return
+        // the host still counts as open.
         if (reason === -ERRNO.EINTR) {
           if (watchdog === undefined) Watchdog.drainStray();
           else if (watchdog.drain()) {
             const elapsed = performance.now() - start;
             if (elapsed >= timeoutMs * 0.999) {
+              if ((u32[FAST_LIVE_AT] ?? 0) > 1) cpu.adoptFastFrame();
               cpu.markTimedOut();
               throw timedOut(cpu, timeoutMs, elapsed);
             }
@@ -81,9 +83,14 @@ export function runCall(cpu: Cpu, timeoutMs: number, direct = false): void {
           }
           continue; // another signal interrupted KVM_RUN: resume
         }
+        if ((u32[FAST_LIVE_AT] ?? 0) > 1) cpu.adoptFastFrame();
         cpu.markBroken(crashCause(reason));
         throw crash(cpu, reason, "while running a call");
       }
+      // A remote call that the runtime made without an exit is still running (the exit is a
+      // stub's or a gate's `out`, never inside the handler): from here on the host owns it
+      // (src/engine/fastpath.ts).
+      if ((u32[FAST_LIVE_AT] ?? 0) > 1) cpu.adoptFastFrame();
       cpu.countExit();
       const port = vcpu.ioPort;
       if (port === PORT.HOSTCALL) {

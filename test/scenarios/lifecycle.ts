@@ -369,6 +369,8 @@ export interface SignalsReport {
   messages: string[];
   /** Timed calls (200 ms timeout) of ~1 ms guests interrupted by the signals: all must return. */
   timedOk: number;
+  /** Loops of 300 fast-path remote calls (one per cycle) that returned the right sum. */
+  remoteLoops: number;
   /** Did the listener see signals (when the runtime ran its event loop afterwards: not checked). */
   fired: boolean;
 }
@@ -850,7 +852,7 @@ export function signalsReport(cycles = 60, periodMs = 2): SignalsReport {
     v.setBigInt64(off, 0n, true);
     v.setBigInt64(off + 8, ns, true);
   }
-  const report: SignalsReport = { periodMs, cycles: 2 * cycles, failures: 0, messages: [], timedOk: 0, fired: false };
+  const report: SignalsReport = { periodMs, cycles: 2 * cycles, failures: 0, messages: [], timedOk: 0, remoteLoops: 0, fired: false };
   const spinElf = exampleElf("spin");
   const run = (fn: () => void) => {
     try {
@@ -862,7 +864,13 @@ export function signalsReport(cycles = 60, periodMs = 2): SignalsReport {
     }
   };
   let parent: Machine | undefined;
+  // IPRE on the fast path under the same signals: a signal can end KVM_RUN inside the runtime's
+  // #PF handler, mid-entry or mid-return (engine/exits.ts must not adopt that frame and resume).
+  const store = Machine.create({ window: 1, program: exampleElf("kvstore"), name: "signals-store" });
+  const client = Machine.create({ window: 0, program: exampleElf("kvcaller"), name: "signals-client" });
   try {
+    connect(client, store);
+    const keys = client.call("fill", 20);
     parent = Machine.create({ program: spinElf, name: "signals-parent" });
     const snap = parent.snapshot();
     const n = 3_000_000; // about 1 ms of spin_for on this host
@@ -888,10 +896,18 @@ export function signalsReport(cycles = 60, periodMs = 2): SignalsReport {
           f.close();
         }
       });
+      run(() => {
+        const calls = 300;
+        const got = client.call("call_remote_n", calls);
+        if (got !== calls * keys) throw new Error(`call_remote_n(${calls}) = ${got}, not ${calls * keys}`);
+        report.remoteLoops++;
+      });
     }
   } finally {
     libc.timer_delete(timerId);
     parent?.close();
+    client.close();
+    store.close();
     sigwinchListener(listener, false);
   }
   report.fired = fired;
