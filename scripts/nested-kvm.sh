@@ -158,10 +158,44 @@ host_ms=
 # The host's best round against the guest's median: another process briefly busy on the host
 # (seen: a test run started at the same moment) must not shrink the factor.
 if [ -z "${IPRE_NESTED_SLOWDOWN:-}" ] && command -v node >/dev/null; then host_ms=$(node -e "$calibrate" best </dev/null); fi
+# Executables and shared objects that the guest maps again and again: the runtimes, their
+# libraries, koffi's addon, busybox, sh and the C toolchain, held open in the guest by processes
+# that only sleep. Without a cache mode (the root's 9p mount) the guest kernel evicts a file's
+# inode, pages included, when its last user closes it, so every start read them again into new
+# guest pages, whose code TCG then translated anew: `node -e 0` took ~5 s, ~1 s with its files
+# held (docs/ARCHITECTURE.md §8).
+held=()
+hold() {
+  local f
+  for f in "$@"; do
+    [ -n "$f" ] && f=$(readlink -f "$f" 2>/dev/null) && [ -f "$f" ] && held+=("$f")
+  done
+  return 0
+}
+hold_with_libs() {
+  local f
+  for f in "$@"; do
+    [ -n "$f" ] || continue
+    hold "$f"
+    # shellcheck disable=SC2046 # one path per word
+    hold $(ldd "$f" 2>/dev/null | grep -o '/[^ ]*' || true)
+  done
+}
+hold_with_libs "$(command -v node || true)" "$repo/node_modules/.bin/bun" "$repo/node_modules/.bin/deno" \
+  /bin/busybox /bin/sh "$(command -v as || true)" "$(command -v ld || true)"
+if command -v cc >/dev/null; then
+  hold_with_libs "$(command -v cc)" "$(cc -print-prog-name=cc1)" "$(cc -print-prog-name=collect2)"
+fi
+hold "$repo"/node_modules/@koromix/*/*/*.node
+[ ${#held[@]} = 0 ] || mapfile -t held < <(printf '%s\n' "${held[@]}" | sort -u)
+
 # The run script: this shell's exported environment and working directory, then the command.
 {
   echo '#!/bin/sh'
-  export -p | grep -v -E '^(declare -x |export )(OLDPWD|PWD|SHLVL|_|TMPDIR)=' | sed 's/^declare -x /export /'
+  # Not NODE_EXTRA_CA_CERTS (set on some hosts, e.g. to a CA bundle): Node and Bun read and parse
+  # every certificate named there at start-up, which under TCG made each Bun process ~3x slower
+  # (and Node's ~15%); the guest has no network to use them on.
+  export -p | grep -v -E '^(declare -x |export )(OLDPWD|PWD|SHLVL|_|TMPDIR|NODE_EXTRA_CA_CERTS)=' | sed 's/^declare -x /export /'
   echo "export $GUEST_MARK=1"
   # Unix sockets cannot be bound on 9p: temporary files go to a guest tmpfs (/tmp stays the host's).
   echo "export TMPDIR=/dev/shm"
@@ -171,6 +205,15 @@ if [ -z "${IPRE_NESTED_SLOWDOWN:-}" ] && command -v node >/dev/null; then host_m
   # included: the guest has no network).
   deno_dir=${DENO_DIR:-${XDG_CACHE_HOME:-${HOME:-/root}/.cache}/deno}
   printf 'if [ -d %q ] && cp -a %q /dev/shm/deno-dir 2>/dev/null; then export DENO_DIR=/dev/shm/deno-dir; fi\n' "$deno_dir" "$deno_dir"
+  # Holders of the files above, seven open files each (fds 3-9, what sh can name).
+  echo 'holders='
+  for ((i = 0; i < ${#held[@]}; i += 7)); do
+    line='( exec'
+    fd=3
+    for f in "${held[@]:i:7}"; do line+=" $fd<$(printf %q "$f")"; fd=$((fd + 1)); done
+    echo "$line; exec sleep 2147483647 ) </dev/null >/dev/null 2>&1 &"
+    echo 'holders="$holders $!"'
+  done
   # The heartbeat: the host kills a guest whose heartbeat file has not changed for $stall s (a
   # frozen guest runs nothing at all, not even a timeout). A shell builtin, no process per beat.
   printf '( while :; do : > %q; sleep 5; done ) </dev/null >/dev/null 2>&1 &\n' "$run/heartbeat"
@@ -195,7 +238,7 @@ if [ -z "${IPRE_NESTED_SLOWDOWN:-}" ] && command -v node >/dev/null; then host_m
   # Through a pipe, so the command sees no terminal (the guest's console is a serial line).
   echo "{ $(printf '%q ' "$@"); echo \$? > $(printf %q "$run/status"); } 2>&1 | cat"
   echo '[ -n "${keeper:-}" ] && kill $keeper 2>/dev/null'
-  echo 'kill $heartbeat 2>/dev/null'
+  echo 'kill $heartbeat $holders 2>/dev/null'
   echo 'exit 0' 
 } > "$run/run.sh"
 

@@ -33,6 +33,11 @@ remaining() {
   ' "$progress"
 }
 
+# Node scenario children transpile their TypeScript through test/node-ts-hooks.mjs, which loads
+# TypeScript only for what its cache lacks: fill the cache here, natively, where that takes a few
+# seconds and under TCG most of a minute per child.
+node -e 'import("./test/node-ts-hooks.mjs").then((m) => m.warmCache())' || echo "nested-vitest: the TypeScript cache of test/node-ts-hooks.mjs was not filled"
+
 attempt=0
 freezes=0
 while :; do

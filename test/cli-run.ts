@@ -23,6 +23,8 @@ export interface CliResult {
   stderr: string;
   /** The last line of stdout (where `ipre run` prints its result). */
   lastLine: string;
+  /** Bytes on stdout (with `countStdout`, all that is kept of it). */
+  stdoutBytes: number;
 }
 
 export interface CliOptions {
@@ -32,6 +34,8 @@ export interface CliOptions {
   input?: (write: (b: Uint8Array) => Promise<void>) => Promise<void>;
   /** The child is killed after this many ms (scaled in the nested harness); default 90 s. */
   timeoutMs?: number;
+  /** Count stdout's bytes without keeping them (`stdout` stays ""): a program that prints 64 MiB. */
+  countStdout?: boolean;
 }
 
 /** Run `ipre args…` on `rt` in the repository and collect its exit and output. */
@@ -48,14 +52,16 @@ export function runCommand(cmd: string, argv: string[], options: CliOptions = {}
       env: { ...process.env, NO_COLOR: "1", DENO_NO_UPDATE_CHECK: "1", DENO_NO_PROMPT: "1", ...options.env },
       stdio: [options.input ? "pipe" : "ignore", "pipe", "pipe"],
     }) as ChildProcessByStdio<Writable | null, Readable, Readable>;
-    let stdout = "", stderr = "";
-    child.stdout.setEncoding("utf8").on("data", (d: string) => (stdout += d));
+    let stdout = "", stderr = "", stdoutBytes = 0;
+    if (options.countStdout) child.stdout.on("data", (d: Buffer) => (stdoutBytes += d.length));
+    else child.stdout.setEncoding("utf8").on("data", (d: string) => (stdout += d));
     child.stderr.setEncoding("utf8").on("data", (d: string) => (stderr += d));
     const timer = setTimeout(() => child.kill("SIGKILL"), upperMs(options.timeoutMs ?? 90_000));
     child.on("error", reject);
     child.on("close", (code, signal) => {
       clearTimeout(timer);
-      resolve({ code, signal, stdout, stderr, lastLine: stdout.trimEnd().split("\n").pop() ?? "" });
+      if (!options.countStdout) stdoutBytes = Buffer.byteLength(stdout);
+      resolve({ code, signal, stdout, stderr, lastLine: stdout.trimEnd().split("\n").pop() ?? "", stdoutBytes });
     });
     const stdin = child.stdin;
     if (options.input && stdin) {
