@@ -11,7 +11,7 @@ export { Machine, kvmInfo, HOSTCALL_PRINT } from "./machine/machine.ts";
 export type { MachineOptions, HostcallFn, CallArg, KvmInfo } from "./machine/machine.ts";
 export { connect, Connection } from "./ipre/connect.ts";
 export type { ConnectOptions, DirectCallOptions, LoanMode } from "./ipre/connect.ts";
-export type { CallPath } from "./engine/owners.ts";
+export type { CallPath } from "./engine/fastpath.ts";
 export { Remote } from "./ipre/share.ts";
 export type { SharedRemote, AttachOptions, RemoteHostcallFn } from "./ipre/share.ts";
 export {

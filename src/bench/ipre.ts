@@ -4,7 +4,7 @@
  */
 import { Machine } from "../machine/machine.ts";
 import { connect, type Connection } from "../ipre/connect.ts";
-import type { CallPath } from "../engine/owners.ts";
+import type { CallPath } from "../engine/fastpath.ts";
 import { exampleElf } from "../examples.ts";
 import { MiB } from "../guest/layout.ts";
 

@@ -14,13 +14,14 @@
  *   gates.ts     hostcalls: the ring-3 gate's exit, the fetch-fault gate, the JS handler
  *   fastpath.ts  the tables of the runtime's in-guest path (outermost calls without exits),
  *                and its frame, which this loop adopts when an exit comes during such a call
- *   frames.ts    IPRE entry, return, callback and abort on the Cpu's frame stack
+ *   frames.ts    IPRE entry, return, callback and abort on the Cpu's frame stack (stack.ts)
  *   parked.ts    the runtime's twin: the frame, the mailbox, the continuations the host resumes at
  *   pointers.ts  guest pointers (print, handlers, syscalls) checked against the active tables
  *   faults.ts    the typed error of an exit that is no request (it only builds the error)
  *   service.ts   KVM_RUNs outside the loop: boot, reboot after a crash, page-table flushes,
  *                parking a vCPU that a hostcall handler left at a ring-3 gate
- *   boot.ts, memory.ts, window.ts, pools.ts, shared.ts, facade.ts: what a Space and Cpu are made of
+ *   boot.ts, memory.ts, window.ts, pools.ts, shared.ts, facade.ts, dispatch.ts: what a Space and
+ *                Cpu are made of
  * A syscall goes to the syscall layer of the Space whose code runs (src/linux/, set as a callback).
  */
 import { IpreError } from "../errors.ts";
@@ -113,7 +114,7 @@ export function runCall(cpu: Cpu, timeoutMs: number, direct = false): void {
       // error; its RIP lies in a never-mapped page, so CR2 = RIP (the stub need not save CR2).
       if (vector === VECTOR.PF && ((u32[FRAME_AT.error] ?? 0) & PF_FETCH) !== 0) {
         const rip = getU64(u32, FRAME_AT.rip);
-        if (rip === exitTrap && (cpu.frames.length === 0 || returnDirect(cpu, getU64(u32, FRAME_AT.rsp)))) return;
+        if (rip === exitTrap && (cpu.stack.depth === 0 || returnDirect(cpu, getU64(u32, FRAME_AT.rsp)))) return;
         if (fetchFault(cpu, rip, getU64(u32, FRAME_AT.rsp))) continue;
       }
       if (vector < 0 || vector > 31) {
@@ -144,7 +145,7 @@ export function runCall(cpu: Cpu, timeoutMs: number, direct = false): void {
  * then resume at the frame. One exit per syscall. False when the program exited.
  */
 function syscallExit(cpu: Cpu): boolean {
-  const top = cpu.top();
+  const top = cpu.stack.top();
   const owner = top?.kind === "call" ? top.link.remote : cpu.space;
   const dispatch = owner.syscall;
   if (dispatch === undefined) {
@@ -175,7 +176,7 @@ function fetchFault(cpu: Cpu, cr2: number, rsp: number): boolean {
   const space = cpu.space;
   const window = Math.floor(cr2 / WINDOW_SIZE);
   const offset = cr2 - window * WINDOW_SIZE;
-  const top = cpu.top();
+  const top = cpu.stack.top();
   const inRemote = top?.kind === "call"; // remote code is running, its window mapped
   // Hostcall gate of this machine or of the remote whose code is running.
   if (offset >= HOSTCALL_GATE_OFFSET && offset < GATES_END) {

@@ -5,7 +5,8 @@
  * when it closes or detaches, and the registry that finds the owners behind a facade (for
  * connect() and the tests).
  */
-import { type Cpu, type HostcallDispatch, NO_HANDLER, type Space } from "./owners.ts";
+import type { Cpu, Space } from "./owners.ts";
+import { type HostcallDispatch, NO_HANDLER } from "./dispatch.ts";
 
 /** A hostcall handler: six integer args and the facade whose code made the call; integer result. */
 export type Handler<F> = (a0: number, a1: number, a2: number, a3: number, a4: number, a5: number, facade: F) => number | bigint | void;

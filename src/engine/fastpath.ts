@@ -63,6 +63,11 @@ export function entrySlot(address: number): number {
 }
 if (SLOTS !== 256) throw new IpreError(`runtime.S has ${SLOTS} fast-path entry slots; entrySlot() hashes to 256`);
 
+/** How a connection's calls from caller code are made: in the guest (0 exits) or through the host (2). */
+export type CallPath = "fast" | "trap";
+/** The path of connections whose options choose none (Machine.callPath). */
+export const callPathDefault: { value: CallPath } = { value: "fast" };
+
 /** What the table needs to know of one connection. */
 export interface FastLink {
   readonly window: number;

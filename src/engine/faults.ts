@@ -26,7 +26,7 @@ export function guestFault(cpu: Cpu, vector: number): GuestFault {
     rsp: mem.getU64At(FRAME_AT.rsp),
   };
   if (vector === DF) return new GuestFault(info); // the vCPU must reboot: the caller marks it
-  const top = cpu.top();
+  const top = cpu.stack.top();
   if (top?.kind === "call" && info.rip >= top.link.remote.base && info.rip < top.link.remote.base + WINDOW_SIZE) return new RemoteFault(info, top.link.remote.name);
   return new GuestFault(info, cpu.name);
 }
@@ -39,7 +39,7 @@ export function guestFault(cpu: Cpu, vector: number): GuestFault {
  */
 export function forgedHostcall(cpu: Cpu, rip: number): GuestFault {
   const info: FaultInfo = { vector: GP, rip, cr2: 0, errorCode: 0, rsp: cpu.vcpu.reg("rsp") };
-  const top = cpu.top();
+  const top = cpu.stack.top();
   const remote = top?.kind === "call" && rip >= top.link.remote.base && rip < top.link.remote.base + WINDOW_SIZE ? top.link.remote : undefined;
   const context = remote !== undefined ? `remote ${remote.name}` : cpu.name;
   const message = `${context} fault ${VECTOR_NAMES[GP]} at rip=${hex(rip)}: an \`out\` to the hostcall port 0x${PORT.HOSTCALL.toString(16)} that is not a hostcall gate's (call the gate instead)`;
@@ -77,7 +77,7 @@ export function crash(cpu: Cpu, reason: number, when: string): IpreError {
 
 /** The running call timed out (the caller records it with Cpu.markTimedOut: reboot, resets). */
 export function timedOut(cpu: Cpu, timeoutMs: number, elapsedMs: number): TimeoutError {
-  if (cpu.frames.length === 0) return new TimeoutError(timeoutMs, elapsedMs, cpu.name);
-  const names = cpu.remotesOnStack().map((r) => r.name).join(", ");
+  if (cpu.stack.depth === 0) return new TimeoutError(timeoutMs, elapsedMs, cpu.name);
+  const names = cpu.stack.remotes().map((r) => r.name).join(", ");
   return new TimeoutError(timeoutMs, elapsedMs, `remote call from ${cpu.name} into ${names}`);
 }

@@ -2,12 +2,13 @@
  * The IPRE frame stack of one vCPU: entering an allowed remote function (merge: CR3 := merged
  * root), the return trap (unmerge), callbacks from remote code into caller code and their
  * return, a direct call from JS and its end at the exit trap, and aborting all of it when a
- * call ends with an error. Frames come from the Cpu's
- * preallocated pool: a call or return allocates nothing. docs/ARCHITECTURE.md §3.
+ * call ends with an error. The stack itself, a preallocated pool (a call or return allocates
+ * nothing), is the Cpu's FrameStack (stack.ts). docs/ARCHITECTURE.md §3.
  */
 import { GuestFault, GuestMemoryError, MachineStateError, RemoteAccessError, RemoteFault, type FaultInfo } from "../errors.ts";
 import { USER_OFFSET } from "../guest/layout.ts";
-import { type Cpu, type IpreFrame, MAX_IPRE_DEPTH, type RemoteLink, type Space } from "./owners.ts";
+import type { Cpu, IpreFrame, RemoteLink, Space } from "./owners.ts";
+import { MAX_IPRE_DEPTH } from "./stack.ts";
 import { FRAME_AT, MB, resumeWithCr3, loadFsBase, setMailbox } from "./parked.ts";
 import { VECTOR } from "../x86/descriptors.ts";
 
@@ -67,7 +68,7 @@ export function checkEntry(cpu: Cpu, link: RemoteLink, entry: number, from: Remo
   if (from !== undefined) {
     throw new RemoteAccessError(entry, `${from.remote.name}: call to 0x${entry.toString(16)} in ${remote.name} from remote code: nested remote calls are not supported from inside a remote (call it from a callback into the caller instead)`);
   }
-  if (cpu.frames.length >= MAX_IPRE_DEPTH) throw new RemoteAccessError(entry, `${cpu.name}: more than ${MAX_IPRE_DEPTH} nested IPRE calls and callbacks`);
+  if (cpu.stack.depth >= MAX_IPRE_DEPTH) throw new RemoteAccessError(entry, `${cpu.name}: more than ${MAX_IPRE_DEPTH} nested IPRE calls and callbacks`);
   if (!link.allow.has(entry)) {
     const syms = [...(remote.program?.symbols.values() ?? [])].filter((s) => s.value === entry);
     const sym = (syms.find((s) => s.type === "func") ?? syms[0])?.name;
@@ -86,7 +87,7 @@ export function enterRemote(cpu: Cpu, link: RemoteLink, entry: number, rsp: numb
   checkTrapSlot(cpu, rsp, undefined);
   setTrap(cpu, rsp, cpu.space.returnTrap);
   link.remote.occupy(cpu);
-  switchTo(cpu, cpu.pushFrame("call", link, returnAddress, rsp));
+  switchTo(cpu, cpu.stack.push("call", link, returnAddress, rsp));
   cpu.onRemoteEntry?.(entry);
 }
 
@@ -97,7 +98,7 @@ export function enterRemote(cpu: Cpu, link: RemoteLink, entry: number, rsp: numb
  */
 export function enterDirect(cpu: Cpu, link: RemoteLink, entry: number, rsp: number): void {
   link.remote.occupy(cpu);
-  switchTo(cpu, cpu.pushFrame("call", link, cpu.space.exitTrap, rsp));
+  switchTo(cpu, cpu.stack.push("call", link, cpu.space.exitTrap, rsp));
   cpu.onRemoteEntry?.(entry);
 }
 
@@ -109,9 +110,9 @@ export function enterDirect(cpu: Cpu, link: RemoteLink, entry: number, rsp: numb
  * it is not that (a genuine fault).
  */
 export function returnDirect(cpu: Cpu, rsp: number): boolean {
-  const top = cpu.top();
+  const top = cpu.stack.top();
   if (!cpu.atDirectBase() || top === undefined || rsp !== top.rsp + 8) return false;
-  cpu.popFrame(); // frees the remote
+  cpu.stack.pop(); // frees the remote
   setMailbox(cpu.mem, MB.cr3, cpu.normalRoot);
   loadFsBase(cpu.mem, cpu.space.fsBase);
   return true;
@@ -124,9 +125,9 @@ export function returnDirect(cpu: Cpu, rsp: number): boolean {
  */
 export function returnFrom(cpu: Cpu, top: IpreFrame, rsp: number): boolean {
   if (rsp !== top.rsp + 8) return false;
-  cpu.popFrame(); // frees a remote that is no longer on the stack
+  cpu.stack.pop(); // frees a remote that is no longer on the stack
   cpu.mem.setU64At(FRAME_AT.rip, top.returnAddress);
-  switchTo(cpu, cpu.top());
+  switchTo(cpu, cpu.stack.top());
   return true;
 }
 
@@ -135,13 +136,13 @@ export function callback(cpu: Cpu, link: RemoteLink, rsp: number): void {
   const returnAddress = stackU64(cpu, rsp);
   checkTrapSlot(cpu, rsp, link.remote);
   setTrap(cpu, rsp, cpu.space.callbackTrap);
-  switchTo(cpu, cpu.pushFrame("callback", link, returnAddress, rsp)); // RIP stays at the target: it retries unmerged
+  switchTo(cpu, cpu.stack.push("callback", link, returnAddress, rsp)); // RIP stays at the target: it retries unmerged
 }
 
 /** A call ended by an exception: undo the merge so that the next resume runs unmerged. */
 export function abortRemoteCall(cpu: Cpu): void {
-  if (cpu.frames.length === 0) return;
+  if (cpu.stack.depth === 0) return;
   setMailbox(cpu.mem, MB.cr3, cpu.normalRoot);
   loadFsBase(cpu.mem, cpu.space.fsBase);
-  cpu.dropFrames();
+  cpu.stack.drop();
 }

@@ -18,7 +18,8 @@
  */
 import { IpreError, MachineStateError } from "../errors.ts";
 import { HOSTCALL_GATE_COUNT, HOSTCALL_GATE_STRIDE, HOSTCALL_PRINT } from "../guest/layout.ts";
-import { type Cpu, NO_HANDLER, type Space } from "./owners.ts";
+import type { Cpu, Space } from "./owners.ts";
+import { NO_HANDLER } from "./dispatch.ts";
 import { forgedHostcall } from "./faults.ts";
 import { callerOf, stackU64 } from "./frames.ts";
 import { atGate, FRAME_AT, GATE_OUT_SIZE, resumeFast } from "./parked.ts";
@@ -65,7 +66,7 @@ export function refusedGate(cpu: Cpu): boolean {
 
 /** The space whose code runs on `cpu`, and whose gates its tables map: the remote inside a call. */
 function runningSpace(cpu: Cpu): Space {
-  const top = cpu.top();
+  const top = cpu.stack.top();
   return top?.kind === "call" ? top.link.remote : cpu.space;
 }
 

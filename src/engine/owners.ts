@@ -1,13 +1,12 @@
 /**
  * The two owners of a machine's state (docs/ARCHITECTURE.md §2). A **Space** is one window of
- * guest memory and what runs in it: its page tables, program, FSBASE, hostcalls and syscall
- * layer, and, as a remote, its connected callers, the caller it is busy with and whether it must
- * be reset; an attached Remote (src/ipre/share.ts) is a Space only. A **Cpu** is one KVM VM with
- * its vCPU, made for a Space once its memory exists: the page-table write queue, the IPRE frame
- * stack, the links to connected remotes and their roots, the running call's deadline, and
- * whether the vCPU must reboot. A Machine has both. Every state change is a method of its owner;
- * other files read. The two refer to each other (a Cpu runs a Space; a Space knows the Cpus that
- * call into it), so they share this file.
+ * guest memory and what runs in it: page tables, program, FSBASE, hostcalls, syscall layer and,
+ * as a remote, its connected callers, the caller it is busy with and whether it must be reset; an
+ * attached Remote (src/ipre/share.ts) is a Space only. A **Cpu** is one KVM VM with its vCPU, made
+ * for a Space once its memory exists: the page-table queue, the IPRE frame stack (stack.ts), the
+ * links to connected remotes and their roots, the fast path's tables (fastpath.ts), the running
+ * call's deadline, and whether the vCPU must reboot. A Machine has both. Every state change is a
+ * method of its owner; other files read. The two refer to each other, so they share this file.
  */
 import { IpreError, MachineStateError } from "../errors.ts";
 import type { Kvm } from "../kvm/system.ts";
@@ -20,12 +19,9 @@ import { PageTableQueue } from "./parked.ts";
 import type { SharedState } from "./shared.ts";
 import { type Root, RootPool, SlotPool } from "./pools.ts";
 import { WindowLayout, type WindowShape } from "./window.ts";
-import { FastTable } from "./fastpath.ts";
-
-/** How a connection's calls from caller code are made: in the guest (0 exits) or through the host (2). */
-export type CallPath = "fast" | "trap";
-/** The path of connections whose options choose none (Machine.callPath). */
-export const callPathDefault: { value: CallPath } = { value: "fast" };
+import { type CallPath, FastTable } from "./fastpath.ts";
+import { type Frame, FrameStack } from "./stack.ts";
+import { type HostcallDispatch, NO_HANDLER } from "./dispatch.ts";
 
 /** What a caller's Cpu knows about a connected remote (installed by src/ipre/connect.ts). */
 export interface RemoteLink {
@@ -43,29 +39,8 @@ export interface RemoteLink {
   readonly disconnect: () => void;
 }
 
-/**
- * One level of IPRE on a vCPU: a call into a remote (merged root loaded), or a callback from the
- * remote into caller code (normal root loaded: the remote is unmapped while caller code runs, so
- * caller code can reach the remote only through allowed entries).
- */
-export interface IpreFrame {
-  readonly kind: "call" | "callback";
-  /** The remote being called, or whose code made the callback. */
-  readonly link: RemoteLink;
-  /** The real return address that the trap replaced. */
-  readonly returnAddress: number;
-  /** RSP at entry (pointing at the replaced return address). */
-  readonly rsp: number;
-}
-
-/** Nesting limit of IPRE calls and callbacks on one vCPU. */
-export const MAX_IPRE_DEPTH = 64;
-
-/** Returned by a hostcall dispatcher for a gate without a JS handler. */
-export const NO_HANDLER: unique symbol = Symbol("no hostcall handler");
-
-/** Runs the JS handler of hostcall `gate` with the six argument registers (set by the facade). */
-export type HostcallDispatch = (gate: number, a0: number, a1: number, a2: number, a3: number, a4: number, a5: number) => number | bigint | void | typeof NO_HANDLER;
+/** One level of IPRE on a vCPU: a call into a remote, or a callback from it (src/engine/stack.ts). */
+export type IpreFrame = Frame<RemoteLink>;
 
 /**
  * Runs a `syscall` (number in RAX, arguments in RDI, RSI, RDX, R10, R8, R9 of `runner`'s vCPU)
@@ -234,9 +209,6 @@ export class Space extends WindowLayout {
   }
 }
 
-/** Preallocated frames are written in place: the Cpu's own, mutable view of an IpreFrame. */
-type FrameSlot = { -readonly [K in keyof IpreFrame]: IpreFrame[K] };
-
 /** One KVM VM with one vCPU, running `space` (and, inside remote calls, its remotes' code). */
 export class Cpu {
   /** Guest memory of `space` (the frame and the mailbox live in its runtime area). */
@@ -250,9 +222,8 @@ export class Cpu {
   readonly fast: FastTable;
   #onRemoteEntry: ((entry: number) => void) | undefined;
 
-  readonly #frames: FrameSlot[] = [];
-  /** One frame per nesting level: an IPRE call or callback allocates nothing. */
-  readonly #framePool: FrameSlot[] = Array.from({ length: MAX_IPRE_DEPTH + 1 }, () => ({ kind: "call" as const, link: undefined as unknown as RemoteLink, returnAddress: 0, rsp: 0 }));
+  /** The IPRE frame stack (src/engine/stack.ts). */
+  readonly stack: FrameStack<RemoteLink>;
   #normalRoot: number;
   #loanRoot: Root | undefined;
   #broken: string | undefined;
@@ -269,6 +240,7 @@ export class Cpu {
     this.roots = new RootPool(space.base, space.name);
     this.fast = new FastTable(space.mem, space, this.#normalRoot);
     this.fast.setFsBase(space.fsBase);
+    this.stack = new FrameStack<RemoteLink>(this, space.name, (depth) => this.fast.setHostDepth(depth));
     space.bindRunner(this);
   }
 
@@ -294,8 +266,6 @@ export class Cpu {
   requireOpen(): void {
     if (this.space.closed) throw new MachineStateError(`${this.space.name} is closed`);
   }
-
-  // ---- calls ----
 
   /** A call is running on this vCPU. */
   get inCall(): boolean {
@@ -325,7 +295,7 @@ export class Cpu {
    * remote returns to the exit trap, and the return trap is none of its.
    */
   atDirectBase(): boolean {
-    return this.#direct && this.#frames.length === 1;
+    return this.#direct && this.stack.depth === 1;
   }
   /** Exits handled by calls since creation. */
   get exits(): number {
@@ -351,58 +321,18 @@ export class Cpu {
    */
   markTimedOut(): void {
     this.#broken = "timeout";
-    if (this.#frames.length === 0) return;
-    const remotes = this.remotesOnStack();
+    if (this.stack.depth === 0) return;
+    const remotes = this.stack.remotes();
     const why = `a timeout inside a remote call from ${this.name} into ${remotes.map((r) => r.name).join(", ")}`;
     this.space.requireReset(why);
     for (const r of remotes) r.requireReset(why);
   }
   /** The vCPU was rebooted (service.ts recover): no frames, nothing broken. */
   markRecovered(): void {
-    this.#frames.length = 0;
-    this.fast.setHostDepth(0);
+    this.stack.clear();
     this.#broken = undefined;
   }
 
-  // ---- the IPRE frame stack ----
-
-  /** IPRE calls and callbacks in progress, innermost last. */
-  get frames(): readonly IpreFrame[] {
-    return this.#frames;
-  }
-  /** The innermost frame, if any. */
-  top(): IpreFrame | undefined {
-    return this.#frames[this.#frames.length - 1];
-  }
-  /** Remotes called on this stack, each once. */
-  remotesOnStack(): Space[] {
-    return [...new Set(this.#frames.map((f) => f.link.remote))];
-  }
-  /** Push a frame from the pool (the caller checked the depth against MAX_IPRE_DEPTH). */
-  pushFrame(kind: IpreFrame["kind"], link: RemoteLink, returnAddress: number, rsp: number): IpreFrame {
-    const frame = this.#framePool[this.#frames.length];
-    if (frame === undefined) throw new IpreError(`${this.name}: more than ${MAX_IPRE_DEPTH} nested IPRE calls and callbacks`);
-    frame.kind = kind;
-    frame.link = link;
-    frame.returnAddress = returnAddress;
-    frame.rsp = rsp;
-    this.#frames.push(frame);
-    this.fast.setHostDepth(this.#frames.length);
-    return frame;
-  }
-  /** Pop the innermost frame; a called remote no longer on the stack is free again. */
-  popFrame(): void {
-    const top = this.#frames.pop();
-    this.fast.setHostDepth(this.#frames.length);
-    if (top?.kind === "call" && !this.#inFrames(top.link.remote)) top.link.remote.release();
-  }
-  /** Drop every frame (a call ended with an error), freeing the remotes it occupied. */
-  dropFrames(): void {
-    const frames = [...this.#frames];
-    this.#frames.length = 0;
-    this.fast.setHostDepth(0);
-    for (const f of frames) if (f.link.remote.busyWith === this) f.link.remote.release();
-  }
   /**
    * An exit came while the fast path's frame was live (fp_state `live`): the call becomes a
    * host-path call, as if enterRemote had made it (src/engine/fastpath.ts).
@@ -411,17 +341,9 @@ export class Cpu {
     const f = this.fast.liveFrame();
     const link = this.#links.get(f.window);
     if (link === undefined) throw new IpreError(`${this.name}: the fast path entered window ${f.window}, which has no connection`);
-    this.pushFrame("call", link, f.returnAddress, f.rsp);
+    this.stack.push("call", link, f.returnAddress, f.rsp);
     link.remote.occupy(this);
   }
-  /** Whether a call into `remote` is still on the frame stack (a loop: no closure on the return path). */
-  #inFrames(remote: Space): boolean {
-    const frames = this.#frames;
-    for (let i = 0; i < frames.length; i++) if (frames[i]?.link.remote === remote) return true;
-    return false;
-  }
-
-  // ---- roots, links, memslots ----
 
   /** Root loaded when no remote call is active (the plain root, or one with loans). */
   get normalRoot(): number {
@@ -439,7 +361,7 @@ export class Cpu {
   }
   /** The root the vCPU runs on now: the merged root inside a remote call, else the normal root. */
   activeRoot(): number {
-    const top = this.top();
+    const top = this.stack.top();
     return top?.kind === "call" ? top.link.mergedRoot : this.#normalRoot;
   }
   /** Remote links by window index. */

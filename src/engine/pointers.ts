@@ -13,7 +13,7 @@ const USER_LIMIT = 2 ** 47;
 
 /** Whose code runs now on this vCPU, for messages. */
 function runningCode(cpu: Cpu): string {
-  const top = cpu.top();
+  const top = cpu.stack.top();
   return top?.kind === "call" ? `code of ${top.link.remote.name} (inside a remote call from ${cpu.name})` : `code of ${cpu.name}`;
 }
 

@@ -6,7 +6,8 @@
  * loads.
  */
 import { IpreError, MachineStateError, RemoteAccessError } from "../errors.ts";
-import { type CallPath, callPathDefault, type Cpu, type RemoteLink, type Space } from "../engine/owners.ts";
+import type { Cpu, RemoteLink, Space } from "../engine/owners.ts";
+import { type CallPath, callPathDefault } from "../engine/fastpath.ts";
 import { cpuOf, spaceOf } from "../engine/facade.ts";
 import { flushPageTables } from "../engine/service.ts";
 import { directCall, type CallArg } from "../engine/calls.ts";
@@ -127,7 +128,7 @@ export class Connection {
     if (!link) return;
     const caller = this.#caller;
     const remote = link.remote;
-    if (caller.frames.length > 0) throw new MachineStateError(`${caller.name} is inside a remote call`);
+    if (caller.stack.depth > 0) throw new MachineStateError(`${caller.name} is inside a remote call`);
     this.#link = undefined;
     caller.unlink(link.window);
     remote.removeCaller(caller);
@@ -197,7 +198,7 @@ export function connect(caller: Machine, remote: Machine | Remote, options: Conn
   if (c.closed || r.closed) throw new MachineStateError("cannot connect a closed machine");
   if (own.window === r.window) throw new IpreError(`${c.name} and ${r.name} share window ${own.window}; give the remote its own window (Machine.create({ window }))`);
   if (c.links.has(r.window)) throw new IpreError(`${c.name} already has a remote in window ${r.window}`);
-  if (c.frames.length > 0) throw new MachineStateError(`${c.name} is inside a remote call`);
+  if (c.stack.depth > 0) throw new MachineStateError(`${c.name} is inside a remote call`);
   const loan = options.loan ?? "none";
   if (loan !== "none" && loan !== "read") throw new IpreError(`loan must be "none" or "read"`);
   const path = options.path ?? callPathDefault.value;

@@ -122,7 +122,7 @@ export class Lifecycle<M> {
     const { cpu } = this;
     const space = cpu.space;
     requireUsable(cpu);
-    if (cpu.frames.length > 0 || space.busyWith) throw new MachineStateError(`${space.name} is inside a remote call`);
+    if (cpu.stack.depth > 0 || space.busyWith) throw new MachineStateError(`${space.name} is inside a remote call`);
     const fd = space.mem.freeze(`snapshot-${space.name}`);
     const snap = new Snapshot(fd, space.window, space.memorySize, space.stackSize, space.program, space.name, this.#linux?.state());
     this.#snapshots.push(snap);

@@ -21,7 +21,8 @@ import { IpreError } from "../errors.ts";
 import { flatImage, parseElf, type ElfImage } from "../guest/elf.ts";
 import { ELF_LINK_OFFSET, windowBase } from "../guest/layout.ts";
 import type { PagePerm } from "../x86/paging.ts";
-import { callPathDefault, type CallPath, Cpu, Space } from "../engine/owners.ts";
+import { Cpu, Space } from "../engine/owners.ts";
+import { callPathDefault, type CallPath } from "../engine/fastpath.ts";
 import { dispatchTo, handlerTable, registerOwners } from "../engine/facade.ts";
 import { GuestMemory } from "../engine/memory.ts";
 import { flushPageTables, serviceLimit, serviceRun } from "../engine/service.ts";
@@ -358,7 +359,7 @@ export class Machine extends MachineLayout {
 
   /** Whether an IPRE call is in progress (e.g. from inside a hostcall). */
   get inRemoteCall(): boolean {
-    return this.#c.frames.length > 0;
+    return this.#c.stack.depth > 0;
   }
 
   // ---- snapshot, reset, close (lifecycle.ts) ----
