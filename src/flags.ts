@@ -25,7 +25,8 @@ export function parseFlags(argv: string[]): Flags {
   const positional: string[] = [];
   const options = new Map<string, string | true>();
   for (let i = 0; i < argv.length; i++) {
-    const a = argv[i]!;
+    const a = argv[i] ?? "";
+    const next = argv[i + 1];
     if (a === "--") {
       positional.push(...argv.slice(i + 1));
       break;
@@ -33,7 +34,7 @@ export function parseFlags(argv: string[]): Flags {
     if (a.startsWith("--")) {
       const eq = a.indexOf("=");
       if (eq > 0) options.set(a.slice(2, eq), a.slice(eq + 1));
-      else if (i + 1 < argv.length && !argv[i + 1]!.startsWith("--") && !BOOLEAN_FLAGS.has(a.slice(2))) options.set(a.slice(2), argv[++i]!);
+      else if (next !== undefined && !next.startsWith("--") && !BOOLEAN_FLAGS.has(a.slice(2))) options.set(a.slice(2), (i++, next));
       else options.set(a.slice(2), true);
     } else positional.push(a);
   }
@@ -69,7 +70,7 @@ export function intOption(flags: Flags, name: string, fallback: number, min = 1)
 export function parseSize(s: string): number {
   const m = /^(\d+(?:\.\d+)?)\s*(b|k|kb|kib|m|mb|mib|g|gb|gib)?$/i.exec(s.trim());
   if (!m) throw new UsageError(`"${s}" is not a size (e.g. 64MiB, 1KiB, 4096)`);
-  const unit = (m[2] ?? "b").toLowerCase()[0]!;
+  const unit = (m[2] ?? "b").toLowerCase().charAt(0);
   const mult = unit === "k" ? 1024 : unit === "m" ? 1024 ** 2 : unit === "g" ? 1024 ** 3 : 1;
   return Math.round(Number(m[1]) * mult);
 }

@@ -188,7 +188,7 @@ const unixSocket: FaninSystem = {
     const argv = libc.runtime === "node" ? [...process.execArgv, ...evalArgv] : evalArgv;
     const child = spawn(cmd, argv, { stdio: ["pipe", "pipe", "inherit"], env: { ...process.env, DENO_NO_UPDATE_CHECK: "1", NO_COLOR: "1" } });
     const close = async () => {
-      child.stdin!.end();
+      child.stdin?.end();
       await killAndWait(child);
       rmSync(path, { force: true });
     };
@@ -262,7 +262,7 @@ export async function runFanin(system: FaninSystem, workers: number, o: FaninOpt
     results.forEach((r, i) => all.set(r.samples, i * o.ops));
     const s = summarize(all);
     const wallMs = t1 - t0;
-    const exits = results.every((r) => r.exits !== undefined) ? results.reduce((a, r) => a + r.exits!, 0) : undefined;
+    const exits = results.every((r) => r.exits !== undefined) ? results.reduce((a, r) => a + (r.exits ?? 0), 0) : undefined;
     return {
       system: name as FaninSystemName,
       workers,

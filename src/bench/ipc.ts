@@ -154,7 +154,7 @@ export async function atomicsPingPong(iterations: number, warmup: number, limitM
     await pongDone;
     const s = new Float64Array(samples);
     const out = new Float64Array(Math.max(0, done - warmup));
-    for (let i = 0; i < out.length; i++) out[i] = s[i + warmup]! * 1e6;
+    for (let i = 0; i < out.length; i++) out[i] = (s[i + warmup] ?? Number.NaN) * 1e6;
     return out;
   } finally {
     await Promise.all([ping.terminate(), pong.terminate()]);
@@ -352,7 +352,7 @@ export class SocketChild {
         if (i === total || now - start > limitMs) {
           this.#onReply = undefined;
           const out = new Float64Array(Math.max(0, i - warmup));
-          for (let j = 0; j < out.length; j++) out[j] = samples[j + warmup]! * 1e6;
+          for (let j = 0; j < out.length; j++) out[j] = (samples[j + warmup] ?? Number.NaN) * 1e6;
           resolve(out);
           return;
         }

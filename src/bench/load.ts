@@ -138,8 +138,8 @@ export async function loadCommand(flags: Flags): Promise<number> {
   }
   for (const sys of LOAD_SYSTEMS) {
     const rs = rows.filter((r) => r.system === sys);
-    if (rs.length === 0) continue;
-    const base = rs[0]!.p99_ns;
+    const base = rs[0]?.p99_ns;
+    if (base === undefined) continue;
     for (const r of rs) r.p99_degradation = Math.round((r.p99_ns / base) * 100) / 100;
   }
 

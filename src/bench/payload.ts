@@ -144,7 +144,7 @@ function toRow(system: PayloadSystem, op: PayloadOp, bytes: number, samples: Flo
     bytes,
     n: samples.length,
     ns_per_op: Math.round(med * 10) / 10,
-    min_ns: Math.round(samples[0]! * 10) / 10,
+    min_ns: Math.round((samples[0] ?? Number.NaN) * 10) / 10,
     mean_ns: Math.round((sum / samples.length) * 10) / 10,
     p90_ns: Math.round(percentile(samples, 90) * 10) / 10,
     // Four significant digits, not two decimals: 64 B in 13 ms (a slow machine) is 0.0047 MiB/s, not 0.

@@ -242,7 +242,7 @@ function exportsOf(target: LinkTarget): { lines: string; highest: number } {
 function localHeaders(path: string, source: string, seen = new Set<string>()): string[] {
   const out: string[] = [];
   for (const m of source.matchAll(/^\s*#\s*include\s*"([^"]+)"/gm)) {
-    const p = resolve(dirname(path), m[1]!);
+    const p = resolve(dirname(path), m[1] ?? "");
     if (seen.has(p) || !existsSync(p)) continue;
     seen.add(p);
     const text = readFileSync(p, "utf8");
@@ -303,7 +303,8 @@ function compileFailed(name: string, cc: string, output: string, status: number 
   const diagnostics: CompileDiagnostic[] = [];
   for (const l of lines) {
     const m = DIAGNOSTIC.exec(l);
-    if (m) diagnostics.push({ file: m[1]!, line: Number(m[2]), column: Number(m[3] ?? 0), severity: m[4]!, message: m[5]! });
+    const [, file = "", line, column, severity = "", message = ""] = m ?? [];
+    if (m) diagnostics.push({ file, line: Number(line), column: Number(column ?? 0), severity, message });
   }
   const errors = diagnostics.filter((d) => d.severity.endsWith("error"));
   // A linker message has no line: `source.c:(.text+0x9): undefined reference to `kv_get'`.

@@ -275,8 +275,7 @@ export class PipeEnd extends Desc {
       throw ctx.deadlock("read from an empty pipe whose write end it holds open itself");
     }
     let n = 0;
-    while (n < buf.length && p.chunks.length > 0) {
-      const c = p.chunks[0]!;
+    for (let c = p.chunks[0]; n < buf.length && c !== undefined; c = p.chunks[0]) {
       const k = Math.min(c.length, buf.length - n);
       buf.set(c.subarray(0, k), n);
       n += k;

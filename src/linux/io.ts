@@ -242,22 +242,21 @@ function select(f: LinuxFiles, r: Cpu, ctx: IoCtx, nfds: number, rd: number, wr:
   if (nfds < 0 || nfds > 1024) return -E.EINVAL;
   if (timeoutMs === -2) return -E.EINVAL;
   const bytes = Math.ceil(nfds / 64) * 8;
-  const sets = [rd, wr, ex].map((p) => (p === 0 ? undefined : guestRange(r, p, bytes, true)));
   const masks = [POLLIN | POLLHUP | POLLERR, POLLOUT | POLLERR, 0];
-  const results = sets.map((s) => (s === undefined ? undefined : new Uint8Array(s.length)));
+  const sets = [rd, wr, ex].flatMap((p, k) => (p === 0 ? [] : [{ set: guestRange(r, p, bytes, true), mask: masks[k] ?? 0, result: new Uint8Array(bytes) }]));
   let ready = 0;
   for (let fd = 0; fd < nfds; fd++) {
-    for (let k = 0; k < 3; k++) {
-      const s = sets[k];
-      if (s === undefined || (s[fd >> 3]! & (1 << (fd & 7))) === 0) continue;
+    const byte = fd >> 3, bit = 1 << (fd & 7);
+    for (const { set, mask, result } of sets) {
+      if (((set[byte] ?? 0) & bit) === 0) continue;
       const d = f.table.get(fd);
       if (d === undefined) return -E.EBADF;
-      if ((d.ready() & masks[k]!) !== 0) {
-        results[k]![fd >> 3]! |= 1 << (fd & 7);
+      if ((d.ready() & mask) !== 0) {
+        result[byte] = (result[byte] ?? 0) | bit;
         ready++;
       }
     }
   }
-  sets.forEach((s, k) => s?.set(results[k]!));
+  for (const { set, result } of sets) set.set(result);
   return ready > 0 ? ready : nothingReady(ctx, timeoutMs, "select");
 }

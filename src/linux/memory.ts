@@ -227,8 +227,7 @@ export class LinuxMemory {
   /** What a snapshot keeps. */
   state(): MemoryState {
     const runs: [number, number, number][] = [];
-    for (const p of [...this.#prot.keys()].sort((a, b) => a - b)) {
-      const prot = this.#prot.get(p)!;
+    for (const [p, prot] of [...this.#prot].sort(([a], [b]) => a - b)) {
       const last = runs[runs.length - 1];
       if (last !== undefined && last[1] === p && last[2] === prot) last[1] = p + PAGE_SIZE;
       else runs.push([p, p + PAGE_SIZE, prot]);
@@ -266,7 +265,8 @@ export class LinuxMemory {
   /** The highest free range that fits (its top part), else below the area; -1 when the gap is too small. */
   #take(size: number): number {
     for (let i = this.#free.length - 1; i >= 0; i--) {
-      const r = this.#free[i]!;
+      const r = this.#free[i];
+      if (r === undefined) continue;
       if (r[1] - r[0] < size) continue;
       const at = r[1] - size;
       if (at === r[0]) this.#free.splice(i, 1);
@@ -302,7 +302,12 @@ export class LinuxMemory {
     }
     if (!placed) out.push(cur);
     // A free range at the bottom of the area goes back to the gap.
-    while (out.length > 0 && out[0]![0] <= this.mmapLow) this.mmapLow = Math.max(this.mmapLow, out.shift()![1]);
+    for (;;) {
+      const low = out[0];
+      if (low === undefined || low[0] > this.mmapLow) break;
+      out.shift();
+      this.mmapLow = Math.max(this.mmapLow, low[1]);
+    }
     this.#free = out;
   }
 
