@@ -73,12 +73,13 @@ describeScenario("linux pairs: IPRE between static Linux programs in C, C++ and 
     });
 
     it("an exception in the C++ remote is a RemoteFault with what std::terminate printed; reset() recovers", () => {
-      const [, thrown, again] = get().cpp;
+      const [, thrown, again, thrownAgain] = get().cpp;
       expect(thrown?.error, facts(thrown)).toMatchObject({ name: "RemoteFault", signal: 6, remoteName: "cpp_remote" });
       expect(thrown?.error?.message).toContain("remote says no");
       expect(thrown?.error?.output).toBe("terminate called after throwing an instance of 'std::runtime_error'\n  what():  remote says no\n");
       expect(thrown?.stdout).toBe([...CPP, "kv_check(missing) ...", ""].join("\n"));
       expectClean(again, CPP_OK);
+      expect(thrownAgain?.error?.output, "the output since reset() only").toBe(thrown?.error?.output);
     });
 
     it("C -> C++: extern \"C\" entries, an arena, a hand-built vtable", () => {
@@ -94,11 +95,12 @@ describeScenario("linux pairs: IPRE between static Linux programs in C, C++ and 
     });
 
     it("a panic in the Rust remote is a RemoteFault with the panic message; reset() recovers", () => {
-      const [, panicked, again] = get().rust;
+      const [, panicked, again, panickedAgain] = get().rust;
       expect(panicked?.error, facts(panicked)).toMatchObject({ name: "RemoteFault", signal: 6, remoteName: "rust_remote" });
       expect(panicked?.error?.message).toContain("remote panicked on purpose (code 7)");
       expect(panicked?.error?.output).toContain("panicked at guests/linux/pairs/rust_remote.rs:");
       expect(panicked?.stdout).toBe([...RUST, "rs_panic(7) ...", ""].join("\n"));
       expectClean(again, RUST_OK);
+      expect(panickedAgain?.error?.output, "the output since reset() only").toBe(panicked?.error?.output);
     });
 });

@@ -153,6 +153,7 @@ export class LinuxProcess<M = unknown> {
     this.space.setCallStackTop(s.callStackTop);
     loadFsBase(this.space.mem, s.fsBase);
     this.files.restore(s.files);
+    this.#stderrTail = ""; // an error after this names only what the program wrote since
   }
 
   /** The SyscallDispatch of this program's space: run the syscall `runner`'s vCPU made, set RAX. */
@@ -334,7 +335,7 @@ export class LinuxProcess<M = unknown> {
    * The program sent itself a fatal signal (abort(): an uncaught C++ exception, a Rust panic
    * that reached an extern "C" boundary). Inside a remote call that is a RemoteFault of the
    * remote, which must then be reset (it stopped half-way); else a LinuxProgramError (and inside
- * a call, too, the machine must be reset).
+   * a call, too, the machine must be reset).
    */
   #fatalSignal(r: Cpu, nr: number, sig: number): Error {
     const what = `signal ${sig}${sig === 6 ? " (SIGABRT: abort())" : ""}`;

@@ -90,16 +90,16 @@ function exec(p: Pair, program: Uint8Array, argv: string[]): PairRun {
   return r;
 }
 
-/** Normal run, the failing run, then a normal run again, each after reset() of both machines
- * (the remote back at ipre_wait_for_requests(): the Rust caller counts what the remote holds). */
+/** Normal run, the failing run, a normal run again, then the failing run once more, each after
+ * reset() of both machines (the remote back at ipre_wait_for_requests(): the Rust caller counts
+ * what the remote holds; the second failure's output is its own, not the first one's as well). */
 function failAndRecover(p: Pair, program: Uint8Array, name: string, fail: string): PairRun[] {
   const runs = [exec(p, program, [name])];
-  p.remote.reset();
-  p.caller.reset();
-  runs.push(exec(p, program, [name, fail]));
-  p.remote.reset();
-  p.caller.reset();
-  runs.push(exec(p, program, [name]));
+  for (const args of [[name, fail], [name], [name, fail]]) {
+    p.remote.reset();
+    p.caller.reset();
+    runs.push(exec(p, program, args));
+  }
   return runs;
 }
 
