@@ -8,7 +8,7 @@ import { parentPort, workerData } from "node:worker_threads";
 import { Machine } from "../../src/machine/machine.ts";
 import { connect } from "../../src/ipre/connect.ts";
 import { Remote, type SharedRemote } from "../../src/ipre/share.ts";
-import { exampleElf, outcome } from "./common.ts";
+import { exampleElf, outcome, xorshift32 } from "./common.ts";
 import { KEYS, type WorkerDone } from "./direct-share.ts";
 
 const { handle, index, ops } = workerData as { handle: SharedRemote; index: number; ops: number };
@@ -40,9 +40,7 @@ port.once("message", () => {
   let lookups = 0;
   const exits0 = caller.exits;
   for (let i = 0; i < ops; i++) {
-    x ^= x << 13;
-    x ^= x >>> 17;
-    x ^= x << 5;
+    x = xorshift32(x);
     if (i % 2 === 0) {
       const len = 1 + ((x >>> 0) % 256);
       const bytes = caller.bytes(buf, len);

@@ -7,7 +7,7 @@ import { parentPort, workerData } from "node:worker_threads";
 import { Machine } from "../../src/machine/machine.ts";
 import { connect } from "../../src/ipre/connect.ts";
 import { Remote, type SharedRemote } from "../../src/ipre/share.ts";
-import { outcome } from "./common.ts";
+import { outcome, xorshift32 } from "./common.ts";
 import "./call-path.ts";
 
 interface Job {
@@ -40,9 +40,7 @@ port.once("message", () => {
   let gets = 0;
   const exits0 = caller.exits;
   for (let i = 0; i < ops; i++) {
-    x ^= x << 13;
-    x ^= x >>> 17;
-    x ^= x << 5;
+    x = xorshift32(x);
     const k = base + 1 + ((x >>> 0) % keys);
     if (i % 2 === 0) {
       const value = (x >>> 0) * 8 + index; // distinct per worker, never KV_MISSING
