@@ -169,7 +169,20 @@ describeScenario<DirectReport>(
       expectValue(forged.okGuest, 7);
       expectTrapFault(forged.rsp.outcome, forged.exitTrap);
       expect(forged.rsp.exits).toBe(1);
-      expectTrapFault(forged.rspGuest, forged.returnTrap); // the guest-made path: its return trap
+      // A guest-made call (a vmcall at the remote's address, return address the exit trap) with the
+      // same forged return: the fast path leaves the return address in place, so the fetch that
+      // exits is where the remote went; the host's path put its return trap there instead.
+      expectTrapFault(forged.rspGuest, forged.exitTrap);
+      expectTrapFault(forged.rspGuestHostPath.outcome, forged.returnTrap);
+      expectValue(forged.rspGuestHostPath.ok, 7);
+      // A `ret` (RSP as a real return leaves it) into the remote's own no-execute memory: the
+      // remote's fault on both paths, not a return; the remote works after its reset.
+      for (const r of [forged.retData, forged.rspGuestHostPath.retData]) {
+        expectError(r.outcome, "RemoteFault");
+        expect(r.outcome.vector).toBe(14);
+        expect(r.outcome.rip).toBe(forged.noExec);
+        expectValue(r.after, 7);
+      }
       expectTrapFault(forged.trap.outcome, forged.returnTrap);
       expect(forged.busyAfter).toBeNull();
       expectValue(forged.after, 7);

@@ -35,40 +35,39 @@
 #define PORT_VECTOR_BASE 0xe0
 #define FRAME_SIZE 48                 /* the parked frame: [error, rip, cs, rflags, rsp, ss] */
 #define MAILBOX_PT_WRITES 240         /* the host derives it: (mb_pt_writes_end - mb_pt_writes) / 16 */
-#define PF_USER_FETCH_NP 0x14         /* #PF error code: ring-3 instruction fetch, page not present */
+#define PF_USER_FETCH_NX 0x15         /* #PF error code: ring-3 fetch of a present page it may not run */
 #define HASH_MUL -1640531535          /* 0x9e3779b1 as imm32: multiplicative hash of an entry address */
 
 /*
  * The IPRE fast path's area (docs/ARCHITECTURE.md §3, "the fast path"): RT.FAST of the window,
  * outside the runtime image, supervisor-only, written by the host (src/engine/fastpath.ts) while
- * the vCPU is parked, except the frame (fp_rsp, fp_ret, fp_slot) and the scratch words, which the
- * #PF handler below writes. Offsets are exported as absolute symbols (window offsets).
+ * the vCPU is parked, except the frame (fp_rsp, fp_slot) and the scratch words, which the #PF
+ * handler below writes. Offsets are exported as absolute symbols (window offsets).
  */
 #define FAST 0x30000                  /* RT.FAST (src/guest/layout.ts) */
-	.globl fp_area, fp_rsp, fp_ret, fp_slot, fp_return_trap, fp_normal_root, fp_fsbase
-	.globl fp_user_lo, fp_user_hi, fp_table, fp_save_rax, fp_save_r11, fp_entries
-	.globl fp_entries_end, fp_entry_size, fp_entry_root, fp_entry_fsbase, fp_entry_window
+	.globl fp_area, fp_rsp, fp_slot, fp_normal_root, fp_fsbase, fp_caller_base
+	.globl fp_user_lo, fp_user_hi, fp_save_rax, fp_save_r11, fp_entries
+	.globl fp_entry_roots, fp_entry_fsbases, fp_entry_windows, fp_entries_end
 	.set fp_area, FAST
-	.set fp_rsp, FAST + 0x00          /* the frame: RSP at entry (at the replaced return address); */
+	.set fp_rsp, FAST + 0x00          /* the frame: the RSP the remote's `ret` leaves (entry RSP + 8); */
 	                                  /* 0: no frame, entries listed; 1: the host has frames or */
 	                                  /* lists no entry (the handler does nothing) */
-	.set fp_ret, FAST + 0x08          /* the real return address, */
-	.set fp_slot, FAST + 0x10         /* and the entry slot that was taken */
-	.set fp_return_trap, FAST + 0x18  /* this window's return trap */
+	.set fp_slot, FAST + 0x08         /* and the entry slot that was taken */
 	.set fp_normal_root, FAST + 0x20  /* the root outside calls */
 	.set fp_fsbase, FAST + 0x28       /* FSBASE of this window's code */
 	.set fp_user_lo, FAST + 0x30      /* a valid entry RSP is in [lo, hi]: this window's user memory */
 	.set fp_user_hi, FAST + 0x38
-	.set fp_table, FAST + 0x50        /* GVA of fp_entries */
+	.set fp_caller_base, FAST + 0x40  /* this window's base (1 GiB aligned) */
 	.set fp_save_rax, FAST + 0x58     /* scratch: guest RAX and R11 while the handler runs */
 	.set fp_save_r11, FAST + 0x60
-	.set fp_entries, FAST + 0x1000    /* 256 slots: allowed entries of connected remotes */
+	.set fp_entries, FAST + 0x1000    /* 256 slots in four arrays of u64: the allowed entries of */
+	.set fp_entry_roots, FAST + 0x1800    /* connected remotes, their merged roots, */
+	.set fp_entry_fsbases, FAST + 0x2000  /* the remotes' FSBASE */
+	.set fp_entry_windows, FAST + 0x2800  /* and windows (the host's, for adoption) */
 	.set fp_entries_end, FAST + 0x3000
-	.set fp_entry_size, 32            /* slot: [address, merged root, remote FSBASE, window] */
-	.set fp_entry_root, 8
-	.set fp_entry_fsbase, 16
-	.set fp_entry_window, 24
 #define FP(field) [rip + runtime_start + field - RUNTIME_CODE]
+/* Slot RAX of one of the entry arrays, addressed from the handler's RSP (IST1_TOP - FRAME_SIZE) */
+#define SLOT(array) [rsp + rax * 8 + array - (IST1_TOP - FRAME_SIZE)]
 
 	.globl runtime_start
 runtime_start:
@@ -111,44 +110,22 @@ stub_\vec:
 	STUB 13, 1
 
 /*
- * #PF: the IPRE fast path first (fast_pf, below) for a ring-3 fetch from a not-present page.
+ * #PF: the IPRE fast path first (fast_pf, fast_return, below), routed by fp_rsp, then the exit.
  * The IDT gives #PF no IST: from ring 3 it arrives on TSS.RSP0, which is IST1's top (the parked
- * frame's place, like every other vector), and a fault of ring-0 code lands below the frame it
- * interrupted instead of over it. The only ring-0 accesses that may fault are the fast path's two
- * accesses to the caller's stack: then the fast path declines and the host takes the entry (and
- * refuses the stack as today). Any other ring-0 #PF is a runtime bug, which exits with its frame
- * moved to the parked frame's place: the host reports a crash.
+ * frame's place, like every other vector). No ring-0 code of the runtime touches memory that can
+ * fault; if it ever did (a bug), its frame lies below the parked one and the host, which finds
+ * RSP elsewhere than the parked frame at the `out`, reports a crash (src/engine/exits.ts).
  */
 	.balign 16
 	.globl stub_14
 stub_14:
-	cmp qword ptr [rsp], PF_USER_FETCH_NP
-	jne pf_not_fetch
-	cmp qword ptr FP(fp_rsp), 1       /* 1: nothing for the fast path (no entry listed, or the */
-	jne fast_pf                       /* host has IPRE frames); 0: maybe an entry; else a return */
+	cmp qword ptr FP(fp_rsp), 1       /* 0: maybe an entry; 1: nothing for the fast path (no */
+	jb fast_pf                        /* entry listed, or the host has IPRE frames); else the */
+	ja fast_return                    /* live frame: maybe its return */
 	.globl pf_exit
 pf_exit:
 	out PORT_VECTOR_BASE + 14, al
 	jmp resume
-pf_not_fetch:
-	test byte ptr [rsp + 16], 3       /* CS of the interrupted code: ring 0? */
-	jnz pf_exit
-pf_ring0:
-	cmp word ptr [rsp + 8], fast_stack_read - runtime_start   /* the low 16 bits of RIP name */
-	je 2f                                                      /* the runtime's instruction */
-	cmp word ptr [rsp + 8], fast_stack_write - runtime_start
-	je 2f
-	/* A runtime bug: move the frame where the host reads it (it lies wholly below) and exit. */
-	mov FP(fp_save_rax), rax
-	.irp i, 0, 8, 16, 24, 32, 40
-	mov rax, [rsp + \i]
-	mov [rip + runtime_start + IST1_TOP - FRAME_SIZE - RUNTIME_CODE + \i], rax
-	.endr
-	mov rax, FP(fp_save_rax)
-2:
-	lea rsp, [rip + runtime_start + IST1_TOP - FRAME_SIZE - RUNTIME_CODE]  /* the user's frame */
-	jne pf_exit                       /* flags of the `cmp` above: a bug exits as the #PF it is */
-	jmp fast_exit                     /* the fast path's stack access: the host takes the entry */
 
 	STUB 15, 0
 	STUB 16, 0
@@ -291,27 +268,25 @@ apply_pt_writes:
  * Entry: caller code fetched an address that its normal root does not map. If that address is in
  * the entry table (the host lists there exactly the allowed entries of connected remotes that
  * are free: not busy, not to be reset, not closed), no IPRE frame exists on this vCPU and the
- * user RSP is 8-aligned caller user memory whose page is present and writable (else the access
- * faults into pf_ring0 and the host takes the entry, as for every refusal), the handler saves the real return address in the frame, replaces it by the return trap, loads the
- * merged root and the remote's FSBASE and returns to the entry. Return: the remote returned to the
- * return trap with the stack where the entry left it: restore the return address, the normal
- * root and the caller's FSBASE. Everything else (and any exit while a frame is live, when the
- * host adopts the frame: src/engine/fastpath.ts) goes through the host, as before. R11 is a
- * scratch register of the SysV ABI at a function's entry and return and is clobbered there, as
- * by the host's path (`resume_cr3`); every other register keeps its value. Ring-0 instructions
- * are emulated one by one on PVM: few of them, no loop.
+ * user RSP is 8-aligned caller user memory (the host's rules for an entry), the handler records
+ * the frame (the RSP the remote's `ret` will leave, and the slot), loads the merged root and the
+ * remote's FSBASE and returns to the entry. The return address stays where it is: caller memory
+ * is no-execute in the merged root, so the remote's `ret` faults fetching it (error code 0x15).
+ * Return: that fault, inside the caller's window, with RSP = the frame's: load the normal root and
+ * the caller's FSBASE and resume there. Ring 0 never touches the guest's stack. Everything else
+ * (and any exit while a frame is live, when the host adopts the frame: src/engine/fastpath.ts)
+ * goes through the host, as before. R11 is a scratch register of the SysV ABI at a function's
+ * entry and return and is clobbered there, as by the host's path (`resume_cr3`); every other
+ * register keeps its value. Ring-0 instructions are emulated one by one on PVM: few, no loop.
  * Frame on entry: [rsp] error, +8 rip, +16 cs, +24 rflags, +32 user rsp, +40 ss.
  */
-fast_pf:                              /* flags: fp_rsp compared with 1 */
+fast_pf:                              /* fp_rsp = 0 */
 	mov FP(fp_save_r11), r11
 	mov r11, [rsp + 8]                /* the fetched address */
-	ja fast_return                    /* fp_rsp > 1: the handler's frame is live */
 	mov FP(fp_save_rax), rax
-	imul rax, r11, HASH_MUL           /* slot = bits 32-39 of the product, times the slot size (32) */
-	shr rax, 27
-	and eax, 0x1fe0
-	add rax, FP(fp_table)
-	cmp r11, [rax]                    /* an allowed entry of a free remote? */
+	imul eax, r11d, HASH_MUL          /* slot = bits 24-31 of the 32-bit product (zero-extended) */
+	shr eax, 24
+	cmp r11, SLOT(fp_entries)         /* an allowed entry of a free remote? */
 	jne fast_exit
 	mov r11, [rsp + 32]               /* user RSP: 8-aligned, in caller user memory */
 	test r11b, 7
@@ -320,38 +295,14 @@ fast_pf:                              /* flags: fp_rsp compared with 1 */
 	jb fast_exit
 	cmp r11, FP(fp_user_hi)
 	ja fast_exit
-	.globl fast_stack_read
-fast_stack_read:                      /* a page that is not present faults here, */
-	push qword ptr [r11]              /* the real return address, */
-	pop qword ptr FP(fp_ret)
-	push qword ptr FP(fp_return_trap)
-	.globl fast_stack_write
-fast_stack_write:                     /* one that is read-only here (CR0.WP): pf_ring0 */
-	pop qword ptr [r11]               /* the return trap in its place */
-	mov FP(fp_slot), rax
+	add r11, 8
+	mov FP(fp_slot), rax              /* the slot first: the host reads it once fp_rsp is live */
 	mov FP(fp_rsp), r11               /* the frame is live */
-	mov r11, [rax + fp_entry_root]    /* the merged root (flushes the TLB) */
+	mov r11, SLOT(fp_entry_roots)     /* the merged root (flushes the TLB) */
 	mov cr3, r11
-	mov r11, [rax + fp_entry_fsbase]  /* the remote's TLS */
+	mov r11, SLOT(fp_entry_fsbases)   /* the remote's TLS */
 	wrfsbase r11
 	mov rax, FP(fp_save_rax)
-	add rsp, 8
-	iretq
-
-fast_return:
-	cmp r11, FP(fp_return_trap)       /* the return trap, */
-	jne fast_exit_r11
-	mov r11, FP(fp_rsp)               /* with the stack where the entry left it */
-	add r11, 8
-	cmp r11, [rsp + 32]
-	jne fast_exit_r11
-	mov r11, FP(fp_ret)
-	mov [rsp + 8], r11                /* back to the real return address, */
-	mov qword ptr FP(fp_rsp), 0
-	mov r11, FP(fp_normal_root)       /* unmerged (flushes the remote's translations), */
-	mov cr3, r11
-	mov r11, FP(fp_fsbase)            /* with the caller's TLS */
-	wrfsbase r11
 	add rsp, 8
 	iretq
 
@@ -360,6 +311,25 @@ fast_exit:
 fast_exit_r11:
 	mov r11, FP(fp_save_r11)
 	jmp pf_exit
+
+fast_return:                          /* fp_rsp > 1: the handler's frame is live */
+	cmp qword ptr [rsp], PF_USER_FETCH_NX
+	jne pf_exit
+	mov FP(fp_save_r11), r11          /* (kept for a syscall's fetch of LSTAR on PVM, §4) */
+	mov r11, FP(fp_rsp)               /* RSP where the entry left its return address, + 8, */
+	cmp r11, [rsp + 32]
+	jne fast_exit_r11
+	mov r11, [rsp + 8]                /* and a fetch in the caller's own window (1 GiB) */
+	xor r11, FP(fp_caller_base)
+	shr r11, 30
+	jnz fast_exit_r11
+	mov qword ptr FP(fp_rsp), 0
+	mov r11, FP(fp_normal_root)       /* unmerged (flushes the remote's translations), */
+	mov cr3, r11
+	mov r11, FP(fp_fsbase)            /* with the caller's TLS */
+	wrfsbase r11
+	add rsp, 8
+	iretq
 
 /* The mailbox: written by the host while the vCPU is parked, read by `resume`. */
 	.balign 4096

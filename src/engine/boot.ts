@@ -154,8 +154,8 @@ export function createVm(base: number, size: number, hostAddr: number): { kvm: K
 
 /**
  * GDT, IDT (vector → its stub on IST1; #DF on IST2, so that a broken IST1 still reports; #PF on
- * no IST but TSS.RSP0, which is IST1's top: from ring 3 the same frame, and a fault of the fast
- * path's ring-0 stack accesses lands below the frame it interrupted, runtime.S `pf_ring0`), TSS
+ * no IST but TSS.RSP0, which is IST1's top: from ring 3 the same frame, and a fault of ring-0
+ * code, a runtime bug, lands below the frame it interrupted, where the host finds it), TSS
  * (with the I/O bitmap of the hostcall gates) and the runtime code, hostcall gate page included.
  */
 export function writeRuntimeArea(memory: GuestMemory, b: number): void {

@@ -34,8 +34,8 @@ import { VECTOR } from "../x86/descriptors.ts";
 import { RFLAGS_RESERVED } from "../x86/registers.ts";
 import type { Cpu } from "./owners.ts";
 import { crash, crashCause, guestFault, timedOut } from "./faults.ts";
-import { atGate, FRAME_AT, resumeFast } from "./parked.ts";
-import { abortRemoteCall, callback, enterRemote, returnDirect, returnFrom } from "./frames.ts";
+import { atGate, ENTRY, FRAME_AT, resumeFast } from "./parked.ts";
+import { abortRemoteCall, adoptFastFrame, callback, enterRemote, returnDirect, returnFrom } from "./frames.ts";
 import { faultHostcall, gateExit, refusedGate } from "./gates.ts";
 import { parkFromGate } from "./service.ts";
 import { FAST_LIVE_AT } from "./fastpath.ts";
@@ -76,7 +76,7 @@ export function runCall(cpu: Cpu, timeoutMs: number, direct = false): void {
           else if (watchdog.drain()) {
             const elapsed = performance.now() - start;
             if (elapsed >= timeoutMs * 0.999) {
-              if ((u32[FAST_LIVE_AT] ?? 0) > 1) cpu.adoptFastFrame();
+              if ((u32[FAST_LIVE_AT] ?? 0) > 1) adoptFastFrame(cpu, false);
               cpu.markTimedOut();
               throw timedOut(cpu, timeoutMs, elapsed);
             }
@@ -84,16 +84,16 @@ export function runCall(cpu: Cpu, timeoutMs: number, direct = false): void {
           }
           continue; // another signal interrupted KVM_RUN: resume
         }
-        if ((u32[FAST_LIVE_AT] ?? 0) > 1) cpu.adoptFastFrame();
+        if ((u32[FAST_LIVE_AT] ?? 0) > 1) adoptFastFrame(cpu, false);
         cpu.markBroken(crashCause(reason));
         throw crash(cpu, reason, "while running a call");
       }
       // A remote call that the runtime made without an exit is still running (the exit is a
       // stub's or a gate's `out`, never inside the handler): from here on the host owns it
       // (src/engine/fastpath.ts).
-      if ((u32[FAST_LIVE_AT] ?? 0) > 1) cpu.adoptFastFrame();
-      cpu.countExit();
       const port = vcpu.ioPort;
+      if ((u32[FAST_LIVE_AT] ?? 0) > 1) adoptFastFrame(cpu, true);
+      cpu.countExit();
       if (port === PORT.HOSTCALL) {
         gateExit(cpu); // a ring-3 hostcall gate (gates.ts)
         continue;
@@ -103,6 +103,12 @@ export function runCall(cpu: Cpu, timeoutMs: number, direct = false): void {
         return; // the program exited: the call ends
       }
       const vector = port - PORT.VECTOR_BASE;
+      // A #PF of the runtime's own ring-0 code (a bug: none of it may fault) left its frame below
+      // the parked one (runtime.S `stub_14`): the vCPU is not parked.
+      if (vector === VECTOR.PF && vcpu.reg("rsp") !== cpu.space.base + ENTRY.frameSp) {
+        cpu.markBroken("a page fault in the runtime's ring-0 code");
+        throw crash(cpu, reason, "in the runtime's ring-0 code");
+      }
       // The PVM route of `syscall` (docs/ARCHITECTURE.md §4): PVM jumps to LSTAR still in ring 3,
       // so the fetch of the supervisor-only syscall_entry faults with RIP == LSTAR.
       if (vector === VECTOR.PF && u32[FRAME_AT.error] === PF_USER_FETCH_PROTECTION && getU64(u32, FRAME_AT.rip) === lstar) {

@@ -12,9 +12,12 @@
  * errors. The handler also takes only the outermost call (no IPRE frame yet on this vCPU): nested
  * calls, callbacks and everything inside a remote that needs the host go through the host.
  *
- * When any exit happens while the handler's frame is live (a hostcall or syscall of the remote, a
- * fault, a timeout), the exit loop first *adopts* it: the frame becomes a host frame, the remote
- * is occupied, and from there the call is exactly a host-path call (src/engine/frames.ts).
+ * The handler leaves the return address on the stack (the remote's `ret` faults fetching it: caller
+ * memory is no-execute in the merged root). When any exit happens while the handler's frame is
+ * live (a hostcall or syscall of the remote, a fault, a timeout, a return the handler does not
+ * take), the exit loop first *adopts* it (Cpu.adoptFastFrame): the frame becomes a host frame,
+ * the remote is occupied, the return trap replaces the return address, and from there the call
+ * is exactly a host-path call (src/engine/frames.ts).
  */
 import { IpreError } from "../errors.ts";
 import { RT } from "../guest/layout.ts";
@@ -27,39 +30,37 @@ if (off("fp_area") !== RT.FAST) throw new IpreError(`runtime.S places the fast-p
 /** u32 indices (window offset >> 2) of the fast-path area's words. */
 const FP = {
   rsp: off("fp_rsp") >> 2,
-  ret: off("fp_ret") >> 2,
   slot: off("fp_slot") >> 2,
-  returnTrap: off("fp_return_trap") >> 2,
   normalRoot: off("fp_normal_root") >> 2,
   fsbase: off("fp_fsbase") >> 2,
   userLo: off("fp_user_lo") >> 2,
   userHi: off("fp_user_hi") >> 2,
-  table: off("fp_table") >> 2,
+  callerBase: off("fp_caller_base") >> 2,
 } as const;
+/** The four arrays of u64 indexed by slot: entry address, merged root, FSBASE, window. */
 const ENTRIES = off("fp_entries");
-const ENTRY_SIZE = off("fp_entry_size");
-const SLOTS = (off("fp_entries_end") - ENTRIES) / ENTRY_SIZE;
-const SLOT_ROOT = off("fp_entry_root");
-const SLOT_FSBASE = off("fp_entry_fsbase");
-const SLOT_WINDOW = off("fp_entry_window");
+const ROOTS = off("fp_entry_roots");
+const FSBASES = off("fp_entry_fsbases");
+const WINDOWS = off("fp_entry_windows");
+const SLOTS = (ROOTS - ENTRIES) / 8;
 
 /**
  * u32 index of the low half of fp_rsp, which the exit loop checks after every KVM_RUN (exits.ts):
  * 0 no IPRE frame and entries listed, 1 nothing for the handler (the host has frames, or no entry
- * is listed: its #PF stub then exits after two instructions), anything else the RSP of the
- * handler's live frame (an entry RSP is user memory, at least 2 MiB above a 1 GiB boundary, so
- * its low half is never 0 or 1).
+ * is listed: its #PF stub then exits after three instructions), anything else the live frame's
+ * RSP after the remote's `ret`, entry RSP + 8 (an entry RSP is user memory, at least 2 MiB above a
+ * 1 GiB boundary, so its low half is never 0 or 1).
  */
 export const FAST_LIVE_AT = FP.rsp;
 /** fp_rsp when the handler has nothing to do: no RSP, so it neither enters nor returns. */
 const IDLE = 1;
 
 /**
- * The handler's hash of an entry address: bits 32-39 of address × 0xffffffff9e3779b1 (an `imul`
- * by the sign-extended imm32 0x9e3779b1), which every address bit below 40 moves.
+ * The handler's hash of an entry address: the top 8 bits of (its low 32 bits × 0x9e3779b1) mod
+ * 2^32 (`imul eax, r11d, 0x9e3779b1; shr eax, 24`), Fibonacci hashing of the offset in the window.
  */
 export function entrySlot(address: number): number {
-  return Number(((BigInt(address) * 0xffffffff9e3779b1n) >> 32n) & 0xffn);
+  return Math.imul(address >>> 0, 0x9e3779b1) >>> 24;
 }
 if (SLOTS !== 256) throw new IpreError(`runtime.S has ${SLOTS} fast-path entry slots; entrySlot() hashes to 256`);
 
@@ -77,8 +78,9 @@ export interface FastLink {
 
 /** The handler's frame, when the host takes it over. */
 export interface FastFrame {
+  /** The remote's window. */
   readonly window: number;
-  readonly returnAddress: number;
+  /** RSP at the entry: where the return address is (an 8-aligned address of the caller's user memory). */
   readonly rsp: number;
 }
 
@@ -87,7 +89,6 @@ export interface FastCaller {
   readonly base: number;
   readonly userStart: number;
   readonly memoryEnd: number;
-  readonly returnTrap: number;
 }
 
 /** The fast-path area of one Cpu (owned by it: owners.ts). */
@@ -100,11 +101,10 @@ export class FastTable {
   /** Clears the area (a fork's memory holds its parent's) and writes the caller's constants. */
   constructor(readonly mem: GuestMemory, caller: FastCaller, normalRoot: number) {
     mem.u8.fill(0, RT.FAST, RT.FAST + RT.FAST_SIZE);
-    mem.setU64At(FP.returnTrap, caller.returnTrap);
     mem.setU64At(FP.normalRoot, normalRoot);
     mem.setU64At(FP.userLo, caller.userStart);
     mem.setU64At(FP.userHi, caller.memoryEnd - 8);
-    mem.setU64At(FP.table, caller.base + ENTRIES);
+    mem.setU64At(FP.callerBase, caller.base);
     this.#idleOrReady();
   }
 
@@ -124,10 +124,14 @@ export class FastTable {
   /** The handler's live frame, for the host to adopt (which then sets its depth). */
   liveFrame(): FastFrame {
     const mem = this.mem;
-    const slot = (mem.getU64At(FP.slot) - mem.base - ENTRIES) / ENTRY_SIZE;
+    const slot = mem.getU64At(FP.slot);
     const window = this.#slots.get(slot)?.window;
     if (window === undefined) throw new IpreError(`the fast path's frame names entry slot ${slot}, which the host never filled`);
-    return { window, returnAddress: mem.getU64At(FP.ret), rsp: mem.getU64At(FP.rsp) };
+    return { window, rsp: mem.getU64At(FP.rsp) - 8 };
+  }
+  /** The host took over the live frame (or finished its return): no frame of the handler's any more. */
+  clearLive(): void {
+    this.#idleOrReady();
   }
   setNormalRoot(root: number): void {
     this.mem.setU64At(FP.normalRoot, root);
@@ -147,11 +151,10 @@ export class FastTable {
       const held = this.#slots.get(slot);
       if (held !== undefined && held.address !== address) continue;
       this.#slots.set(slot, { address, window: link.window });
-      const at = ENTRIES + slot * ENTRY_SIZE;
-      this.#write(at + SLOT_ROOT, link.mergedRoot);
-      this.#write(at + SLOT_FSBASE, fsBase);
-      this.#write(at + SLOT_WINDOW, link.window);
-      this.#write(at, address); // last: a slot is live once its address matches
+      this.#write(ROOTS + slot * 8, link.mergedRoot);
+      this.#write(FSBASES + slot * 8, fsBase);
+      this.#write(WINDOWS + slot * 8, link.window);
+      this.#write(ENTRIES + slot * 8, address); // last: a slot is live once its address matches
     }
     this.#idleOrReady();
   }
@@ -159,7 +162,7 @@ export class FastTable {
   withdraw(window: number): void {
     for (const [slot, held] of this.#slots) {
       if (held.window !== window) continue;
-      this.#write(ENTRIES + slot * ENTRY_SIZE, 0);
+      this.#write(ENTRIES + slot * 8, 0);
       this.#slots.delete(slot);
     }
     this.#idleOrReady();

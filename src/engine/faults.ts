@@ -10,7 +10,7 @@ import { PORT, RT, WINDOW_SIZE } from "../guest/layout.ts";
 import { runtimeBytes } from "../guest/runtime.ts";
 import type { Cpu } from "./owners.ts";
 import { VECTOR } from "../x86/descriptors.ts";
-import { FRAME_AT } from "./parked.ts";
+import { ENTRY, FRAME_AT } from "./parked.ts";
 
 const { PF, DF, GP } = VECTOR;
 
@@ -59,16 +59,19 @@ export function crash(cpu: Cpu, reason: number, when: string): IpreError {
   const vector = reason === EXIT.IO ? vcpu.ioPort - PORT.VECTOR_BASE : -1;
   if (vector >= 0 && vector <= 31) {
     // A stub reported an exception where none was expected: name it from the frame the CPU
-    // pushed on IST1 (the faulting instruction, its privilege level, the error code).
-    const rip = mem.getI64At(FRAME_AT.rip);
-    const cs = mem.u32[FRAME_AT.cs]! & 0xffff;
-    const errorCode = mem.getU64At(FRAME_AT.error);
-    const name = VECTOR_NAMES[vector] ?? `vector ${vector}`;
+    // pushed on IST1 (the faulting instruction, its privilege level, the error code), or, for a
+    // #PF of ring-0 code (no IST: runtime.S `stub_14`), below the stack it interrupted.
     const base = cpu.space.base;
+    const sp = vcpu.reg("rsp") - base;
+    const at = vector === PF && sp >= 0 && sp < ENTRY.frameSp && sp % 8 === 0 ? sp >> 2 : FRAME_AT.error;
+    const rip = mem.getI64At(at + 2);
+    const cs = (mem.u32[at + 4] ?? 0) & 0xffff;
+    const errorCode = mem.getU64At(at);
+    const name = VECTOR_NAMES[vector] ?? `vector ${vector}`;
     const where = rip >= base + RT.CODE && rip < base + RT.CODE + runtimeBytes().length ? " (in the ipre runtime)" : "";
     return new GuestCrash(
       `${cpu.name}: ${name} at rip=0x${rip.toString(16)}${where}, ring ${cs & 3}, error code 0x${errorCode.toString(16)}, ${when}; the machine reboots its vCPU on the next call`,
-      { vector, rip, errorCode, cr2: vector === PF ? vcpu.cr2() : 0, rsp: mem.getU64At(FRAME_AT.rsp) },
+      { vector, rip, errorCode, cr2: vector === PF ? vcpu.cr2() : 0, rsp: mem.getU64At(at + 8) },
     );
   }
   const detail = reason === EXIT.IO ? ` port=0x${vcpu.ioPort.toString(16)}` : "";

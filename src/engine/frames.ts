@@ -5,8 +5,8 @@
  * call ends with an error. The stack itself, a preallocated pool (a call or return allocates
  * nothing), is the Cpu's FrameStack (stack.ts). docs/ARCHITECTURE.md §3.
  */
-import { GuestFault, GuestMemoryError, MachineStateError, RemoteAccessError, RemoteFault, type FaultInfo } from "../errors.ts";
-import { USER_OFFSET } from "../guest/layout.ts";
+import { GuestFault, GuestMemoryError, IpreError, MachineStateError, RemoteAccessError, RemoteFault, type FaultInfo } from "../errors.ts";
+import { PORT, USER_OFFSET, WINDOW_SIZE } from "../guest/layout.ts";
 import type { Cpu, IpreFrame, RemoteLink, Space } from "./owners.ts";
 import { MAX_IPRE_DEPTH } from "./stack.ts";
 import { FRAME_AT, MB, resumeWithCr3, loadFsBase, setMailbox } from "./parked.ts";
@@ -129,6 +129,56 @@ export function returnFrom(cpu: Cpu, top: IpreFrame, rsp: number): boolean {
   cpu.mem.setU64At(FRAME_AT.rip, top.returnAddress);
   switchTo(cpu, cpu.stack.top());
   return true;
+}
+
+/** #PF error code bits: a ring-3 access (U/S), an instruction fetch (I/D). Intel SDM Vol. 3A §4.7. */
+const PF_USER_FETCH = 0x4 | 0x10;
+
+/**
+ * An exit came while the fast path's frame was live (runtime.S `fast_pf`, src/engine/fastpath.ts):
+ * the host takes the call over. `atOut`: the exit is a stub's or a gate's `out` (the call goes on
+ * after it), not a timeout or a crash (the call ends).
+ *
+ * The handler takes only a return whose fetch is a no-execute fault. Another fetch fault at the
+ * return address still on the stack, in the caller's window, with RSP = entry RSP + 8 (the exit trap of a vmcall made at
+ * the remote's address, an unmapped return address) is the remote's return too: the host finishes
+ * it (the normal root and the caller's FSBASE go in the mailbox, for whatever runs next) and the
+ * fetch is then the caller's, as on the host's path after its return trap. At that address with
+ * another RSP it is a forged return, which the host's path sees at its return trap: the frame's
+ * RIP becomes the return trap, so that it is reported the same. Anything else inside the call
+ * becomes a host-path call as if enterRemote had made it: the frame is pushed, the remote
+ * occupied, and the return trap replaces the return address. Only a stack the caller itself
+ * could not have written there (it entered with `jmp` and a crafted RSP) is refused, as
+ * enterRemote refuses it, though the remote ran: it must be reset.
+ */
+export function adoptFastFrame(cpu: Cpu, atOut: boolean): void {
+  const f = cpu.fast.liveFrame();
+  const link = cpu.links.get(f.window);
+  if (link === undefined) throw new IpreError(`${cpu.name}: the fast path entered window ${f.window}, which has no connection`);
+  const mem = cpu.mem;
+  const returnAddress = stackU64(cpu, f.rsp);
+  const space = cpu.space;
+  const rip = mem.getU64At(FRAME_AT.rip);
+  const fetch = atOut && cpu.vcpu.ioPort === PORT.VECTOR_BASE + VECTOR.PF && (mem.getU64At(FRAME_AT.error) & PF_USER_FETCH) === PF_USER_FETCH;
+  if (fetch && rip === returnAddress && Math.floor(rip / WINDOW_SIZE) === space.window) {
+    if (mem.getU64At(FRAME_AT.rsp) === f.rsp + 8) {
+      cpu.fast.clearLive();
+      setMailbox(mem, MB.cr3, cpu.normalRoot);
+      loadFsBase(mem, space.fsBase);
+      return;
+    }
+    mem.setU64At(FRAME_AT.rip, space.returnTrap);
+  }
+  link.remote.occupy(cpu);
+  cpu.stack.push("call", link, returnAddress, f.rsp);
+  if (!atOut) return; // the call ends here: nothing returns to the trap
+  try {
+    checkTrapSlot(cpu, f.rsp, undefined);
+  } catch (e) {
+    link.remote.requireReset(`a call from ${cpu.name} that entered with a stack it cannot write`);
+    throw e;
+  }
+  setTrap(cpu, f.rsp, space.returnTrap);
 }
 
 /** A callback: remote code called caller code (a fetch fault: caller code is no-execute while merged). */

@@ -8,7 +8,7 @@
  * call's deadline, and whether the vCPU must reboot. A Machine has both. Every state change is a
  * method of its owner; other files read. The two refer to each other, so they share this file.
  */
-import { IpreError, MachineStateError } from "../errors.ts";
+import { MachineStateError } from "../errors.ts";
 import type { Kvm } from "../kvm/system.ts";
 import type { Vm } from "../kvm/vm.ts";
 import type { Vcpu } from "../kvm/vcpu.ts";
@@ -331,18 +331,6 @@ export class Cpu {
   markRecovered(): void {
     this.stack.clear();
     this.#broken = undefined;
-  }
-
-  /**
-   * An exit came while the fast path's frame was live (fp_state `live`): the call becomes a
-   * host-path call, as if enterRemote had made it (src/engine/fastpath.ts).
-   */
-  adoptFastFrame(): void {
-    const f = this.fast.liveFrame();
-    const link = this.#links.get(f.window);
-    if (link === undefined) throw new IpreError(`${this.name}: the fast path entered window ${f.window}, which has no connection`);
-    this.stack.push("call", link, f.returnAddress, f.rsp);
-    link.remote.occupy(this);
   }
 
   /** Root loaded when no remote call is active (the plain root, or one with loans). */

@@ -61,14 +61,16 @@ function abortOf(fn: () => unknown, remote: Machine): Abort {
  * Flat remote code (window 2) for forged returns: `ok` returns 7; `forge_rsp` returns to its
  * return address with RSP 8 lower than a `ret` leaves it (pop rax; push 0; push rax; ret);
  * `forge_trap` jumps to the caller's return trap (whose address it is given in RDI) with the
- * RSP of a real return (add rsp, 8; jmp rdi).
+ * RSP of a real return (add rsp, 8; jmp rdi); `ret_data` returns into the address in RDI (mov
+ * [rsp], rdi; ret), given its own no-execute memory: a fault of the remote, not a return.
  */
 const FLAT = new Uint8Array([
   0xb8, 0x07, 0x00, 0x00, 0x00, 0xc3, // ok: mov eax, 7; ret
   0x58, 0x6a, 0x00, 0x50, 0xc3, // forge_rsp: pop rax; push 0; push rax; ret
   0x48, 0x83, 0xc4, 0x08, 0xff, 0xe7, // forge_trap: add rsp, 8; jmp rdi
+  0x48, 0x89, 0x3c, 0x24, 0xc3, // ret_data: mov [rsp], rdi; ret
 ]);
-const FLAT_SYMBOLS = { ok: 0, forge_rsp: 6, forge_trap: 11 };
+const FLAT_SYMBOLS = { ok: 0, forge_rsp: 6, forge_trap: 11, ret_data: 17 };
 
 export function directReport(seed: number) {
   const r = rng(seed);
@@ -191,7 +193,14 @@ export function directReport(seed: number) {
     const flat = Machine.create({ window: 2, name: "flat" });
     flat.loadFlat(FLAT, { symbols: FLAT_SYMBOLS, exports: Object.keys(FLAT_SYMBOLS) });
     const flatConn = connect(caller, flat);
+    const noExec = flat.symbol("ok") + 0x1000; // the page after the code: read-write, no-execute
+    const retData = () => {
+      const o = outcome(() => caller.call(flat.symbol("ret_data"), noExec));
+      flat.reset();
+      return { outcome: o, after: outcome(() => caller.call(flat.symbol("ok"))) };
+    };
     const forged = {
+      retData: retData(),
       ok: counted(caller, () => flatConn.call("ok")),
       okGuest: outcome(() => caller.call(flat.symbol("ok"))),
       rsp: counted(caller, () => flatConn.call("forge_rsp")),
@@ -200,10 +209,23 @@ export function directReport(seed: number) {
       busyAfter: busyWith(flat) ?? null,
       after: outcome(() => flatConn.call("ok")),
       afterGuest: outcome(() => caller.call("serve", keys[4]!)),
+      rspGuestHostPath: (() => {
+        flatConn.disconnect();
+        const onTrapPath = connect(caller, flat, { path: "trap" });
+        try {
+          return {
+            outcome: outcome(() => caller.call(flat.symbol("forge_rsp"))),
+            retData: retData(),
+            ok: outcome(() => caller.call(flat.symbol("ok"))),
+          };
+        } finally {
+          onTrapPath.disconnect();
+        }
+      })(),
       exitTrap: caller.exitTrap,
       returnTrap: caller.returnTrap,
+      noExec,
     };
-    flatConn.disconnect();
     flat.close();
 
     // ---- a timeout inside the remote: caller and remote must be reset, as after a guest-made one ----
