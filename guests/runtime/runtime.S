@@ -41,18 +41,18 @@
 /*
  * The IPRE fast path's area (docs/ARCHITECTURE.md §3, "the fast path"): RT.FAST of the window,
  * outside the runtime image, supervisor-only, written by the host (src/engine/fastpath.ts) while
- * the vCPU is parked, except the frame (fp_rsp, fp_slot) and the scratch words, which the #PF
- * handler below writes. Offsets are exported as absolute symbols (window offsets).
+ * the vCPU is parked, except the frame (fp_rsp) and the scratch words, which the #PF handler
+ * below writes. Offsets are exported as absolute symbols (window offsets).
  */
 #define FAST 0x30000                  /* RT.FAST (src/guest/layout.ts) */
-	.globl fp_area, fp_rsp, fp_slot, fp_normal_root, fp_fsbase, fp_caller_base
+	.globl fp_area, fp_rsp, fp_normal_root, fp_fsbase, fp_caller_base
 	.globl fp_user_lo, fp_user_hi, fp_save_rax, fp_save_r11, fp_entries
 	.globl fp_entry_roots, fp_entry_fsbases, fp_entry_windows, fp_entries_end
 	.set fp_area, FAST
-	.set fp_rsp, FAST + 0x00          /* the frame: the RSP the remote's `ret` leaves (entry RSP + 8); */
-	                                  /* 0: no frame, entries listed; 1: the host has frames or */
-	                                  /* lists no entry (the handler does nothing) */
-	.set fp_slot, FAST + 0x08         /* and the entry slot that was taken */
+	.set fp_rsp, FAST + 0x00          /* the frame: the RSP the remote's `ret` leaves (entry RSP + 8; */
+	                                  /* the merged root in CR3 names the remote); 0: no frame, */
+	                                  /* entries listed; 1: the host has frames or lists no entry */
+	                                  /* (the handler does nothing) */
 	.set fp_normal_root, FAST + 0x20  /* the root outside calls */
 	.set fp_fsbase, FAST + 0x28       /* FSBASE of this window's code */
 	.set fp_user_lo, FAST + 0x30      /* a valid entry RSP is in [lo, hi]: this window's user memory */
@@ -269,15 +269,16 @@ apply_pt_writes:
  * the entry table (the host lists there exactly the allowed entries of connected remotes that
  * are free: not busy, not to be reset, not closed), no IPRE frame exists on this vCPU and the
  * user RSP is 8-aligned caller user memory (the host's rules for an entry), the handler records
- * the frame (the RSP the remote's `ret` will leave, and the slot), loads the merged root and the
- * remote's FSBASE and returns to the entry. The return address stays where it is: caller memory
+ * the frame (the RSP the remote's `ret` will leave; the merged root names the remote), loads
+ * that root and the remote's FSBASE and returns to the entry. The return address stays where it is: caller memory
  * is no-execute in the merged root, so the remote's `ret` faults fetching it (error code 0x15).
  * Return: that fault, inside the caller's window, with RSP = the frame's: load the normal root and
  * the caller's FSBASE and resume there. Ring 0 never touches the guest's stack. Everything else
  * (and any exit while a frame is live, when the host adopts the frame: src/engine/fastpath.ts)
  * goes through the host, as before. R11 is a scratch register of the SysV ABI at a function's
  * entry and return and is clobbered there, as by the host's path (`resume_cr3`); every other
- * register keeps its value. Ring-0 instructions are emulated one by one on PVM: few, no loop.
+ * register keeps its value. Ring-0 instructions are emulated one by one on PVM: few, no loop,
+ * and few memory writes, which cost most there (~1.2 us each).
  * Frame on entry: [rsp] error, +8 rip, +16 cs, +24 rflags, +32 user rsp, +40 ss.
  */
 fast_pf:                              /* fp_rsp = 0 */
@@ -296,8 +297,7 @@ fast_pf:                              /* fp_rsp = 0 */
 	cmp r11, FP(fp_user_hi)
 	ja fast_exit
 	add r11, 8
-	mov FP(fp_slot), rax              /* the slot first: the host reads it once fp_rsp is live */
-	mov FP(fp_rsp), r11               /* the frame is live */
+	mov FP(fp_rsp), r11               /* the frame is live (before CR3: see liveLink, frames.ts) */
 	mov r11, SLOT(fp_entry_roots)     /* the merged root (flushes the TLB) */
 	mov cr3, r11
 	mov r11, SLOT(fp_entry_fsbases)   /* the remote's TLS */
@@ -308,21 +308,24 @@ fast_pf:                              /* fp_rsp = 0 */
 
 fast_exit:
 	mov rax, FP(fp_save_rax)
-fast_exit_r11:
 	mov r11, FP(fp_save_r11)
+	jmp pf_exit
+fast_return_exit_window:             /* R11 again the frame's RSP, which the `cmp` found equal, */
+	mov r11, [rsp + 32]
+fast_return_exit:                     /* swapped back with the guest's R11 */
+	xchg r11, FP(fp_rsp)
 	jmp pf_exit
 
 fast_return:                          /* fp_rsp > 1: the handler's frame is live */
 	cmp qword ptr [rsp], PF_USER_FETCH_NX
 	jne pf_exit
-	mov FP(fp_save_r11), r11          /* (kept for a syscall's fetch of LSTAR on PVM, §4) */
-	mov r11, FP(fp_rsp)               /* RSP where the entry left its return address, + 8, */
-	cmp r11, [rsp + 32]
-	jne fast_exit_r11
+	xchg r11, FP(fp_rsp)              /* R11 := the frame's RSP, which holds R11 meanwhile (a */
+	cmp r11, [rsp + 32]               /* remote's syscall fetches LSTAR with 0x15 on PVM, §4, and */
+	jne fast_return_exit              /* the host needs its R11): RSP where the entry left it + 8, */
 	mov r11, [rsp + 8]                /* and a fetch in the caller's own window (1 GiB) */
 	xor r11, FP(fp_caller_base)
 	shr r11, 30
-	jnz fast_exit_r11
+	jnz fast_return_exit_window
 	mov qword ptr FP(fp_rsp), 0
 	mov r11, FP(fp_normal_root)       /* unmerged (flushes the remote's translations), */
 	mov cr3, r11

@@ -30,7 +30,6 @@ if (off("fp_area") !== RT.FAST) throw new IpreError(`runtime.S places the fast-p
 /** u32 indices (window offset >> 2) of the fast-path area's words. */
 const FP = {
   rsp: off("fp_rsp") >> 2,
-  slot: off("fp_slot") >> 2,
   normalRoot: off("fp_normal_root") >> 2,
   fsbase: off("fp_fsbase") >> 2,
   userLo: off("fp_user_lo") >> 2,
@@ -121,12 +120,21 @@ export class FastTable {
   #idleOrReady(): void {
     this.mem.setU64At(FP.rsp, this.#hostDepth > 0 || this.#slots.size === 0 ? IDLE : 0);
   }
-  /** The handler's live frame, for the host to adopt (which then sets its depth). */
-  liveFrame(): FastFrame {
+  /**
+   * The handler's live frame, for the host to adopt (which then sets its depth). The handler
+   * stores no slot (a memory write costs most on PVM): the merged root in CR3 names the remote,
+   * or, when the vCPU stopped inside the handler before loading it, the entry in the frame's
+   * RIP does.
+   */
+  liveFrame(cr3: number, rip: number): FastFrame {
     const mem = this.mem;
-    const slot = mem.getU64At(FP.slot);
-    const window = this.#slots.get(slot)?.window;
-    if (window === undefined) throw new IpreError(`the fast path's frame names entry slot ${slot}, which the host never filled`);
+    let window: number | undefined;
+    for (const [slot, held] of this.#slots) if (mem.getU64At((ROOTS + slot * 8) >> 2) === cr3) window = held.window;
+    if (window === undefined) {
+      const held = this.#slots.get(entrySlot(rip));
+      if (held?.address === rip) window = held.window;
+    }
+    if (window === undefined) throw new IpreError(`the fast path's frame is live, but CR3 0x${cr3.toString(16)} is no listed remote's merged root and RIP 0x${rip.toString(16)} no listed entry`);
     return { window, rsp: mem.getU64At(FP.rsp) - 8 };
   }
   /** The host took over the live frame (or finished its return): no frame of the handler's any more. */

@@ -137,7 +137,8 @@ const PF_USER_FETCH = 0x4 | 0x10;
 /**
  * An exit came while the fast path's frame was live (runtime.S `fast_pf`, src/engine/fastpath.ts):
  * the host takes the call over. `atOut`: the exit is a stub's or a gate's `out` (the call goes on
- * after it), not a timeout or a crash (the call ends).
+ * after it), not a timeout or a crash (the call ends, and only which remote ran matters). The
+ * merged root in CR3 (KVM_GET_SREGS: one ioctl per adopted call) names the remote.
  *
  * The handler takes only a return whose fetch is a no-execute fault. Another fetch fault at the
  * return address still on the stack, in the caller's window, with RSP = entry RSP + 8 (the exit trap of a vmcall made at
@@ -152,14 +153,21 @@ const PF_USER_FETCH = 0x4 | 0x10;
  * enterRemote refuses it, though the remote ran: it must be reset.
  */
 export function adoptFastFrame(cpu: Cpu, atOut: boolean): void {
-  const f = cpu.fast.liveFrame();
+  const mem = cpu.mem;
+  const rip = mem.getU64At(FRAME_AT.rip);
+  const f = cpu.fast.liveFrame(cpu.vcpu.cr3(), rip);
   const link = cpu.links.get(f.window);
   if (link === undefined) throw new IpreError(`${cpu.name}: the fast path entered window ${f.window}, which has no connection`);
-  const mem = cpu.mem;
+  if (!atOut) {
+    // The call ends here (a timeout, a crash), maybe with the vCPU inside the handler: the frame
+    // only says which remote was running; nothing returns to it.
+    link.remote.occupy(cpu);
+    cpu.stack.push("call", link, 0, f.rsp);
+    return;
+  }
   const returnAddress = stackU64(cpu, f.rsp);
   const space = cpu.space;
-  const rip = mem.getU64At(FRAME_AT.rip);
-  const fetch = atOut && cpu.vcpu.ioPort === PORT.VECTOR_BASE + VECTOR.PF && (mem.getU64At(FRAME_AT.error) & PF_USER_FETCH) === PF_USER_FETCH;
+  const fetch = cpu.vcpu.ioPort === PORT.VECTOR_BASE + VECTOR.PF && (mem.getU64At(FRAME_AT.error) & PF_USER_FETCH) === PF_USER_FETCH;
   if (fetch && rip === returnAddress && Math.floor(rip / WINDOW_SIZE) === space.window) {
     if (mem.getU64At(FRAME_AT.rsp) === f.rsp + 8) {
       cpu.fast.clearLive();
@@ -171,7 +179,6 @@ export function adoptFastFrame(cpu: Cpu, atOut: boolean): void {
   }
   link.remote.occupy(cpu);
   cpu.stack.push("call", link, returnAddress, f.rsp);
-  if (!atOut) return; // the call ends here: nothing returns to the trap
   try {
     checkTrapSlot(cpu, f.rsp, undefined);
   } catch (e) {

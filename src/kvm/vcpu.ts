@@ -113,6 +113,13 @@ export class Vcpu {
     return s.getUint32(SREGS.cr2, true) + s.getInt32(SREGS.cr2 + 4, true) * TWO32;
   }
 
+  /** CR3 (the page-table root the vCPU runs on) through KVM_GET_SREGS, without decoding the rest. */
+  cr3(): number {
+    kvmIoctl(this.fd, "GET_SREGS", this.#sregs.address);
+    const s = this.#sregs.view;
+    return s.getUint32(SREGS.cr3, true) + s.getUint32(SREGS.cr3 + 4, true) * TWO32;
+  }
+
   /** KVM_SET_SREGS with `value` (typically getSregs() with fields changed). */
   setSregs(value: KvmSregs): void {
     encodeSregs(this.#sregs.view, value);
