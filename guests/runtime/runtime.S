@@ -35,6 +35,7 @@
 #define PORT_VECTOR_BASE 0xe0
 #define FRAME_SIZE 48                 /* the parked frame: [error, rip, cs, rflags, rsp, ss] */
 #define MAILBOX_PT_WRITES 240         /* the host derives it: (mb_pt_writes_end - mb_pt_writes) / 16 */
+#define PF_USER_FETCH_NP 0x14         /* #PF error code: ring-3 instruction fetch, page not present */
 #define PF_USER_FETCH_NX 0x15         /* #PF error code: ring-3 fetch of a present page it may not run */
 #define HASH_MUL -1640531535          /* 0x9e3779b1 as imm32: multiplicative hash of an entry address */
 
@@ -46,7 +47,7 @@
  */
 #define FAST 0x30000                  /* RT.FAST (src/guest/layout.ts) */
 	.globl fp_area, fp_rsp, fp_normal_root, fp_fsbase, fp_caller_base
-	.globl fp_user_lo, fp_user_hi, fp_save_rax, fp_save_r11, fp_entries
+	.globl fp_user_lo, fp_user_span, fp_user_lo8, fp_save_rax, fp_save_r11, fp_entries
 	.globl fp_entry_roots, fp_entry_fsbases, fp_entry_windows, fp_entries_end
 	.set fp_area, FAST
 	.set fp_rsp, FAST + 0x00          /* the frame: the RSP the remote's `ret` leaves (entry RSP + 8; */
@@ -55,8 +56,9 @@
 	                                  /* (the handler does nothing) */
 	.set fp_normal_root, FAST + 0x20  /* the root outside calls */
 	.set fp_fsbase, FAST + 0x28       /* FSBASE of this window's code */
-	.set fp_user_lo, FAST + 0x30      /* a valid entry RSP is in [lo, hi]: this window's user memory */
-	.set fp_user_hi, FAST + 0x38
+	.set fp_user_lo, FAST + 0x30      /* a valid entry RSP is in [lo, lo + span], 8-aligned: this */
+	.set fp_user_span, FAST + 0x38    /* window's user memory (lo is 8-aligned) */
+	.set fp_user_lo8, FAST + 0x48     /* lo + 8 */
 	.set fp_caller_base, FAST + 0x40  /* this window's base (1 GiB aligned) */
 	.set fp_save_rax, FAST + 0x58     /* scratch: guest RAX and R11 while the handler runs */
 	.set fp_save_r11, FAST + 0x60
@@ -282,6 +284,8 @@ apply_pt_writes:
  * Frame on entry: [rsp] error, +8 rip, +16 cs, +24 rflags, +32 user rsp, +40 ss.
  */
 fast_pf:                              /* fp_rsp = 0 */
+	cmp qword ptr [rsp], PF_USER_FETCH_NP   /* only a fetch of a page that is not mapped: the PVM */
+	jne pf_exit                       /* route of a syscall (0x15 at LSTAR) exits without the saves */
 	mov FP(fp_save_r11), r11
 	mov r11, [rsp + 8]                /* the fetched address */
 	mov FP(fp_save_rax), rax
@@ -289,14 +293,13 @@ fast_pf:                              /* fp_rsp = 0 */
 	shr eax, 24
 	cmp r11, SLOT(fp_entries)         /* an allowed entry of a free remote? */
 	jne fast_exit
-	mov r11, [rsp + 32]               /* user RSP: 8-aligned, in caller user memory */
+	mov r11, [rsp + 32]               /* user RSP: in caller user memory (one unsigned */
+	sub r11, FP(fp_user_lo)           /* comparison of RSP - lo), 8-aligned */
 	test r11b, 7
 	jnz fast_exit
-	cmp r11, FP(fp_user_lo)
-	jb fast_exit
-	cmp r11, FP(fp_user_hi)
+	cmp r11, FP(fp_user_span)
 	ja fast_exit
-	add r11, 8
+	add r11, FP(fp_user_lo8)          /* RSP + 8 */
 	mov FP(fp_rsp), r11               /* the frame is live (before CR3: see liveLink, frames.ts) */
 	mov r11, SLOT(fp_entry_roots)     /* the merged root (flushes the TLB) */
 	mov cr3, r11

@@ -33,7 +33,8 @@ const FP = {
   normalRoot: off("fp_normal_root") >> 2,
   fsbase: off("fp_fsbase") >> 2,
   userLo: off("fp_user_lo") >> 2,
-  userHi: off("fp_user_hi") >> 2,
+  userSpan: off("fp_user_span") >> 2,
+  userLo8: off("fp_user_lo8") >> 2,
   callerBase: off("fp_caller_base") >> 2,
 } as const;
 /** The four arrays of u64 indexed by slot: entry address, merged root, FSBASE, window. */
@@ -101,8 +102,12 @@ export class FastTable {
   constructor(readonly mem: GuestMemory, caller: FastCaller, normalRoot: number) {
     mem.u8.fill(0, RT.FAST, RT.FAST + RT.FAST_SIZE);
     mem.setU64At(FP.normalRoot, normalRoot);
+    // An entry RSP is 8-aligned caller user memory with room for the return address: the
+    // handler checks RSP - userStart <= span unsigned, so userStart must be 8-aligned.
+    if (caller.userStart % 8 !== 0) throw new IpreError(`the fast path needs 8-aligned user memory, not 0x${caller.userStart.toString(16)}`);
     mem.setU64At(FP.userLo, caller.userStart);
-    mem.setU64At(FP.userHi, caller.memoryEnd - 8);
+    mem.setU64At(FP.userSpan, caller.memoryEnd - 8 - caller.userStart);
+    mem.setU64At(FP.userLo8, caller.userStart + 8);
     mem.setU64At(FP.callerBase, caller.base);
     this.#idleOrReady();
   }
