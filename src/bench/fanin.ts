@@ -364,7 +364,7 @@ export async function faninCommand(flags: Flags): Promise<number> {
   });
   if (ratios.length) lines.push(`ipre_direct / ipre ops/s (same run): ${ratios.join(", ")}`);
   for (const s of skipped) lines.push(`${s.system}: ${s.reason}`);
-  lines.push("ipre: a vmcall at the remote's function, entered through the caller VM (IPRE entry and return trap in the guest on the fast path, then the exit trap); ipre_direct: Connection.call from JS (the exit trap only)");
+  lines.push("ipre: a vmcall at the remote's function, entered through the caller VM (the IPRE entry in the guest on the fast path; the remote's return to the exit trap is the one exit); ipre_direct: Connection.call from JS (the exit trap only)");
   lines.push(`clients: ${workerApi()} threads; atomics_server: one more thread (Atomics.wait/notify); unix_socket: a ${machine.runtime} server process; ${cores} cores`);
   lines.push("every reply was checked against the worker's model, and the store's final contents against all the models");
   const text = lines.join("\n") + "\n";
