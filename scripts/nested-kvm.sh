@@ -235,8 +235,13 @@ hold "$repo"/node_modules/@koromix/*/*/*.node
     printf 'grep -q ready %q || echo "nested-kvm: the keeper VM did not start: $(cat %q)" >&2\n' "$run/keeper.out" "$run/keeper.out"
   fi
   printf 'cd %q || exit 125\n' "$PWD"
-  # Through a pipe, so the command sees no terminal (the guest's console is a serial line).
-  echo "{ $(printf '%q ' "$@"); echo \$? > $(printf %q "$run/status"); } 2>&1 | cat"
+  # Through a pipe, so the command sees no terminal (the guest's console is a serial line). The
+  # guest's shell is a POSIX sh: each word in single quotes, not bash's printf %q, whose $'...'
+  # for a word with a newline sh reads as `$` and a literal string (a multi-line `sh -c` script
+  # then ran as the command "$n" and ended 0: *found* 2026-12-06, CI's nested bench smoke).
+  quoted=""
+  for nested_word in "$@"; do quoted+="'${nested_word//\'/\'\\\'\'}' "; done
+  echo "{ $quoted; echo \$? > $(printf %q "$run/status"); } 2>&1 | cat"
   echo '[ -n "${keeper:-}" ] && kill $keeper 2>/dev/null'
   echo 'kill $heartbeat $holders 2>/dev/null'
   echo 'exit 0' 
