@@ -141,10 +141,11 @@ const PF_USER_FETCH = 0x4 | 0x10;
  * merged root in CR3 (KVM_GET_SREGS: one ioctl per adopted call) names the remote.
  *
  * The handler takes only a return whose fetch is a no-execute fault. Another fetch fault at the
- * return address still on the stack, in the caller's window, with RSP = entry RSP + 8 (the exit trap of a vmcall made at
- * the remote's address, an unmapped return address) is the remote's return too: the host finishes
- * it (the normal root and the caller's FSBASE go in the mailbox, for whatever runs next) and the
- * fetch is then the caller's, as on the host's path after its return trap. At that address with
+ * return address still on the stack, in the caller's window, with RSP = entry RSP + 8 (the exit
+ * trap of a vmcall made at the remote's address, an unmapped return address) is the remote's
+ * return too: the host finishes it (the normal root and the caller's FSBASE go in the mailbox,
+ * for whatever runs next) and the fetch is then the caller's, as on the host's path after its
+ * return trap. At that address with
  * another RSP it is a forged return, which the host's path sees at its return trap: the frame's
  * RIP becomes the return trap, so that it is reported the same. Anything else inside the call
  * becomes a host-path call as if enterRemote had made it: the frame is pushed, the remote
