@@ -15,7 +15,7 @@
  * The handler leaves the return address on the stack (the remote's `ret` faults fetching it: caller
  * memory is no-execute in the merged root). When any exit happens while the handler's frame is
  * live (a hostcall or syscall of the remote, a fault, a timeout, a return the handler does not
- * take), the exit loop first *adopts* it (Cpu.adoptFastFrame): the frame becomes a host frame,
+ * take), the exit loop first *adopts* it (frames.ts adoptFastFrame): the frame becomes a host frame,
  * the remote is occupied, the return trap replaces the return address, and from there the call
  * is exactly a host-path call (src/engine/frames.ts).
  */
@@ -76,14 +76,6 @@ export interface FastLink {
   readonly allow: ReadonlySet<number>;
 }
 
-/** The handler's frame, when the host takes it over. */
-export interface FastFrame {
-  /** The remote's window. */
-  readonly window: number;
-  /** RSP at the entry: where the return address is (an 8-aligned address of the caller's user memory). */
-  readonly rsp: number;
-}
-
 /** Where the caller's own window puts things the handler checks. */
 export interface FastCaller {
   readonly base: number;
@@ -126,21 +118,17 @@ export class FastTable {
     this.mem.setU64At(FP.rsp, this.#hostDepth > 0 || this.#slots.size === 0 ? IDLE : 0);
   }
   /**
-   * The handler's live frame, for the host to adopt (which then sets its depth). The handler
-   * stores no slot (a memory write costs most on PVM): the merged root in CR3 names the remote,
-   * or, when the vCPU stopped inside the handler before loading it, the entry in the frame's
-   * RIP does.
+   * RSP at the entry of the handler's live frame (where the return address is), for the host to
+   * adopt it (which then sets its depth). The handler stores no slot (a memory write costs most
+   * on PVM): the merged root in CR3 names the remote (frames.ts adoptFastFrame), or listedWindow.
    */
-  liveFrame(cr3: number, rip: number): FastFrame {
-    const mem = this.mem;
-    let window: number | undefined;
-    for (const [slot, held] of this.#slots) if (mem.getU64At((ROOTS + slot * 8) >> 2) === cr3) window = held.window;
-    if (window === undefined) {
-      const held = this.#slots.get(entrySlot(rip));
-      if (held?.address === rip) window = held.window;
-    }
-    if (window === undefined) throw new IpreError(`the fast path's frame is live, but CR3 0x${cr3.toString(16)} is no listed remote's merged root and RIP 0x${rip.toString(16)} no listed entry`);
-    return { window, rsp: mem.getU64At(FP.rsp) - 8 };
+  liveRsp(): number {
+    return this.mem.getU64At(FP.rsp) - 8;
+  }
+  /** The window of the remote whose allowed entry `address` is listed, if it is. */
+  listedWindow(address: number): number | undefined {
+    const held = this.#slots.get(entrySlot(address));
+    return held?.address === address ? held.window : undefined;
   }
   /** The host took over the live frame (or finished its return): no frame of the handler's any more. */
   clearLive(): void {
@@ -182,7 +170,7 @@ export class FastTable {
   }
   /** Whether `address` is listed (tests, doctor). */
   listed(address: number): boolean {
-    return this.#slots.get(entrySlot(address))?.address === address;
+    return this.listedWindow(address) !== undefined;
   }
 
   #write(offset: number, value: number): void {

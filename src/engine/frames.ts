@@ -156,21 +156,20 @@ const PF_USER_FETCH = 0x4 | 0x10;
 export function adoptFastFrame(cpu: Cpu, atOut: boolean): void {
   const mem = cpu.mem;
   const rip = mem.getU64At(FRAME_AT.rip);
-  const f = cpu.fast.liveFrame(cpu.vcpu.cr3(), rip);
-  const link = cpu.links.get(f.window);
-  if (link === undefined) throw new IpreError(`${cpu.name}: the fast path entered window ${f.window}, which has no connection`);
+  const link = liveLink(cpu, rip);
+  const rsp = cpu.fast.liveRsp(); // where the entry left the return address
   if (!atOut) {
     // The call ends here (a timeout, a crash), maybe with the vCPU inside the handler: the frame
     // only says which remote was running; nothing returns to it.
     link.remote.occupy(cpu);
-    cpu.stack.push("call", link, 0, f.rsp);
+    cpu.stack.push("call", link, 0, rsp);
     return;
   }
-  const returnAddress = stackU64(cpu, f.rsp);
+  const returnAddress = stackU64(cpu, rsp);
   const space = cpu.space;
   const fetch = cpu.vcpu.ioPort === PORT.VECTOR_BASE + VECTOR.PF && (mem.getU64At(FRAME_AT.error) & PF_USER_FETCH) === PF_USER_FETCH;
   if (fetch && rip === returnAddress && Math.floor(rip / WINDOW_SIZE) === space.window) {
-    if (mem.getU64At(FRAME_AT.rsp) === f.rsp + 8) {
+    if (mem.getU64At(FRAME_AT.rsp) === rsp + 8) {
       cpu.fast.clearLive();
       setMailbox(mem, MB.cr3, cpu.normalRoot);
       loadFsBase(mem, space.fsBase);
@@ -179,14 +178,27 @@ export function adoptFastFrame(cpu: Cpu, atOut: boolean): void {
     mem.setU64At(FRAME_AT.rip, space.returnTrap);
   }
   link.remote.occupy(cpu);
-  cpu.stack.push("call", link, returnAddress, f.rsp);
+  cpu.stack.push("call", link, returnAddress, rsp);
   try {
-    checkTrapSlot(cpu, f.rsp, undefined);
+    checkTrapSlot(cpu, rsp, undefined);
   } catch (e) {
     link.remote.requireReset(`a call from ${cpu.name} that entered with a stack it cannot write`);
     throw e;
   }
-  setTrap(cpu, f.rsp, space.returnTrap);
+  setTrap(cpu, rsp, space.returnTrap);
+}
+
+/**
+ * The connection of the fast path's live frame: the one whose merged root is in CR3, or, when the
+ * vCPU stopped inside the handler before loading it, the one whose entry is still in the frame.
+ */
+function liveLink(cpu: Cpu, rip: number): RemoteLink {
+  const cr3 = cpu.vcpu.cr3();
+  for (const link of cpu.links.values()) if (link.mergedRoot === cr3) return link;
+  const window = cpu.fast.listedWindow(rip);
+  const link = window === undefined ? undefined : cpu.links.get(window);
+  if (link === undefined) throw new IpreError(`${cpu.name}: the fast path's frame is live, but CR3 0x${cr3.toString(16)} is no connection's merged root and RIP 0x${rip.toString(16)} no listed entry`);
+  return link;
 }
 
 /** A callback: remote code called caller code (a fetch fault: caller code is no-execute while merged). */

@@ -108,16 +108,17 @@ export class Vcpu {
   }
   /** CR2 (the last page-fault address) through KVM_GET_SREGS, as a signed number (upper half < 0). */
   cr2(): number {
-    kvmIoctl(this.fd, "GET_SREGS", this.#sregs.address);
-    const s = this.#sregs.view;
-    return s.getUint32(SREGS.cr2, true) + s.getInt32(SREGS.cr2 + 4, true) * TWO32;
+    return this.#sregsU64(SREGS.cr2, true);
   }
-
   /** CR3 (the page-table root the vCPU runs on) through KVM_GET_SREGS, without decoding the rest. */
   cr3(): number {
+    return this.#sregsU64(SREGS.cr3, false);
+  }
+  /** One u64 field of KVM_GET_SREGS (`signed`: its upper half as a signed int32). */
+  #sregsU64(offset: number, signed: boolean): number {
     kvmIoctl(this.fd, "GET_SREGS", this.#sregs.address);
     const s = this.#sregs.view;
-    return s.getUint32(SREGS.cr3, true) + s.getUint32(SREGS.cr3 + 4, true) * TWO32;
+    return s.getUint32(offset, true) + (signed ? s.getInt32(offset + 4, true) : s.getUint32(offset + 4, true)) * TWO32;
   }
 
   /** KVM_SET_SREGS with `value` (typically getSregs() with fields changed). */
